@@ -1,0 +1,1 @@
+"""The gscodec command line (click): parse arguments, call the library, print."""

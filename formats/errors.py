@@ -1,0 +1,28 @@
+"""Errors raised on bad input.
+
+Every problem with a file a user hands us (a PLY, a .gsz) is reported as a subclass of
+:class:`GscodecError` with a one-line message that names the problem. The CLI turns these into
+exit code 1 and that one line on stderr; library callers can catch the class they care about.
+"""
+
+from __future__ import annotations
+
+
+class GscodecError(Exception):
+    """Base class of every error gscodec reports about its inputs or outputs."""
+
+
+class PlyError(GscodecError):
+    """The input is not a readable 3DGS PLY (not a PLY, truncated, missing or bad properties)."""
+
+
+class ContainerError(GscodecError):
+    """The input is not a valid .gsz file (bad magic, version, table, length or checksum)."""
+
+
+class LimitError(ContainerError):
+    """A .gsz file declares sizes or counts beyond the decoder's configured limits."""
+
+
+class OutputExistsError(GscodecError):
+    """The output path exists and overwriting was not asked for."""

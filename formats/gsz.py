@@ -1,0 +1,219 @@
+"""The .gsz container, version 1: a header, a table of typed streams, then the streams.
+
+The byte-level specification is ``GSZ.md`` beside this file; this module implements it. The
+container knows nothing about Gaussians: it stores streams (kind, codec, flags, payload) and
+verifies lengths and checksums. Nothing is allocated from a declared size before that size has
+been checked against the file length and the limits.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import zstandard
+
+from .errors import ContainerError, LimitError
+
+MAGIC = b"\x89GSZ\r\n\x1a\n"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+HEADER_SIZE = 32
+ENTRY_SIZE = 32
+FLAG_REQUIRED = 0x0001
+KNOWN_STREAM_FLAGS = FLAG_REQUIRED
+REQUIRED_FILE_FLAGS_MASK = 0xFFFF0000  # unknown bits here must be refused; low bits are hints
+KNOWN_FILE_FLAGS = 0
+ZSTD_UNKNOWN_SIZE = (1 << 64) - 1
+
+_HEADER = struct.Struct("<8sHHIIQI")
+_ENTRY = struct.Struct("<4sHHQQII")
+
+META_KIND = "META"
+CODEC_ZSTD_JSON = 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Decoder limits, checked before anything is allocated."""
+
+    max_streams: int = 256
+    max_meta_bytes: int = 16 << 20
+    max_gaussians: int = 1 << 28
+    max_file_bytes: int = 1 << 40
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass
+class Stream:
+    """One stream: a 4-character ASCII kind, a codec id, whether a decoder must understand it,
+    and its payload bytes."""
+
+    kind: str
+    codec: int
+    required: bool
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.kind) != 4 or not self.kind.isascii() or not self.kind.isprintable():
+            raise ValueError(f"stream kind must be 4 printable ASCII characters: {self.kind!r}")
+        if not 0 <= self.codec <= 0xFFFF:
+            raise ValueError("codec id must fit in 16 bits")
+
+
+@dataclass
+class Container:
+    """A parsed .gsz file: version, file flags, streams in table order, and the byte layout."""
+
+    version: tuple[int, int]
+    flags: int
+    streams: list[Stream]
+    offsets: list[int] = field(default_factory=list)
+    file_size: int = 0
+
+    def get(self, kind: str) -> Stream | None:
+        for s in self.streams:
+            if s.kind == kind:
+                return s
+        return None
+
+
+def bounded_decompress(blob: bytes, limit: int, what: str) -> bytes:
+    """Decompress one zstd frame, refusing more than ``limit`` output bytes."""
+    try:
+        size = zstandard.get_frame_parameters(blob).content_size
+    except zstandard.ZstdError:
+        raise ContainerError(f"corrupt {what}: not a zstd frame") from None
+    if size != ZSTD_UNKNOWN_SIZE and size > limit:
+        raise LimitError(f"{what} declares {size} bytes after decompression (limit {limit})")
+    try:
+        out = zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
+    except zstandard.ZstdError:
+        raise ContainerError(f"corrupt {what}: zstd data does not decompress") from None
+    if len(out) > limit:
+        raise LimitError(f"{what} is larger than {limit} bytes after decompression")
+    return out
+
+
+def encode_meta(meta: dict[str, Any]) -> bytes:
+    """Metadata payload: compact JSON (UTF-8), zstd-compressed with its content size."""
+    text = json.dumps(meta, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return zstandard.ZstdCompressor(level=19).compress(text.encode("utf-8"))
+
+
+def decode_meta(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    raw = bounded_decompress(payload, limits.max_meta_bytes, "metadata")
+    try:
+        meta = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ContainerError("corrupt metadata: not valid UTF-8 JSON") from None
+    if not isinstance(meta, dict):
+        raise ContainerError("corrupt metadata: the top level must be a JSON object")
+    return meta
+
+
+def _reject_constant(name: str) -> Any:
+    raise ContainerError(f"corrupt metadata: {name} is not allowed")
+
+
+def write_container(streams: list[Stream], flags: int = 0) -> bytes:
+    """Serialize streams (the first must be the META stream) into .gsz bytes."""
+    if not streams or streams[0].kind != META_KIND:
+        raise ValueError("the first stream must be the META stream")
+    kinds = [s.kind for s in streams]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError("stream kinds must be unique")
+    table_end = HEADER_SIZE + ENTRY_SIZE * len(streams)
+    offset = table_end
+    entries = bytearray()
+    for s in streams:
+        entries += _ENTRY.pack(
+            s.kind.encode("ascii"),
+            s.codec,
+            FLAG_REQUIRED if s.required else 0,
+            offset,
+            len(s.payload),
+            zlib.crc32(s.payload),
+            0,
+        )
+        offset += len(s.payload)
+    head = _HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, flags, len(streams), offset, 0)
+    crc = zlib.crc32(head[:28] + bytes(entries))
+    head = head[:28] + struct.pack("<I", crc)
+    return head + bytes(entries) + b"".join(s.payload for s in streams)
+
+
+def read_container(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
+    """Parse and verify .gsz bytes; every problem is a ContainerError (LimitError for limits)."""
+    size = len(data)
+    if size == 0:
+        raise ContainerError("not a .gsz file (it is empty)")
+    if size < HEADER_SIZE:
+        if not MAGIC.startswith(bytes(data[: len(MAGIC)])):
+            raise ContainerError("not a .gsz file (bad magic)")
+        raise ContainerError(f"truncated .gsz file: {size} bytes, shorter than the header")
+    magic, major, minor, flags, count, length, crc = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise ContainerError("not a .gsz file (bad magic)")
+    if major != VERSION_MAJOR:
+        raise ContainerError(
+            f"unsupported .gsz version {major}.{minor} (this decoder reads version {VERSION_MAJOR})"
+        )
+    if length > limits.max_file_bytes:
+        raise LimitError(f"file declares {length} bytes (limit {limits.max_file_bytes})")
+    if length != size:
+        if length > size:
+            raise ContainerError(f"truncated .gsz file: header says {length} bytes, found {size}")
+        raise ContainerError(f"corrupt .gsz file: header says {length} bytes, found {size}")
+    if count == 0:
+        raise ContainerError("corrupt .gsz file: no streams")
+    if count > limits.max_streams:
+        raise LimitError(f"file declares {count} streams (limit {limits.max_streams})")
+    table_end = HEADER_SIZE + ENTRY_SIZE * count
+    if table_end > size:
+        raise ContainerError("truncated .gsz file: the stream table runs past the end")
+    if zlib.crc32(bytes(data[:28]) + bytes(data[HEADER_SIZE:table_end])) != crc:
+        raise ContainerError("corrupt .gsz file: header checksum mismatch")
+    unknown_required = flags & REQUIRED_FILE_FLAGS_MASK & ~KNOWN_FILE_FLAGS
+    if unknown_required:
+        raise ContainerError(f"unsupported .gsz feature flags 0x{unknown_required:08x}")
+    streams: list[Stream] = []
+    offsets: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for i in range(count):
+        raw_kind, codec, sflags, offset, slen, scrc, reserved = _ENTRY.unpack_from(
+            data, HEADER_SIZE + ENTRY_SIZE * i
+        )
+        try:
+            kind = raw_kind.decode("ascii")
+        except UnicodeDecodeError:
+            kind = ""
+        if len(kind) != 4 or not kind.isprintable():
+            raise ContainerError(f"corrupt .gsz file: stream {i} has an invalid kind {raw_kind!r}")
+        if reserved != 0 or sflags & ~KNOWN_STREAM_FLAGS:
+            raise ContainerError(f"corrupt .gsz file: stream {kind!r} has reserved bits set")
+        if offset < table_end or offset > size or slen > size - offset:
+            raise ContainerError(
+                f"corrupt .gsz file: stream {kind!r} ({slen} bytes at {offset}) "
+                "lies outside the file"
+            )
+        payload = bytes(data[offset : offset + slen])
+        if zlib.crc32(payload) != scrc:
+            raise ContainerError(f"corrupt .gsz file: checksum mismatch in stream {kind!r}")
+        if any(kind == s.kind for s in streams):
+            raise ContainerError(f"corrupt .gsz file: stream {kind!r} appears twice")
+        spans.append((offset, offset + slen))
+        streams.append(Stream(kind, codec, bool(sflags & FLAG_REQUIRED), payload))
+        offsets.append(offset)
+    spans.sort()
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        if start < end:
+            raise ContainerError("corrupt .gsz file: streams overlap")
+    if streams[0].kind != META_KIND or streams[0].codec != CODEC_ZSTD_JSON:
+        raise ContainerError("corrupt .gsz file: the first stream must be zstd JSON metadata")
+    return Container((major, minor), flags, streams, offsets, size)

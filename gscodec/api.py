@@ -1,0 +1,242 @@
+"""The public Python API: encode, decode and inspect .gsz data."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .codec.attributes import REGISTRY, morton_order
+from .codec.meta import get_dict, get_int
+from .codec.quality import DEFAULT_QUALITY, preset
+from .formats.errors import ContainerError, GscodecError, LimitError
+from .formats.gsz import (
+    CODEC_ZSTD_JSON,
+    DEFAULT_LIMITS,
+    ENTRY_SIZE,
+    HEADER_SIZE,
+    Limits,
+    Stream,
+    decode_meta,
+    encode_meta,
+    read_container,
+    write_container,
+)
+from .formats.ply import read_ply_arrays, write_ply_arrays
+from .gaussians import Gaussians
+
+Progress = Callable[[int, int, str], None]
+"""Called as ``progress(step, total_steps, description)`` before each step of long work."""
+
+CODEC_CHANNELS_V1 = 1
+ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
+FORMAT_NAME = "gsz"
+SMALL_FILE_GAUSSIANS = 1 << 16
+MAX_GAUSSIANS_PER_BYTE = 64
+
+
+class InputError(GscodecError):
+    """Gaussians handed to the API are not valid (non-finite values, zero quaternions)."""
+
+
+def read_ply(path: str | os.PathLike[str]) -> Gaussians:
+    """Read a 3DGS PLY (INRIA layout, any property order) into numpy-backed Gaussians."""
+    return Gaussians.from_arrays(read_ply_arrays(path))
+
+
+def write_ply(path: str | os.PathLike[str], gaussians: Gaussians, *, force: bool = False) -> None:
+    """Write Gaussians as an INRIA-layout PLY, atomically; refuses an existing file unless
+    ``force``."""
+    write_ply_arrays(path, gaussians.as_arrays(), force=force)
+
+
+def _validated_arrays(g: Gaussians) -> dict[str, np.ndarray]:
+    arrays = g.as_arrays()
+    for name, value in arrays.items():
+        if not np.isfinite(value).all():
+            raise InputError(f"Gaussians.{name} has non-finite values")
+    norms = np.einsum("ij,ij->i", arrays["quats"], arrays["quats"])
+    if (norms <= 1e-24).any():
+        raise InputError(f"{int((norms <= 1e-24).sum())} Gaussians have a zero-length quaternion")
+    return arrays
+
+
+def _attribute(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name == "sh_dc":
+        return arrays["sh"][:, 0, :]
+    if name == "sh_rest":
+        return arrays["sh"][:, 1:, :]
+    return arrays[name]
+
+
+def _noop(step: int, total: int, what: str) -> None:
+    pass
+
+
+def encode_with_order(
+    gaussians: Gaussians, quality: int = DEFAULT_QUALITY, *, progress: Progress | None = None
+) -> tuple[bytes, np.ndarray]:
+    """Encode and also return the storage order: decoded Gaussian i is input Gaussian
+    ``order[i]`` (gscodec stores Gaussians in Morton order)."""
+    report = progress or _noop
+    params = preset(quality)
+    arrays = _validated_arrays(gaussians)
+    n = gaussians.n
+    degree = gaussians.sh_degree
+    codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
+    total = len(codecs) + 1
+    report(0, total, "ordering")
+    order = morton_order(arrays["means"], params)
+    features: dict[str, np.ndarray] = {}
+    streams: list[Stream] = []
+    stream_meta: dict[str, Any] = {}
+    for i, (name, codec) in enumerate(codecs):
+        report(i + 1, total, f"coding {name}")
+        values = np.ascontiguousarray(_attribute(arrays, name)[order])
+        out = codec.encode(values, params, features)
+        features.update(out.features)
+        streams.append(Stream(codec.kind, CODEC_CHANNELS_V1, True, out.payload))
+        stream_meta[codec.kind] = out.meta
+    meta = {
+        "format": FORMAT_NAME,
+        "n": n,
+        "sh_degree": degree,
+        "quality": quality,
+        "params": params.as_dict(),
+        "order": "morton",
+        "encoder": f"gscodec {__version__}",
+        "streams": stream_meta,
+    }
+    data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))] + streams)
+    report(total, total, "done")
+    return data, order
+
+
+def encode(
+    gaussians_or_path: Gaussians | str | os.PathLike[str],
+    quality: int = DEFAULT_QUALITY,
+    *,
+    progress: Progress | None = None,
+) -> bytes:
+    """Compress Gaussians (or the PLY at a path) into .gsz bytes at preset ``quality`` (1..10).
+
+    The decoded Gaussians come back in Morton order of their quantized positions, not in input
+    order (:func:`encode_with_order` returns the permutation)."""
+    if isinstance(gaussians_or_path, Gaussians):
+        g = gaussians_or_path
+    else:
+        g = read_ply(gaussians_or_path)
+    return encode_with_order(g, quality, progress=progress)[0]
+
+
+def _load(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bytes:
+    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
+        return bytes(data_or_path)
+    p = Path(data_or_path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise ContainerError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise ContainerError(f"{p}: is a folder, not a .gsz file") from None
+    except OSError as e:
+        raise ContainerError(f"{p}: cannot read: {e.strerror}") from None
+
+
+def _header(data: bytes, limits: Limits) -> tuple[Any, dict[str, Any], int, int]:
+    container = read_container(data, limits)
+    meta = decode_meta(container.streams[0].payload, limits)
+    if meta.get("format") != FORMAT_NAME:
+        raise ContainerError("bad metadata: format must be 'gsz'")
+    n = get_int(meta, "n", 0, 1 << 62)
+    if n > limits.max_gaussians:
+        raise LimitError(f"file declares {n} Gaussians (limit {limits.max_gaussians})")
+    if n > SMALL_FILE_GAUSSIANS and n > MAX_GAUSSIANS_PER_BYTE * len(data):
+        raise LimitError(
+            f"file declares {n} Gaussians in {len(data)} bytes "
+            f"(limit {MAX_GAUSSIANS_PER_BYTE} per byte)"
+        )
+    degree = get_int(meta, "sh_degree", 0, 3)
+    return container, meta, n, degree
+
+
+def decode(
+    data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> Gaussians:
+    """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
+
+    Raises ContainerError (or its subclass LimitError) for anything wrong with the data."""
+    report = progress or _noop
+    data = _load(data_or_path)
+    container, meta, n, degree = _header(data, limits)
+    stream_meta = get_dict(meta, "streams")
+    for s in container.streams[1:]:
+        if s.kind not in ATTRIBUTE_OF_KIND and s.required:
+            raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
+    codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
+    features: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    for i, (name, codec) in enumerate(codecs):
+        report(i, len(codecs), f"decoding {name}")
+        s = container.get(codec.kind)
+        if s is None:
+            raise ContainerError(f"corrupt .gsz file: missing stream {codec.kind!r}")
+        if s.codec != CODEC_CHANNELS_V1:
+            raise ContainerError(f"unsupported .gsz file: stream {s.kind!r} uses codec {s.codec}")
+        out = codec.decode(s.payload, get_dict(stream_meta, codec.kind, "streams."), n, features)
+        features.update(out.features)
+        values[name] = out.values
+    report(len(codecs), len(codecs), "done")
+    sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
+    sh[:, 0, :] = values["sh_dc"]
+    if degree:
+        if values["sh_rest"].shape[1] != (degree + 1) ** 2 - 1:
+            raise ContainerError("bad metadata: SH coefficient count does not match the degree")
+        sh[:, 1:, :] = values["sh_rest"]
+    return Gaussians(values["means"], values["quats"], values["log_scales"],
+                     values["opacity_logits"], sh)
+
+
+def inspect(
+    data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> dict[str, Any]:
+    """Where the bytes of a .gsz file go: per stream (and the attribute it holds) its bytes,
+    bits per Gaussian and the part spent on probability tables; container overhead; totals."""
+    data = _load(data_or_path)
+    container, meta, n, degree = _header(data, limits)
+    per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
+    rows = []
+    for s in container.streams:
+        tables = None
+        if s.kind in ATTRIBUTE_OF_KIND and len(s.payload) >= 4:
+            tables = 4 + struct.unpack_from("<I", s.payload, 0)[0]
+        rows.append({
+            "stream": s.kind,
+            "attribute": ATTRIBUTE_OF_KIND.get(s.kind, "metadata" if s.kind == "META" else None),
+            "required": s.required,
+            "bytes": len(s.payload),
+            "bits_per_gaussian": per_g(len(s.payload)),
+            "table_bytes": tables,
+        })
+    overhead = HEADER_SIZE + ENTRY_SIZE * len(container.streams)
+    return {
+        "file_bytes": len(data),
+        "gaussians": n,
+        "sh_degree": degree,
+        "quality": meta.get("quality"),
+        "encoder": meta.get("encoder"),
+        "version": f"{container.version[0]}.{container.version[1]}",
+        "container_overhead_bytes": overhead,
+        "streams": rows,
+        "bits_per_gaussian": per_g(len(data)),
+    }

@@ -1,0 +1,1 @@
+"""The base attribute codec: quantizers, the channel coder and constriction entropy coding."""

@@ -1,0 +1,465 @@
+"""The base attribute codec: one registry entry per Gaussian attribute.
+
+Each entry quantizes one attribute to integers and codes them with the channel coder
+(:mod:`.channels`); to learn how an attribute is coded, read its line in :data:`REGISTRY`, then
+its class. Every codec is a pair of pure functions::
+
+    encode(values, params, features) -> Encoded(payload, meta, features)
+    decode(payload, meta, n, features) -> Decoded(values, features)
+
+``values`` are the attribute's float32 array with the Gaussians already in Morton order,
+``params`` the quality preset, ``meta`` a small JSON-able dict stored in the file's metadata, and
+``features`` the side features (integer arrays, one value per Gaussian) that earlier codecs
+published and later ones may use as coding contexts. Decoding is exact with respect to the
+quantized integers and deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..formats.errors import ContainerError
+from ..gaussians import SH_C0
+from . import morton
+from .channels import GroupSpec, decode_group, encode_group
+from .entropy import (
+    AnsEncoder,
+    alphabet_limit,
+    bit_length,
+    join,
+    raw_bits_of,
+    split,
+    table_from_counts,
+    write_table,
+)
+from .meta import get_float, get_float_list, get_int, get_str
+from .payload import Unpacked, pack
+from .quality import QualityParams, robust_diagonal
+
+Features = dict[str, np.ndarray]
+INT_LIMIT = 1 << 30  # quantized values are clamped to +-2**30 so that they fit int32
+
+
+@dataclass
+class Encoded:
+    payload: bytes
+    meta: dict[str, Any]
+    features: Features = field(default_factory=dict)
+
+
+@dataclass
+class Decoded:
+    values: np.ndarray
+    features: Features = field(default_factory=dict)
+
+
+def _quantize(values: np.ndarray, step: float | np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """Channel-major int32 ``[C, N]`` of ``rint((values + offset) / step)`` for ``values [N, C]``,
+    clamped to +-2**30, one channel at a time (bounded temporaries)."""
+    n, c = values.shape
+    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))
+    out = np.empty((c, n), np.int32)
+    for j in range(c):
+        v = np.rint((values[:, j].astype(np.float64) + offset) / steps[j])
+        out[j] = np.clip(v, -INT_LIMIT, INT_LIMIT)
+    return out
+
+
+def _dequantize(X: np.ndarray, step: float | np.ndarray, offset: float = 0.0,
+                scale: float = 1.0) -> np.ndarray:
+    """``[N, C]`` float32 of ``(X * step - offset) / scale`` for channel-major ``X [C, N]``."""
+    c, n = X.shape
+    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))
+    out = np.empty((c, n), np.float32)
+    for j in range(c):
+        out[j] = (X[j].astype(np.float64) * steps[j] - offset) / scale
+    return np.ascontiguousarray(out.T)
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise ContainerError(f"corrupt stream: decoded {what} are not finite")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# matrices of integers: direct channel coding, or a palette of distinct rows plus indices
+
+
+_PALETTE_PROBE_ROWS = 16384
+
+
+def _repeats_often(X: np.ndarray) -> bool:
+    """Whether a sample of the columns of ``X [C, N]`` has many repeated vectors, i.e. whether a
+    palette could pay off (columns that went through a codebook, or mostly zero vectors)."""
+    n = X.shape[1]
+    cols = np.linspace(0, n - 1, min(n, _PALETTE_PROBE_ROWS)).astype(np.int64)
+    sample = np.ascontiguousarray(X[:, cols].T)
+    rows = sample.view(np.dtype((np.void, sample.dtype.itemsize * sample.shape[1]))).ravel()
+    return np.unique(rows).size <= 0.9 * cols.size
+
+
+def encode_matrix(
+    X: np.ndarray, spec: GroupSpec, features: Features, *, allow_palette: bool = False
+) -> tuple[bytes, dict[str, Any]]:
+    """Code a channel-major int32 matrix [C, N]; with ``allow_palette`` also try a palette of its
+    distinct column vectors (sorted by frequency) plus one index per Gaussian, and keep the
+    smaller."""
+    enc, tables = AnsEncoder(), bytearray()
+    plans = encode_group(X, spec, features, enc, tables)
+    best = (pack(tables, enc), {"mode": "direct", "plans": plans})
+    n = X.shape[1]
+    if allow_palette and n >= 1024 and _repeats_often(X):
+        XT = np.ascontiguousarray(X.T)
+        rows = XT.view(np.dtype((np.void, XT.dtype.itemsize * XT.shape[1]))).ravel()
+        uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        del XT, rows
+        by_freq = np.argsort(-counts, kind="stable")
+        rank = np.empty_like(by_freq)
+        rank[by_freq] = np.arange(by_freq.size)
+        palette = np.ascontiguousarray(uniq[by_freq].view(X.dtype).reshape(-1, X.shape[0]).T)
+        index = rank[inverse.ravel()].astype(np.int32)[None, :]
+        enc, tables = AnsEncoder(), bytearray()
+        pal_spec = GroupSpec(spec.refs, spec.ctx_refs, True, (), spec.use_act)
+        pal_plans = encode_group(palette, pal_spec, {}, enc, tables)
+        idx_spec = GroupSpec(((),), ((),), True, spec.features)
+        idx_plans = encode_group(index, idx_spec, features, enc, tables)
+        payload = pack(tables, enc)
+        if len(payload) < len(best[0]):
+            meta = {"mode": "palette", "k": int(palette.shape[1]), "palette": pal_plans,
+                    "index": idx_plans}
+            best = (payload, meta)
+    return best
+
+
+def decode_matrix(
+    payload: bytes, meta: dict[str, Any], n: int, n_channels: int, spec: GroupSpec,
+    features: Features,
+) -> np.ndarray:
+    mode = get_str(meta, "mode", ("direct", "palette"))
+    unpacked = Unpacked(payload)
+    if mode == "direct":
+        X = decode_group(n, meta.get("plans"), n_channels, spec, features, unpacked.ans,
+                         unpacked.tables)
+    else:
+        k = get_int(meta, "k", 1, max(1, n))
+        pal_spec = GroupSpec(spec.refs, spec.ctx_refs, True, (), spec.use_act)
+        palette = decode_group(k, meta.get("palette"), n_channels, pal_spec, {}, unpacked.ans,
+                               unpacked.tables)
+        idx_spec = GroupSpec(((),), ((),), True, spec.features)
+        index = decode_group(n, meta.get("index"), 1, idx_spec, features, unpacked.ans,
+                             unpacked.tables)[0]
+        if n and (index.min() < 0 or index.max() >= k):
+            raise ContainerError("corrupt stream: palette index out of range")
+        X = palette[:, index]
+    unpacked.finish()
+    return X
+
+
+# ---------------------------------------------------------------------------------------------
+# positions
+
+
+@dataclass(frozen=True)
+class PositionGrid:
+    origin: np.ndarray  # [3] float64
+    step: float
+
+    def quantize(self, means: np.ndarray) -> np.ndarray:
+        q = np.rint((means.astype(np.float64) - self.origin) / self.step)
+        return np.clip(q, 0, morton.AXIS_MAX).astype(np.int64)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (self.origin + q.astype(np.float64) * self.step).astype(np.float32)
+
+
+def position_grid(means: np.ndarray, params: QualityParams) -> PositionGrid:
+    """The grid of a scene: origin at the bounding-box minimum, step from the preset, coarsened
+    if the whole box would need more than 2**21 cells per axis."""
+    if means.shape[0] == 0:
+        return PositionGrid(np.zeros(3), 1.0)
+    lo = means.min(axis=0).astype(np.float64)
+    extent = float((means.max(axis=0).astype(np.float64) - lo).max())
+    step = robust_diagonal(means.astype(np.float64)) * 2.0 ** -params.position_bits
+    step = max(step, extent / (morton.AXIS_MAX - 1), 1e-30)
+    return PositionGrid(lo, step)
+
+
+def morton_order(means: np.ndarray, params: QualityParams) -> np.ndarray:
+    """The order in which gscodec stores Gaussians: by Morton code of the quantized position,
+    ties by input index."""
+    codes = morton.encode(position_grid(means, params).quantize(means))
+    return np.argsort(codes, kind="stable")
+
+
+def density_feature(codes: np.ndarray) -> np.ndarray:
+    """Local sparsity: twice the mean bit length of the Morton gaps in a window of 9."""
+    n = codes.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    gaps = np.diff(codes, prepend=codes[:1])
+    bl = bit_length(gaps).astype(np.int64)
+    c = np.concatenate([[0], np.cumsum(bl)])
+    lo = np.clip(np.arange(n) - 4, 0, n)
+    hi = np.clip(np.arange(n) + 5, 0, n)
+    return (2 * (c[hi] - c[lo]) + (hi - lo) // 2) // (hi - lo)
+
+
+class PositionCodec:
+    """Positions: a uniform grid, Morton codes in sorted order, and their gaps coded with one
+    probability table (magnitude categories) plus raw low bits."""
+
+    name: ClassVar[str] = "means"
+    kind: ClassVar[str] = "POSN"
+    MAX_BITS: ClassVar[int] = 63
+
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+        grid = position_grid(values, params)
+        codes = morton.encode(grid.quantize(values))
+        if codes.size and (np.diff(codes.view(np.int64)) < 0).any():
+            raise ValueError("positions must be in Morton order (use morton_order)")
+        gaps = np.diff(codes, prepend=np.uint64(0))
+        t, m = self._choose_tm(gaps)
+        sym, nraw, raw = split(gaps, t, m)
+        enc, tables = AnsEncoder(), bytearray()
+        q = table_from_counts(np.bincount(sym)) if sym.size else np.zeros(0, np.int64)
+        write_table(q, tables)
+        enc.categorical(sym, q)
+        for b in np.unique(nraw[nraw > 0]).tolist():
+            enc.raw_bits(raw[nraw == b], b)
+        meta = {"origin": [float(v) for v in grid.origin], "step": grid.step, "t": t, "m": m}
+        return Encoded(pack(tables, enc), meta, {"dens": density_feature(codes)})
+
+    @staticmethod
+    def _choose_tm(gaps: np.ndarray) -> tuple[int, int]:
+        if gaps.size == 0:
+            return 0, 0
+        sample = gaps[:: max(1, gaps.size // 200_000)]
+        best = (np.inf, 0, 0)
+        for t in range(0, 13):
+            for m in range(0, min(t, 4) + 1):
+                sym, nraw, _ = split(sample, t, m)
+                counts = np.bincount(sym)
+                p = counts[counts > 0] / sample.size
+                bits = -(counts[counts > 0] * np.log2(p)).sum() + nraw.sum()
+                bits = bits * gaps.size / sample.size + 6.0 * counts.size
+                if bits < best[0]:
+                    best = (bits, t, m)
+        return best[1], best[2]
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        origin = np.asarray(get_float_list(meta, "origin", 3), np.float64)
+        step = get_float(meta, "step", 1e-30, 1e30)
+        t = get_int(meta, "t", 0, 16)
+        m = get_int(meta, "m", 0, min(t, 4))
+        unpacked = Unpacked(payload)
+        q = unpacked.tables.read_table(alphabet_limit(t, m, self.MAX_BITS))
+        if (n > 0) != (q.size > 0):
+            raise ContainerError("corrupt stream: position table does not match the count")
+        sym = unpacked.ans.categorical(n, q)
+        nraw = raw_bits_of(sym, t, m)
+        raw = np.zeros(n, np.uint64)
+        for b in np.unique(nraw[nraw > 0]).tolist():
+            sel = nraw == b
+            raw[sel] = unpacked.ans.raw_bits(int(sel.sum()), b)
+        unpacked.finish()
+        gaps = join(sym, raw, t, m)
+        codes = np.cumsum(gaps, dtype=np.uint64)
+        if n and (int(codes[-1]) >= 1 << 63 or (n > 1 and int(gaps[1:].max()) >= 1 << 63)):
+            raise ContainerError("corrupt stream: position codes out of range")
+        means = PositionGrid(origin, step).dequantize(morton.decode(codes))
+        return Decoded(_finite(means, "positions"), {"dens": density_feature(codes)})
+
+
+# ---------------------------------------------------------------------------------------------
+# log-scales
+
+
+class LogScaleCodec:
+    """Natural-log scales: uniform step; the three axes predict each other; local density is a
+    candidate context."""
+
+    name: ClassVar[str] = "log_scales"
+    kind: ClassVar[str] = "SCAL"
+    SPEC: ClassVar[GroupSpec] = GroupSpec.simple(3, features=("dens",))
+
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+        step = params.log_scale_step
+        X = _quantize(values, step)
+        payload, meta = encode_matrix(X, self.SPEC, features)
+        meta["step"] = step
+        return Encoded(payload, meta, self._features(X))
+
+    @staticmethod
+    def _features(X: np.ndarray) -> Features:
+        x = X.astype(np.int64)
+        return {"aniso": x.max(axis=0) - x.min(axis=0), "size": x.sum(axis=0)}
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        step = get_float(meta, "step", 1e-9, 1e9)
+        X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
+        return Decoded(_finite(_dequantize(X, step), "scales"), self._features(X))
+
+
+# ---------------------------------------------------------------------------------------------
+# rotations
+
+_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+
+
+class RotationCodec:
+    """Rotations: normalised, sign made canonical (largest component positive), sent as the
+    index of the largest component and the other three components on a uniform grid
+    (smallest-three); the index is a candidate context for the components."""
+
+    name: ClassVar[str] = "quats"
+    kind: ClassVar[str] = "ROTN"
+    SPEC: ClassVar[GroupSpec] = GroupSpec(
+        refs=((), (), (1,), (1, 2)),
+        ctx_refs=((), (0,), (0, 1), (0, 1, 2)),
+        features=("dens", "aniso"),
+    )
+
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+        q = values.astype(np.float64)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        idx = np.abs(q).argmax(axis=1) if q.shape[0] else np.zeros(0, np.int64)
+        rows = np.arange(q.shape[0])
+        q *= np.where(q[rows, idx] < 0, -1.0, 1.0)[:, None]
+        rest = np.take_along_axis(q, _OTHERS[idx], axis=1)
+        step = params.rotation_step
+        X = np.empty((4, q.shape[0]), np.int32)
+        X[0] = idx
+        X[1:] = _quantize(rest, step)
+        payload, meta = encode_matrix(X, self.SPEC, features)
+        meta["step"] = step
+        return Encoded(payload, meta)
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        step = get_float(meta, "step", 1e-9, 1.0)
+        X = decode_matrix(payload, meta, n, 4, self.SPEC, features)
+        idx = X[0].astype(np.int64)
+        if n and (idx.min() < 0 or idx.max() > 3):
+            raise ContainerError("corrupt stream: rotation index out of range")
+        rest = X[1:].T.astype(np.float64) * step
+        w = np.sqrt(np.maximum(0.0, 1.0 - (rest * rest).sum(axis=1)))
+        quats = np.empty((n, 4), np.float64)
+        rows = np.arange(n)
+        quats[rows, idx] = w
+        np.put_along_axis(quats, _OTHERS[idx], rest, axis=1)
+        return Decoded(_finite(quats.astype(np.float32), "rotations"))
+
+
+# ---------------------------------------------------------------------------------------------
+# opacity
+
+_ALPHA_EPS = 1e-6
+
+
+class OpacityCodec:
+    """Opacity: alpha = sigmoid(logit) on a uniform grid k / levels (255 levels reproduce the
+    8-bit alpha of .splat, SPZ and SOG files exactly); contexts from density and scales."""
+
+    name: ClassVar[str] = "opacity_logits"
+    kind: ClassVar[str] = "OPAC"
+    SPEC: ClassVar[GroupSpec] = GroupSpec(((),), ((),), True, ("dens", "aniso", "size"))
+
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+        levels = params.opacity_levels
+        alpha = 1.0 / (1.0 + np.exp(-values.astype(np.float64)))
+        X = np.rint(alpha * levels).astype(np.int32)[None, :]
+        payload, meta = encode_matrix(X, self.SPEC, features)
+        meta["levels"] = levels
+        return Encoded(payload, meta, {"opa": X[0].astype(np.int64)})
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        levels = get_int(meta, "levels", 1, 1 << 20)
+        X = decode_matrix(payload, meta, n, 1, self.SPEC, features)
+        k = X[0].astype(np.int64)
+        if n and (k.min() < 0 or k.max() > levels):
+            raise ContainerError("corrupt stream: opacity out of range")
+        alpha = np.clip(k / levels, _ALPHA_EPS, 1.0 - _ALPHA_EPS)
+        logits = np.log(alpha / (1.0 - alpha)).astype(np.float32)
+        return Decoded(logits, {"opa": k})
+
+
+# ---------------------------------------------------------------------------------------------
+# spherical harmonics
+
+
+class ShDcCodec:
+    """DC colour: rgb = 0.5 + SH_C0 * dc on a uniform grid in 1/255 units (step 1 reproduces
+    8-bit colours exactly); channels predict each other, Morton neighbours are candidates."""
+
+    name: ClassVar[str] = "sh_dc"
+    kind: ClassVar[str] = "SHDC"
+    SPEC: ClassVar[GroupSpec] = GroupSpec.simple(3, features=("dens", "opa"))
+
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+        step = params.dc_step / 255.0 / SH_C0
+        X = _quantize(values, step, offset=0.5 / SH_C0)
+        payload, meta = encode_matrix(X, self.SPEC, features)
+        meta["step"] = params.dc_step
+        return Encoded(payload, meta)
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        step = get_float(meta, "step", 1e-6, 1e6) / 255.0
+        X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
+        return Decoded(_finite(_dequantize(X, step, offset=0.5, scale=SH_C0), "colours"))
+
+
+def _band_of(coeff: int) -> int:
+    """Band (1..3) of SH coefficient index ``coeff`` (1-based after DC)."""
+    return 1 if coeff <= 3 else 2 if coeff <= 8 else 3
+
+
+def _sh_rest_spec(n_coeffs: int) -> GroupSpec:
+    # channel j*3 + c holds coefficient j+1, colour c; colours of one coefficient refer to the
+    # colours before them
+    refs = []
+    for j in range(n_coeffs):
+        for c in range(3):
+            refs.append(tuple(j * 3 + p for p in range(c)))
+    return GroupSpec(tuple(refs), tuple(refs), True, ("opa", "dens"), use_act=True)
+
+
+class ShRestCodec:
+    """Higher SH bands: a uniform step per band; colours of a coefficient predict each other,
+    the energy of the coefficients already sent is a candidate context; repeated coefficient
+    vectors (as in files that went through a codebook) can be sent as a palette."""
+
+    name: ClassVar[str] = "sh_rest"
+    kind: ClassVar[str] = "SHRS"
+
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+        n, k, _ = values.shape
+        steps = np.repeat([params.sh_rest_steps[_band_of(j + 1) - 1] for j in range(k)], 3)
+        X = _quantize(values.reshape(n, k * 3), steps)
+        payload, meta = encode_matrix(X, _sh_rest_spec(k), features, allow_palette=True)
+        meta["steps"] = list(params.sh_rest_steps)
+        meta["coeffs"] = k
+        return Encoded(payload, meta)
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        n_coeffs = get_int(meta, "coeffs", 3, 15)
+        bands = get_float_list(meta, "steps", 3)
+        if min(bands) <= 0:
+            raise ContainerError("bad metadata: SH steps must be positive")
+        X = decode_matrix(payload, meta, n, n_coeffs * 3, _sh_rest_spec(n_coeffs), features)
+        steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(n_coeffs)], 3)
+        values = _dequantize(X, steps).reshape(n, n_coeffs, 3)
+        return Decoded(_finite(values, "SH coefficients"))
+
+
+REGISTRY = {
+    "means": PositionCodec(),
+    "log_scales": LogScaleCodec(),
+    "quats": RotationCodec(),
+    "opacity_logits": OpacityCodec(),
+    "sh_dc": ShDcCodec(),
+    "sh_rest": ShRestCodec(),
+}
+"""Attribute -> codec, in coding order (later codecs may use the features of earlier ones)."""

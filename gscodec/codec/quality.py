@@ -1,0 +1,75 @@
+"""Quality presets: ``--quality 1..10`` -> quantizer steps for every attribute.
+
+Higher presets use finer steps for every attribute (never coarser), so fidelity and size grow
+with the preset. The table is documented in ``formats/GSZ.md`` (section "Quality presets").
+
+Units:
+    position_bits: the position step is ``robust_diagonal * 2**-position_bits``, where the robust
+        diagonal is that of the box between the 0.5th and 99.5th percentiles of each coordinate
+        (so a few far-away floaters do not coarsen the grid);
+    log_scale_step: step of the natural-log scales;
+    rotation_step: step of the three smallest quaternion components (unit quaternion);
+    opacity_levels: alpha = sigmoid(logit) is quantized to k / opacity_levels;
+    dc_step: step of the DC colour 0.5 + SH_C0 * f_dc, in units of 1/255;
+    sh_rest_steps: steps of the SH coefficients of bands 1, 2 and 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    position_bits: float
+    log_scale_step: float
+    rotation_step: float
+    opacity_levels: int
+    dc_step: float
+    sh_rest_steps: tuple[float, float, float]
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["sh_rest_steps"] = list(self.sh_rest_steps)
+        return d
+
+
+#            pos bits  log-scale  rotation   opacity  dc(/255)  sh rest (band 1, 2, 3)
+_TABLE = {
+    1: QualityParams(10.0, 1 / 4, 0.02, 51, 8.0, (0.50, 0.70, 0.90)),
+    2: QualityParams(11.0, 1 / 6, 0.012, 85, 6.0, (0.35, 0.50, 0.65)),
+    3: QualityParams(12.0, 1 / 8, 0.008, 85, 4.0, (0.25, 0.35, 0.45)),
+    4: QualityParams(12.5, 1 / 10, 0.005, 255, 3.0, (0.18, 0.25, 0.32)),
+    5: QualityParams(13.0, 1 / 12, 0.0035, 255, 2.5, (0.14, 0.18, 0.24)),
+    6: QualityParams(13.5, 1 / 14, 0.0025, 255, 2.0, (0.10, 0.14, 0.18)),
+    7: QualityParams(14.0, 1 / 16, 0.0016, 255, 1.8, (0.08, 0.11, 0.14)),
+    8: QualityParams(15.0, 1 / 24, 0.0010, 255, 1.0, (0.05, 0.07, 0.09)),
+    9: QualityParams(16.0, 1 / 32, 0.0006, 510, 0.5, (0.03, 0.04, 0.05)),
+    10: QualityParams(18.0, 1 / 64, 0.0003, 1020, 0.25, (0.015, 0.02, 0.025)),
+}
+
+MIN_QUALITY = 1
+MAX_QUALITY = 10
+DEFAULT_QUALITY = 7
+
+
+def preset(quality: int) -> QualityParams:
+    """The steps of preset ``quality`` (1..10)."""
+    if quality not in _TABLE:
+        raise ValueError(f"quality must be an integer in {MIN_QUALITY}..{MAX_QUALITY}")
+    return _TABLE[quality]
+
+
+def robust_diagonal(means: np.ndarray) -> float:
+    """Diagonal of the box between the 0.5th and 99.5th percentile of each coordinate; falls back
+    to the full box, then to 1, for degenerate inputs."""
+    if means.shape[0] == 0:
+        return 1.0
+    lo = np.quantile(means, 0.005, axis=0)
+    hi = np.quantile(means, 0.995, axis=0)
+    d = float(np.linalg.norm(hi - lo))
+    if not d > 0:
+        d = float(np.linalg.norm(means.max(axis=0) - means.min(axis=0)))
+    return d if d > 0 else 1.0

@@ -1,0 +1,25 @@
+"""Shared fixtures: small synthetic scenes (tests never read ../shared/data)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gscodec import Gaussians, write_ply
+from gscodec.synthetic import make_scene
+
+
+@pytest.fixture(scope="session")
+def scene_sh3() -> Gaussians:
+    return make_scene(6000, sh_degree=3, seed=11)
+
+
+@pytest.fixture(scope="session")
+def scene_sh0() -> Gaussians:
+    return make_scene(6000, sh_degree=0, seed=12)
+
+
+@pytest.fixture
+def ply_path(tmp_path, scene_sh3):
+    path = tmp_path / "scene.ply"
+    write_ply(path, scene_sh3)
+    return path

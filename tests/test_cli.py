@@ -1,0 +1,167 @@
+"""The command line: happy paths, default names, every error path, atomic outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import gscodec
+from gscodec.cli.main import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_encode_decode_report_with_default_names(ply_path, scene_sh3):
+    before = _digest(ply_path)
+    r = run("encode", str(ply_path), "--quality", "6")
+    assert r.exit_code == 0, r.output
+    gsz = ply_path.with_suffix(".gsz")
+    assert gsz.exists() and "Gaussians" in r.output
+    r = run("decode", str(gsz))
+    assert r.exit_code == 0, r.output
+    out = ply_path.with_name("scene.decoded.ply")
+    assert gscodec.read_ply(out).n == scene_sh3.n
+    r = run("bitrate", "report", str(gsz))
+    assert r.exit_code == 0 and "POSN" in r.output and "total" in r.output
+    r = run("bitrate", "report", str(gsz), "--json")
+    info = json.loads(r.output)
+    assert info["gaussians"] == scene_sh3.n and info["file_bytes"] == gsz.stat().st_size
+    assert _digest(ply_path) == before  # the input is never modified
+
+
+def test_quiet_prints_nothing(ply_path, tmp_path):
+    r = run("encode", str(ply_path), "-o", str(tmp_path / "x.gsz"), "--quiet")
+    assert r.exit_code == 0 and r.output == ""
+    r = run("decode", str(tmp_path / "x.gsz"), "-o", str(tmp_path / "x.ply"), "--quiet",
+            "--no-refine", "--device", "cpu")
+    assert r.exit_code == 0 and r.output == ""
+
+
+def test_existing_output_is_refused_without_force(ply_path):
+    gsz = ply_path.with_suffix(".gsz")
+    gsz.write_bytes(b"keep me")
+    r = run("encode", str(ply_path))
+    assert r.exit_code == 1
+    assert "exists" in r.output and "--force" in r.output
+    assert gsz.read_bytes() == b"keep me"
+    r = run("encode", str(ply_path), "--force")
+    assert r.exit_code == 0 and gsz.read_bytes()[:4] == b"\x89GSZ"
+
+
+def test_output_equal_to_input_is_refused(ply_path):
+    r = run("encode", str(ply_path), "-o", str(ply_path), "--force")
+    assert r.exit_code == 1 and "overwrite the input" in r.output
+
+
+def _one_error_line(r) -> str:
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1, r.output
+    assert lines[0].startswith("gscodec: error:")
+    assert "Traceback" not in r.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"", "not a PLY file"),
+        (b"ply\nformat binary_little_endian 1.0\nelement vertex 5\nproperty float x\n"
+         b"end_header\n", "truncated PLY"),
+        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n1\n",
+         "missing property 'y'"),
+    ],
+)
+def test_bad_ply_inputs_exit_1_with_one_line(tmp_path, content, message):
+    src = tmp_path / "in.ply"
+    if content is not None:
+        src.write_bytes(content)
+    r = run("encode", str(src))
+    assert r.exit_code == 1
+    assert message in _one_error_line(r)
+    assert not (tmp_path / "in.gsz").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if content is None else ["in.ply"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: b"", "empty"),
+        (lambda d: b"hello, not a gsz file at all, just text" * 3, "bad magic"),
+        (lambda d: d[: len(d) // 2], "truncated"),
+        (lambda d: d[:-1] + bytes([d[-1] ^ 0x10]), "checksum"),
+    ],
+)
+def test_bad_gsz_inputs_exit_1_with_one_line(tmp_path, scene_sh3, mutate, message):
+    src = tmp_path / "in.gsz"
+    src.write_bytes(mutate(gscodec.encode(scene_sh3, quality=3)))
+    for args in (["decode", str(src)], ["bitrate", "report", str(src)]):
+        r = run(*args)
+        assert r.exit_code == 1
+        line = _one_error_line(r)
+        assert message in line and str(src) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.gsz"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["encode"],
+        ["encode", "a.ply", "--quality", "0"],
+        ["encode", "a.ply", "--quality", "x"],
+        ["decode", "a.gsz", "--device", "tpu"],
+        ["frobnicate"],
+        ["bitrate"],
+        ["encode", "a.ply", "--bogus"],
+    ],
+)
+def test_usage_errors_exit_2(args):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2
+
+
+def test_missing_output_folder_and_folder_input(tmp_path, ply_path):
+    r = run("encode", str(ply_path), "-o", str(tmp_path / "no" / "such" / "x.gsz"))
+    assert r.exit_code == 1 and "does not exist" in _one_error_line(r)
+    r = run("encode", str(tmp_path))
+    assert r.exit_code == 1 and "folder" in _one_error_line(r)
+
+
+def test_failure_while_writing_leaves_no_partial_file(tmp_path, ply_path, monkeypatch):
+    import gscodec.formats.ply as ply_module
+
+    gsz = tmp_path / "x.gsz"
+    assert run("encode", str(ply_path), "-o", str(gsz), "--quiet").exit_code == 0
+
+    def broken(f, arrays):
+        f.write(b"ply\npartial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ply_module, "write_ply_file", broken)
+    out = tmp_path / "out.ply"
+    r = run("decode", str(gsz), "-o", str(out))
+    assert r.exit_code == 1 and "No space left on device" in _one_error_line(r)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["scene.ply", "x.gsz"])
+
+
+def test_unexpected_exceptions_become_one_line(tmp_path, ply_path, monkeypatch):
+    import gscodec.api
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated bug\nwith a second line")
+
+    monkeypatch.setattr(gscodec.api, "encode_with_order", boom)
+    r = run("encode", str(ply_path), "-o", str(tmp_path / "y.gsz"))
+    assert r.exit_code == 1
+    assert "RuntimeError: simulated bug" in _one_error_line(r)
+    assert not (tmp_path / "y.gsz").exists()
