@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .codec.attributes import REGISTRY, morton_order
+from .codec.attributes import REGISTRY, RowView, morton_order
 from .codec.meta import get_dict, get_int
 from .codec.quality import DEFAULT_QUALITY, preset
 from .formats.errors import ContainerError, GscodecError, LimitError
@@ -97,7 +97,9 @@ def encode_with_order(
     stream_meta: dict[str, Any] = {}
     for i, (name, codec) in enumerate(codecs):
         report(i + 1, total, f"coding {name}")
-        values = np.ascontiguousarray(_attribute(arrays, name)[order])
+        source = _attribute(arrays, name)
+        # the SH rows are gathered block by block inside the codec, not copied whole
+        values = RowView(source, order) if name == "sh_rest" else source[order]
         out = codec.encode(values, params, features)
         features.update(out.features)
         streams.append(Stream(codec.kind, CODEC_CHANNELS_V1, True, out.payload))

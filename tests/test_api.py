@@ -9,23 +9,9 @@ import gscodec
 from gscodec.api import InputError, encode_with_order
 from gscodec.codec.quality import preset
 from gscodec.gaussians import SH_C0
+from gscodec.metrics import attribute_errors
+from gscodec.metrics import rotation_angles_deg as quat_angle_deg
 from gscodec.synthetic import make_scene
-from helpers import quat_angle_deg
-
-
-def _errors(a: gscodec.Gaussians, b: gscodec.Gaussians) -> dict[str, float]:
-    diag = float(np.linalg.norm(a.means.max(0) - a.means.min(0)))
-    sig = lambda x: 1 / (1 + np.exp(-x.astype(np.float64)))  # noqa: E731
-    out = {
-        "pos": float(np.sqrt(((a.means - b.means) ** 2).sum(1).mean()) / diag),
-        "scale": float(np.sqrt(((a.log_scales - b.log_scales) ** 2).mean())),
-        "rot": float(quat_angle_deg(a.quats, b.quats).mean()),
-        "opa": float(np.sqrt(((sig(a.opacity_logits) - sig(b.opacity_logits)) ** 2).mean())),
-        "dc": float(np.sqrt(((SH_C0 * (a.sh[:, 0] - b.sh[:, 0]) * 255) ** 2).mean())),
-    }
-    if a.sh_degree:
-        out["rest"] = float(np.sqrt(((a.sh[:, 1:] - b.sh[:, 1:]) ** 2).mean()))
-    return out
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
@@ -75,7 +61,7 @@ def test_quality_presets_are_monotone_in_size_and_error(scene_sh3):
     for q in range(1, 11):
         data, order = encode_with_order(scene_sh3, quality=q)
         sizes.append(len(data))
-        errors.append(_errors(scene_sh3.take(order), gscodec.decode(data)))
+        errors.append(attribute_errors(scene_sh3.take(order), gscodec.decode(data)))
     assert all(a < b for a, b in zip(sizes, sizes[1:], strict=False)), sizes
     for key in errors[0]:
         series = [e[key] for e in errors]

@@ -8,8 +8,8 @@ import pytest
 from gscodec.codec.attributes import REGISTRY, morton_order, position_grid
 from gscodec.codec.quality import preset
 from gscodec.gaussians import SH_C0
+from gscodec.metrics import rotation_angles_deg as quat_angle_deg
 from gscodec.synthetic import make_scene
-from helpers import quat_angle_deg
 
 PARAMS = preset(5)
 
@@ -154,3 +154,10 @@ def test_decoding_is_deterministic(scene_sh3):
         d1 = codec.decode(a.payload, a.meta, g.n, dict(feats)).values
         d2 = codec.decode(a.payload, a.meta, g.n, dict(feats)).values
         np.testing.assert_array_equal(d1, d2)
+
+
+def test_values_beyond_int16_take_the_int32_path():
+    rng = np.random.default_rng(5)
+    log_scales = rng.uniform(-3000, 3000, size=(500, 3)).astype(np.float32)
+    _, back = _round_trip("log_scales", log_scales)
+    assert np.abs(back.values - log_scales).max() <= PARAMS.log_scale_step / 2 + 1e-3

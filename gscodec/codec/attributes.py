@@ -56,27 +56,56 @@ class Decoded:
     features: Features = field(default_factory=dict)
 
 
-def _quantize(values: np.ndarray, step: float | np.ndarray, offset: float = 0.0) -> np.ndarray:
-    """Channel-major int32 ``[C, N]`` of ``rint((values + offset) / step)`` for ``values [N, C]``,
-    clamped to +-2**30, one channel at a time (bounded temporaries)."""
-    n, c = values.shape
-    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))
-    out = np.empty((c, n), np.int32)
-    for j in range(c):
-        v = np.rint((values[:, j].astype(np.float64) + offset) / steps[j])
-        out[j] = np.clip(v, -INT_LIMIT, INT_LIMIT)
+_BLOCK_ROWS = 1 << 16
+
+
+class RowView:
+    """The rows of ``array`` in the order ``order``, without copying them all at once:
+    ``view[a:b]`` is ``array[order[a:b]]``. Codecs that quantize in blocks accept it in place
+    of an array (the pipeline uses it for the large SH arrays to bound memory)."""
+
+    def __init__(self, array: np.ndarray, order: np.ndarray) -> None:
+        self.array = array
+        self.order = order
+        self.shape = (order.shape[0], *array.shape[1:])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.array[self.order[key]]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.array[self.order]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _quantize(values: np.ndarray | RowView, step: float | np.ndarray,
+              offset: float = 0.0) -> np.ndarray:
+    """Channel-major ``[C, N]`` of ``rint((values + offset) / step)`` for ``values [N, C]`` (or
+    [N, ...] flattened per row), clamped to +-2**30, in blocks of rows. The result is int16 when
+    every value fits (the usual case, half the memory), else int32."""
+    n = values.shape[0]
+    c = int(np.prod(values.shape[1:]))
+    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))[:, None]
+    out = np.empty((c, n), np.int16)
+    for a in range(0, n, _BLOCK_ROWS):
+        block = np.asarray(values[a : a + _BLOCK_ROWS], dtype=np.float64).reshape(-1, c).T
+        q = np.clip(np.rint((block + offset) / steps), -INT_LIMIT, INT_LIMIT)
+        if out.dtype == np.int16 and q.size and (q.min() < -(1 << 15) or q.max() >= 1 << 15):
+            out = out.astype(np.int32)
+        out[:, a : a + _BLOCK_ROWS] = q
     return out
 
 
 def _dequantize(X: np.ndarray, step: float | np.ndarray, offset: float = 0.0,
                 scale: float = 1.0) -> np.ndarray:
-    """``[N, C]`` float32 of ``(X * step - offset) / scale`` for channel-major ``X [C, N]``."""
+    """``[N, C]`` float32 of ``(X * step - offset) / scale`` for channel-major ``X [C, N]``, in
+    blocks of rows."""
     c, n = X.shape
-    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))
-    out = np.empty((c, n), np.float32)
-    for j in range(c):
-        out[j] = (X[j].astype(np.float64) * steps[j] - offset) / scale
-    return np.ascontiguousarray(out.T)
+    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))[None, :]
+    out = np.empty((n, c), np.float32)
+    for a in range(0, n, _BLOCK_ROWS):
+        block = X[:, a : a + _BLOCK_ROWS].T.astype(np.float64)
+        out[a : a + _BLOCK_ROWS] = (block * steps - offset) / scale
+    return out
 
 
 def _finite(values: np.ndarray, what: str) -> np.ndarray:
@@ -434,10 +463,12 @@ class ShRestCodec:
     name: ClassVar[str] = "sh_rest"
     kind: ClassVar[str] = "SHRS"
 
-    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
-        n, k, _ = values.shape
+    def encode(
+        self, values: np.ndarray | RowView, params: QualityParams, features: Features
+    ) -> Encoded:
+        k = values.shape[1]
         steps = np.repeat([params.sh_rest_steps[_band_of(j + 1) - 1] for j in range(k)], 3)
-        X = _quantize(values.reshape(n, k * 3), steps)
+        X = _quantize(values, steps)
         payload, meta = encode_matrix(X, _sh_rest_spec(k), features, allow_palette=True)
         meta["steps"] = list(params.sh_rest_steps)
         meta["coeffs"] = k

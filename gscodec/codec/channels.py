@@ -15,7 +15,7 @@ other; for channel ``c`` the encoder picks a *plan*:
   table; the context variable is known to the decoder before the channel is decoded:
     - ``none``: one bucket;
     - ``val`` (ref j < c): the value of channel j;
-    - ``mag`` (ref j < c): the magnitude ``|e_j|`` of channel j's residual;
+    - ``mag`` (ref j < c): the magnitude ``|e_j|`` of channel j's residual, saturated at 65535;
     - ``act``: the sum of ``|e_j|`` over all earlier channels of the group;
     - ``feat`` (name): a side feature computed from already-decoded attributes (for example
       the local point density from the positions);
@@ -59,13 +59,13 @@ from .meta import get_int, get_int_list, get_str
 PREDICTORS = ("none", "chan", "prev", "prevchan")
 CONTEXTS = ("none", "val", "mag", "act", "feat")
 MAX_BUCKETS = 16
-MAX_T = 16
+MAX_T = 14  # keeps every alphabet below entropy.MAX_ALPHABET
 MAX_M = 4
 VALUE_LIMIT = (1 << 31) - 1  # channel values are int32
 MAX_BITS = 34  # zigzagged residuals of int32 values stay below 2**34
 _SAMPLE_BLOCK = 8192
 _SAMPLE_BLOCKS = 4
-_TABLE_ENTRY_BITS = 6.0  # estimated cost of one stored table entry after zstd
+_TABLE_ENTRY_BITS = 4.5  # estimated cost of one stored table entry after zstd
 _BUCKET_CHOICES = (4, 8, 16)
 
 
@@ -195,11 +195,19 @@ def _context_variable(
     if plan.ctx == "val":
         return X[plan.cref][sel].astype(np.int64)
     if plan.ctx == "mag":
-        return abs_e[plan.cref][sel]
+        return abs_e[plan.cref][sel].astype(np.int64)
     if plan.ctx == "act":
         assert act is not None
         return act[sel]
     return np.asarray(features[plan.feat], dtype=np.int64)[sel]
+
+
+MAG_LIMIT = 0xFFFF
+
+
+def _magnitude(e: np.ndarray) -> np.ndarray:
+    """``|e|`` saturated at 65535, as uint16 (what the ``mag`` context sees)."""
+    return np.minimum(np.abs(e), MAG_LIMIT).astype(np.uint16)
 
 
 def _edges_for(sorted_v: np.ndarray, buckets: int) -> tuple[int, ...]:
@@ -352,17 +360,17 @@ def _choose_plan(
             if cost < best_cost:
                 best_cost, best_ctx = cost, ctx
                 chosen = ChannelPlan(pred, ref, cand.ctx, cand.cref, cand.feat, edges, off)
-    best_t = (best_cost, t)
-    for t2 in range(max(0, t - 2), min(MAX_T, t + 2) + 1):
-        if t2 == t:
-            continue
-        sym2, nraw2, _ = split(z, t2, min(2, t2))
-        cost = _symbol_cost(sym2, float(nraw2.sum()), best_ctx, chosen.buckets, scale)
-        if cost < best_t[0]:
-            best_t = (cost, t2)
-    t = best_t[1]
-    return ChannelPlan(pred, ref, chosen.ctx, chosen.cref, chosen.feat, chosen.edges, off, t,
-                       min(2, t))
+    best_tm = (best_cost, t, min(2, t))
+    for t2 in range(max(0, t - 4), min(MAX_T, t + 1) + 1):
+        for m2 in range(0, min(t2, MAX_M) + 1):
+            if (t2, m2) == (t, min(2, t)):
+                continue
+            sym2, nraw2, _ = split(z, t2, m2)
+            cost = _symbol_cost(sym2, float(nraw2.sum()), best_ctx, chosen.buckets, scale)
+            if cost < best_tm[0]:
+                best_tm = (cost, t2, m2)
+    _, t, m = best_tm
+    return ChannelPlan(pred, ref, chosen.ctx, chosen.cref, chosen.feat, chosen.edges, off, t, m)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +417,7 @@ def encode_group(
         ctx = None if v is None else _bucket(v, plan.edges)
         _encode_symbols(e, ctx, plan, enc, tables)
         if c in keep_abs:
-            abs_e[c] = np.abs(e)
+            abs_e[c] = _magnitude(e)
         if act is not None:
             act += np.abs(e)
         chosen.append(plan.to_meta())
@@ -464,7 +472,7 @@ def decode_group(
             raise ContainerError("corrupt stream: decoded value out of range")
         X[c] = x
         if c in keep_abs:
-            abs_e[c] = np.abs(e)
+            abs_e[c] = _magnitude(e)
         if act is not None:
             act += np.abs(e)
     return X

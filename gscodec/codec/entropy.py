@@ -6,13 +6,13 @@ encoded in reverse so that they decode in forward order, are hidden behind :clas
 (which records the coding operations in decode order and replays them backwards) and
 :class:`AnsDecoder`.
 
-Probability tables. A table is stored as small integer weights ``q[0..A-1]`` (see
-:func:`table_from_counts`). The coder uses the integer frequencies ``f = expand_table(q)``, which
-sum to ``2**24 - A``; symbol ``i`` then has probability exactly ``(f[i] + 1) / 2**24``. That is what
-constriction's ``Categorical(perfect=False)`` builds from these floating-point weights (its fast
-quantizer adds one to every weight and scales the rest by ``(2**24 - A) / sum``, which is 1 here),
-so the model is fully specified by integers and a second decoder can rebuild it without
-constriction.
+Probability tables. A table is stored as one code byte per symbol, ``c[0..A-1]``, standing for
+the integer weights ``q = code_weights(c)`` (see :func:`table_from_counts`). The coder uses the
+integer frequencies ``f = expand_table(c)``, which sum to ``2**24 - A``; symbol ``i`` then has
+probability exactly ``(f[i] + 1) / 2**24``. That is what constriction's
+``Categorical(perfect=False)`` builds from these floating-point weights (its fast quantizer adds
+one to every weight and scales the rest by ``(2**24 - A) / sum``, which is 1 here), so the model
+is fully specified by integers and a second decoder can rebuild it without constriction.
 
 Binarization. A non-negative integer ``z`` is sent as a symbol from a small alphabet plus raw
 bits, with two parameters ``t`` and ``m`` (``m <= t``): values below ``T = 2**t`` are their own
@@ -35,9 +35,8 @@ AnsCoder = constriction.stream.stack.AnsCoder
 
 PRECISION = 24
 TOTAL = 1 << PRECISION
-MAX_TABLE_WEIGHT = 0xFFFF
-_TABLE_TARGET_SUM = 1 << 16
-RAW_CHUNK_BITS = 16
+MAX_CODE = 248  # table codes 1..248: weights 8 << 0 .. 15 << 30
+RAW_CHUNK_BITS = 16  # raw bits are coded in chunks of at most 16 bits (uint16)
 MAX_ALPHABET = 1 << 16
 
 
@@ -131,27 +130,38 @@ def alphabet_limit(t: int, m: int, max_bits: int) -> int:
 
 
 def table_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Stored table weights (int64 in 0..65535) from symbol counts, trimmed after the last used
-    symbol. Every used symbol gets a weight of at least 1."""
+    """Stored table codes (int64 in 0..MAX_CODE) from symbol counts, trimmed after the last used
+    symbol: 0 for an unused symbol, else the code of ``8 * count`` rounded to 4 significant bits
+    (see :func:`code_weights`). Small counts are exact; large ones are within 1/16."""
     counts = np.asarray(counts, dtype=np.int64)
     used = np.flatnonzero(counts)
     if used.size == 0:
         return np.zeros(0, np.int64)
-    counts = counts[: used[-1] + 1]
-    total = int(counts.sum())
-    scale = min(1.0, _TABLE_TARGET_SUM / total)
-    q = np.rint(counts * scale).astype(np.int64)
-    q = np.clip(q, 0, MAX_TABLE_WEIGHT)
-    q[(counts > 0) & (q == 0)] = 1
-    return q
+    x = counts[: used[-1] + 1] * 8
+    e = np.maximum(bit_length(x.astype(np.uint64)) - 4, 0)
+    m = (x + (np.int64(1) << e >> 1)) >> e  # round to nearest, in 8..16
+    carry = m >= 16
+    e = np.where(carry, e + 1, e)
+    m = np.where(carry, 8, m)
+    codes = 1 + 8 * e + (m - 8)
+    codes = np.minimum(codes, MAX_CODE)
+    return np.where(x > 0, codes, 0).astype(np.int64)
 
 
-def expand_table(q: np.ndarray) -> np.ndarray:
-    """Integer frequencies (as float64) summing to ``2**24 - len(q)``; see the module docstring.
+def code_weights(codes: np.ndarray) -> np.ndarray:
+    """Integer weight of each table code: 0 for code 0, else ``(8 + (c-1) % 8) << ((c-1) // 8)``."""
+    c = np.asarray(codes, dtype=np.int64)
+    cm1 = np.maximum(c - 1, 0)
+    return np.where(c > 0, (8 + cm1 % 8) << (cm1 // 8), 0)
 
-    ``f[i] = (q[i] * W) // S`` with ``W = 2**24 - A`` and ``S = sum(q)``, and the remainder
-    ``W - sum(f)`` is added to the first largest entry of ``q``."""
-    q = np.asarray(q, dtype=np.int64)
+
+def expand_table(codes: np.ndarray) -> np.ndarray:
+    """Integer frequencies (as float64) summing to ``2**24 - A``; see the module docstring.
+
+    With weights ``q = code_weights(codes)``, ``W = 2**24 - A`` and ``S = sum(q)``:
+    ``f[i] = (q[i] * W) // S``, and the remainder ``W - sum(f)`` is added to the first largest
+    entry of ``q``."""
+    q = code_weights(codes)
     a = q.size
     s = int(q.sum())
     if a < 1 or a > MAX_ALPHABET or s <= 0:
@@ -160,15 +170,6 @@ def expand_table(q: np.ndarray) -> np.ndarray:
     f = (q * w) // s
     f[int(np.argmax(q))] += w - int(f.sum())
     return f.astype(np.float64)
-
-
-def table_bits(q: np.ndarray, counts: np.ndarray) -> float:
-    """Bits needed to code symbols with these ``counts`` under the table ``q``."""
-    counts = np.asarray(counts, dtype=np.float64)[: q.size]
-    if q.size <= 1:
-        return 0.0
-    p = (expand_table(q) + 1.0) / TOTAL
-    return float(-(counts * np.log2(p)).sum())
 
 
 def write_varints(values: np.ndarray, out: bytearray) -> None:
@@ -207,23 +208,27 @@ class VarintReader:
         return value
 
     def read_table(self, max_alphabet: int) -> np.ndarray:
-        """A table as written by :func:`write_table`."""
+        """A table as written by :func:`write_table`: its length, then one code byte per
+        symbol."""
         a = self.read(max_alphabet)
         if a == 0:
             return np.zeros(0, np.int64)
-        q = np.asarray([self.read(MAX_TABLE_WEIGHT) for _ in range(a)], dtype=np.int64)
-        if q.sum() <= 0:
-            raise ContainerError("corrupt stream: empty probability table")
-        return q
+        if self.pos + a > len(self.data):
+            raise ContainerError("corrupt stream: table data ends early")
+        codes = np.frombuffer(self.data, np.uint8, a, self.pos).astype(np.int64)
+        self.pos += a
+        if codes.max() > MAX_CODE or codes.max() == 0:
+            raise ContainerError("corrupt stream: invalid probability table")
+        return codes
 
     def at_end(self) -> bool:
         return self.pos == len(self.data)
 
 
-def write_table(q: np.ndarray, out: bytearray) -> None:
-    """Append a table: its length, then its weights, as varints."""
-    write_varints(np.asarray([q.size]), out)
-    write_varints(q, out)
+def write_table(codes: np.ndarray, out: bytearray) -> None:
+    """Append a table: its length as a varint, then one code byte per symbol."""
+    write_varints(np.asarray([codes.size]), out)
+    out += np.asarray(codes, dtype=np.uint8).tobytes()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,11 +244,11 @@ class AnsEncoder:
 
     def categorical(self, symbols: np.ndarray, q: np.ndarray) -> None:
         """Code ``symbols`` (each < len(q)) with the stored table ``q``."""
-        symbols = np.asarray(symbols, dtype=np.int32)
         if symbols.size == 0 or q.size <= 1:
             return  # a one-symbol alphabet costs nothing
         model = Categorical(expand_table(q), perfect=False)
-        self._ops.append((symbols, model))
+        # kept as uint16 until to_bytes (alphabets are below 2**16): half the memory of int32
+        self._ops.append((np.asarray(symbols).astype(np.uint16), model))
 
     def raw_bits(self, values: np.ndarray, bits: int) -> None:
         """Code ``values`` (each < 2**bits) uniformly, in 16-bit chunks, high chunk first."""
@@ -255,13 +260,13 @@ class AnsEncoder:
             c = min(RAW_CHUNK_BITS, remaining)
             remaining -= c
             chunk = (values >> np.uint64(remaining)) & np.uint64((1 << c) - 1)
-            self._ops.append((chunk.astype(np.int32), Uniform(1 << c)))
+            self._ops.append((chunk.astype(np.uint16), Uniform(1 << c)))
 
     def to_bytes(self) -> bytes:
         """The compressed words, little-endian uint32."""
         coder = AnsCoder()
         for symbols, model in reversed(self._ops):
-            coder.encode_reverse(symbols, model)
+            coder.encode_reverse(symbols.astype(np.int32), model)
         return coder.get_compressed().astype("<u4").tobytes()
 
 

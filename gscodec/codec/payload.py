@@ -21,7 +21,7 @@ from ..formats.gsz import bounded_decompress
 from .entropy import AnsDecoder, AnsEncoder, VarintReader
 
 MAX_TABLE_BYTES = 64 << 20
-_ZSTD_LEVEL = 10
+_ZSTD_LEVEL = 19
 
 
 def pack(tables: bytearray, enc: AnsEncoder) -> bytes:

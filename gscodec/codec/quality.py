@@ -36,19 +36,21 @@ class QualityParams:
         return d
 
 
-#            pos bits  log-scale  rotation   opacity  dc(/255)  sh rest (band 1, 2, 3)
+#            pos bits  log-scale   rotation  opacity  dc(/255)  sh rest (band 1, 2, 3)
 _TABLE = {
-    1: QualityParams(10.0, 1 / 4, 0.02, 51, 8.0, (0.50, 0.70, 0.90)),
-    2: QualityParams(11.0, 1 / 6, 0.012, 85, 6.0, (0.35, 0.50, 0.65)),
-    3: QualityParams(12.0, 1 / 8, 0.008, 85, 4.0, (0.25, 0.35, 0.45)),
-    4: QualityParams(12.5, 1 / 10, 0.005, 255, 3.0, (0.18, 0.25, 0.32)),
-    5: QualityParams(13.0, 1 / 12, 0.0035, 255, 2.5, (0.14, 0.18, 0.24)),
-    6: QualityParams(13.5, 1 / 14, 0.0025, 255, 2.0, (0.10, 0.14, 0.18)),
-    7: QualityParams(14.0, 1 / 16, 0.0016, 255, 1.8, (0.08, 0.11, 0.14)),
-    8: QualityParams(15.0, 1 / 24, 0.0010, 255, 1.0, (0.05, 0.07, 0.09)),
-    9: QualityParams(16.0, 1 / 32, 0.0006, 510, 0.5, (0.03, 0.04, 0.05)),
+    1: QualityParams(9.5, 1 / 4, 0.013, 51, 7.7, (0.50, 0.70, 0.90)),
+    2: QualityParams(10.25, 1 / 5.5, 0.0085, 85, 5.7, (0.36, 0.50, 0.64)),
+    3: QualityParams(11.0, 1 / 8, 0.0055, 85, 4.3, (0.26, 0.36, 0.46)),
+    4: QualityParams(11.5, 1 / 10.5, 0.0035, 255, 3.3, (0.19, 0.26, 0.33)),
+    5: QualityParams(11.85, 1 / 13, 0.0022, 255, 2.3, (0.14, 0.19, 0.24)),
+    6: QualityParams(12.3, 1 / 16.5, 0.00135, 255, 1.7, (0.10, 0.13, 0.16)),
+    7: QualityParams(13.75, 1 / 18, 0.0012, 255, 1.45, (0.085, 0.11, 0.14)),
+    8: QualityParams(15.0, 1 / 24, 0.0009, 255, 1.0, (0.06, 0.08, 0.10)),
+    9: QualityParams(16.0, 1 / 32, 0.0006, 510, 0.5, (0.035, 0.045, 0.055)),
     10: QualityParams(18.0, 1 / 64, 0.0003, 1020, 0.25, (0.015, 0.02, 0.025)),
 }
+"""Preset -> steps. Non-integer colour steps avoid aliasing with 8-bit source colours; opacity
+levels are multiples of 255 from preset 4 on, so 8-bit alphas are reproduced exactly."""
 
 MIN_QUALITY = 1
 MAX_QUALITY = 10
