@@ -303,10 +303,14 @@ def decode(data: bytes) -> dict[str, list]:
     # log-scales
     m = sm["SCAL"]
     X = decode_matrix(m, streams["SCAL"][2], n, 3, features, FEATURES["SCAL"])
-    log_scales = [[f32(X[a][i] * m["step"]) for a in range(3)] for i in range(n)]
-    features["aniso"] = [max(X[a][i] for a in range(3)) - min(X[a][i] for a in range(3))
+    origin = m["origin"]
+    if len(origin) != 3 or any(abs(o) > 1e6 for o in origin):
+        raise Reject("origin")
+    log_scales = [[f32(X[a][i] * m["step"] + origin[a]) for a in range(3)] for i in range(n)]
+    Y = [[x + round(origin[a] / m["step"]) for x in X[a]] for a in range(3)]
+    features["aniso"] = [max(Y[a][i] for a in range(3)) - min(Y[a][i] for a in range(3))
                          for i in range(n)]
-    features["size"] = [X[0][i] + X[1][i] + X[2][i] for i in range(n)]
+    features["size"] = [Y[0][i] + Y[1][i] + Y[2][i] for i in range(n)]
 
     # rotations
     m = sm["ROTN"]

@@ -78,13 +78,15 @@ class RowView:
 
 
 def _quantize(values: np.ndarray | RowView, step: float | np.ndarray,
-              offset: float = 0.0) -> np.ndarray:
+              offset: float | np.ndarray = 0.0) -> np.ndarray:
     """Channel-major ``[C, N]`` of ``rint((values + offset) / step)`` for ``values [N, C]`` (or
-    [N, ...] flattened per row), clamped to +-2**30, in blocks of rows. The result is int16 when
-    every value fits (the usual case, half the memory), else int32."""
+    [N, ...] flattened per row; step and offset scalars or per channel), clamped to +-2**30, in
+    blocks of rows. The result is int16 when every value fits (the usual case, half the memory),
+    else int32."""
     n = values.shape[0]
     c = int(np.prod(values.shape[1:]))
     steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))[:, None]
+    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), (c,))[:, None]
     out = np.empty((c, n), np.int16)
     for a in range(0, n, _BLOCK_ROWS):
         block = np.asarray(values[a : a + _BLOCK_ROWS], dtype=np.float64).reshape(-1, c).T
@@ -95,12 +97,13 @@ def _quantize(values: np.ndarray | RowView, step: float | np.ndarray,
     return out
 
 
-def _dequantize(X: np.ndarray, step: float | np.ndarray, offset: float = 0.0,
+def _dequantize(X: np.ndarray, step: float | np.ndarray, offset: float | np.ndarray = 0.0,
                 scale: float = 1.0) -> np.ndarray:
-    """``[N, C]`` float32 of ``(X * step - offset) / scale`` for channel-major ``X [C, N]``, in
-    blocks of rows."""
+    """``[N, C]`` float32 of ``(X * step - offset) / scale`` for channel-major ``X [C, N]`` (step
+    and offset scalars or per channel), in blocks of rows."""
     c, n = X.shape
     steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))[None, :]
+    offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), (c,))[None, :]
     out = np.empty((n, c), np.float32)
     for a in range(0, n, _BLOCK_ROWS):
         block = X[:, a : a + _BLOCK_ROWS].T.astype(np.float64)
@@ -308,8 +311,9 @@ class PositionCodec:
 
 
 class LogScaleCodec:
-    """Natural-log scales: uniform step; the three axes predict each other; local density is a
-    candidate context."""
+    """Natural-log scales: a uniform grid per axis through the axis' median value (so that scenes
+    whose Gaussians share one size, like converted meshes, come back exactly); the three axes
+    predict each other; local density is a candidate context."""
 
     name: ClassVar[str] = "log_scales"
     kind: ClassVar[str] = "SCAL"
@@ -317,20 +321,28 @@ class LogScaleCodec:
 
     def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
         step = params.log_scale_step
-        X = _quantize(values, step)
+        origin = (np.quantile(values, 0.5, axis=0, method="lower").astype(np.float32)
+                  if values.shape[0] else np.zeros(3, np.float32))
+        X = _quantize(values, step, offset=-origin.astype(np.float64))
         payload, meta = encode_matrix(X, self.SPEC, features)
         meta["step"] = step
-        return Encoded(payload, meta, self._features(X))
+        meta["origin"] = [float(v) for v in origin]
+        return Encoded(payload, meta, self._features(X, step, origin))
 
     @staticmethod
-    def _features(X: np.ndarray) -> Features:
-        x = X.astype(np.int64)
+    def _features(X: np.ndarray, step: float, origin: np.ndarray) -> Features:
+        x = X.astype(np.int64) + np.rint(np.asarray(origin, np.float64) / step).astype(np.int64)[
+            :, None]
         return {"aniso": x.max(axis=0) - x.min(axis=0), "size": x.sum(axis=0)}
 
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
         step = get_float(meta, "step", 1e-9, 1e9)
+        origin = np.asarray(get_float_list(meta, "origin", 3), np.float64)
+        if np.abs(origin).max() > 1e6:
+            raise ContainerError("bad metadata: SCAL origin out of range")
         X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
-        return Decoded(_finite(_dequantize(X, step), "scales"), self._features(X))
+        values = _dequantize(X, step, offset=-origin)
+        return Decoded(_finite(values, "scales"), self._features(X, step, origin))
 
 
 # ---------------------------------------------------------------------------------------------
