@@ -26,3 +26,12 @@ class LimitError(ContainerError):
 
 class OutputExistsError(GscodecError):
     """The output path exists and overwriting was not asked for."""
+
+
+def unreadable(path: object, err: OSError, error: type[GscodecError], what: str) -> GscodecError:
+    """The error to raise when an input file cannot be opened or read."""
+    if isinstance(err, FileNotFoundError):
+        return error(f"{path}: no such file")
+    if isinstance(err, IsADirectoryError):
+        return error(f"{path}: is a folder, not {what}")
+    return error(f"{path}: cannot read: {err.strerror or err}")

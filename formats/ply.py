@@ -30,7 +30,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import PlyError
+from .errors import PlyError, unreadable
 
 _PLY_TYPES: dict[str, str] = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -231,12 +231,8 @@ def read_ply_arrays(path: str | os.PathLike[str]) -> ArrayDict:
     try:
         size = p.stat().st_size
         f = open(p, "rb")
-    except FileNotFoundError:
-        raise PlyError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise PlyError(f"{where}: is a folder, not a PLY file") from None
     except OSError as e:
-        raise PlyError(f"{where}: cannot open: {e.strerror}") from None
+        raise unreadable(where, e, PlyError, "a PLY file") from None
     with f:
         fmt, elements, header_size = _parse_header(f, where)
         if not any(el.name == "vertex" for el in elements):

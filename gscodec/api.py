@@ -14,7 +14,7 @@ from . import __version__
 from .codec.attributes import REGISTRY, RowView, morton_order
 from .codec.meta import get_dict, get_int
 from .codec.quality import DEFAULT_QUALITY, preset
-from .formats.errors import ContainerError, GscodecError, LimitError
+from .formats.errors import ContainerError, GscodecError, LimitError, unreadable
 from .formats.gsz import (
     CODEC_ZSTD_JSON,
     DEFAULT_LIMITS,
@@ -142,12 +142,8 @@ def _load(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str])
     p = Path(data_or_path)
     try:
         return p.read_bytes()
-    except FileNotFoundError:
-        raise ContainerError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ContainerError(f"{p}: is a folder, not a .gsz file") from None
     except OSError as e:
-        raise ContainerError(f"{p}: cannot read: {e.strerror}") from None
+        raise unreadable(p, e, ContainerError, "a .gsz file") from None
 
 
 def _header(data: bytes, limits: Limits) -> tuple[Any, dict[str, Any], int, int]:

@@ -165,3 +165,26 @@ def test_unexpected_exceptions_become_one_line(tmp_path, ply_path, monkeypatch):
     assert r.exit_code == 1
     assert "RuntimeError: simulated bug" in _one_error_line(r)
     assert not (tmp_path / "y.gsz").exists()
+
+
+def test_decode_refuses_existing_output_and_report_needs_a_file(tmp_path, scene_sh3):
+    src = tmp_path / "a.gsz"
+    src.write_bytes(gscodec.encode(scene_sh3, quality=2))
+    out = tmp_path / "a.decoded.ply"
+    out.write_bytes(b"old")
+    r = run("decode", str(src))
+    assert r.exit_code == 1 and "exists" in _one_error_line(r)
+    assert out.read_bytes() == b"old"
+    r = run("bitrate", "report", str(tmp_path / "missing.gsz"))
+    assert r.exit_code == 1 and "no such file" in _one_error_line(r)
+
+
+def test_empty_and_single_gaussian_scenes_round_trip_through_the_cli(tmp_path):
+    from gscodec.synthetic import make_scene
+
+    for n in (0, 1):
+        src = tmp_path / f"s{n}.ply"
+        gscodec.write_ply(src, make_scene(n, sh_degree=3, seed=n))
+        assert run("encode", str(src), "--quiet").exit_code == 0
+        assert run("decode", str(tmp_path / f"s{n}.gsz"), "--quiet").exit_code == 0
+        assert gscodec.read_ply(tmp_path / f"s{n}.decoded.ply").n == n

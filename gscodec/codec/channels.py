@@ -249,39 +249,27 @@ def _pick_t(z: np.ndarray) -> int:
     return int(ok[0]) if ok.size else MAX_T
 
 
-def _residual_for(pred: str, ref: int, X: np.ndarray, c: int, rows: np.ndarray) -> np.ndarray:
-    xc = X[c]
-    x = xc[rows].astype(np.int64)
-    prev = rows - 1
-    first = prev < 0
-    prev = np.maximum(prev, 0)
+def _residual(pred: str, ref: int, X: np.ndarray, c: int,
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """``x - prediction`` of channel ``c`` (offset not removed) at ``rows``, or at every row."""
+
+    def cur(j: int) -> np.ndarray:
+        return (X[j] if rows is None else X[j][rows]).astype(np.int64)
+
+    def prev(j: int) -> np.ndarray:
+        if rows is None:
+            return _shift_down(X[j].astype(np.int64))
+        p = X[j][np.maximum(rows - 1, 0)].astype(np.int64)
+        p[rows == 0] = 0
+        return p
+
     if pred == "none":
-        return x
+        return cur(c)
     if pred == "chan":
-        return x - X[ref][rows]
+        return cur(c) - cur(ref)
     if pred == "prev":
-        p = xc[prev].astype(np.int64)
-        p[first] = 0
-        return x - p
-    d = x - X[ref][rows]
-    p = xc[prev].astype(np.int64) - X[ref][prev]
-    p[first] = 0
-    return d - p
-
-
-def _prediction_residual(plan: ChannelPlan, X: np.ndarray, c: int) -> np.ndarray:
-    """Residual e of channel c over all rows (encoder side), offset removed."""
-    x = X[c].astype(np.int64)
-    if plan.pred == "none":
-        r = x
-    elif plan.pred == "chan":
-        r = x - X[plan.ref]
-    elif plan.pred == "prev":
-        r = x - _shift_down(x)
-    else:
-        d = x - X[plan.ref]
-        r = d - _shift_down(d)
-    return r - plan.off
+        return cur(c) - prev(c)
+    return (cur(c) - cur(ref)) - (prev(c) - prev(ref))
 
 
 def _reconstruct(plan: ChannelPlan, e: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -319,7 +307,7 @@ def _choose_plan(
             preds.append(("prevchan", j))
     best: tuple[float, str, int, int] | None = None
     for pred, ref in preds:
-        r = _residual_for(pred, ref, X, c, rows)
+        r = _residual(pred, ref, X, c, rows)
         off = int(np.median(r)) if r.size else 0
         z = zigzag(r - off)
         t = _pick_t(z)
@@ -329,7 +317,7 @@ def _choose_plan(
             best = (cost, pred, ref, off)
     assert best is not None
     best_cost, pred, ref, off = best
-    z = zigzag(_residual_for(pred, ref, X, c, rows) - off)
+    z = zigzag(_residual(pred, ref, X, c, rows) - off)
     t = _pick_t(z)
     sym, nraw, _ = split(z, t, min(2, t))
     raw_bits = float(nraw.sum())
@@ -412,7 +400,7 @@ def encode_group(
             plan = _choose_plan(c, X, abs_e, act, features, spec, rows)
         else:
             plan = ChannelPlan()
-        e = _prediction_residual(plan, X, c)
+        e = _residual(plan.pred, plan.ref, X, c) - plan.off
         v = _context_variable(plan, X, abs_e, act, features)
         ctx = None if v is None else _bucket(v, plan.edges)
         _encode_symbols(e, ctx, plan, enc, tables)
