@@ -188,6 +188,92 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, device: str, 
                    f"{time.perf_counter() - t0:.1f} s")
 
 
+def _heat(a: Any, b: Any) -> Any:
+    """Error heat map: mean absolute error per pixel, x4, black -> red -> yellow -> white."""
+    import numpy as np
+
+    e = np.clip(np.abs(a - b).mean(axis=2) * 4.0, 0.0, 1.0)
+    return np.stack([np.clip(3 * e, 0, 1), np.clip(3 * e - 1, 0, 1), np.clip(3 * e - 2, 0, 1)],
+                    axis=2)
+
+
+@main.command()
+@click.argument("ref_path", metavar="REF", type=click.Path(path_type=Path))
+@click.argument("other_path", metavar="OTHER", type=click.Path(path_type=Path))
+@click.option("--views", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Number of evaluation views.")
+@click.option("--size", type=click.IntRange(16, 8192), default=256, show_default=True,
+              help="Longest side of the renders, in pixels.")
+@click.option("--cameras", "cameras_path", type=click.Path(path_type=Path),
+              help="INRIA cameras.json to use instead of views synthesized around REF.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--png", "png_path", type=click.Path(path_type=Path),
+              help="Write reference | other | error heat map of the worst view.")
+@click.option("--backend", type=click.Choice(["auto", "cpu", "gsplat"]), default="auto",
+              show_default=True, help="Renderer (gsplat needs CUDA).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --png output.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_path: Path | None,
+            as_json: bool, png_path: Path | None, backend: str, force: bool, quiet: bool) -> None:
+    """Render REF and OTHER (.ply or .gsz) from the same views and report PSNR and SSIM of
+    OTHER against REF (black background)."""
+    import numpy as np
+
+    from ..api import load_scene
+    from ..cameras import evaluation_views, read_cameras_json
+    from ..metrics import compare_renders
+    from ..png import encode_png
+    from ..render import render, resolve_backend
+
+    for p in (ref_path, other_path):
+        _check_input(p)
+    if png_path is not None:
+        check_output_path(png_path, force=force)
+    if backend == "gsplat" and resolve_backend("auto") != "gsplat":
+        raise GscodecError("--backend gsplat needs CUDA and gsplat; use --backend cpu")
+    with progress_bar(quiet, "compare") as report:
+        report(0, 1, "loading")
+        ref = load_scene(ref_path)
+        other = load_scene(other_path)
+        if cameras_path is not None:
+            cams = read_cameras_json(cameras_path)
+            step = max(1, len(cams) // views)
+            cams = [c.scaled(size) for c in cams[::step][:views]]
+        else:
+            cams = evaluation_views(ref.means, views, size)
+        result = compare_renders(ref, other, cams, backend=backend, progress=report)
+    result["ref"], result["other"] = str(ref_path), str(other_path)
+    result["backend"] = resolve_backend(backend)
+    if png_path is not None and result["views"]:
+        import torch
+
+        cam = cams[result["worst"]]
+        with torch.no_grad():
+            a = render(ref, cam, backend=backend).image.clamp(0, 1).cpu().numpy()
+            b = render(other, cam, backend=backend).image.clamp(0, 1).cpu().numpy()
+        atomic_write_bytes(png_path, encode_png(np.concatenate([a, b, _heat(a, b)], axis=1)),
+                           force=force)
+        result["png"] = str(png_path)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{other_path} against {ref_path}: {result['views']} views, "
+                  f"{result['width']}x{result['height']}, {result['backend']} renderer")
+    for col in ("view", "PSNR (dB)", "SSIM"):
+        table.add_column(col, justify="left" if col == "view" else "right")
+    def db(x: float | None) -> str:
+        return "inf" if x is None else f"{x:.2f}"
+
+    for v in result["per_view"]:
+        table.add_row(v["name"], db(v["psnr"]), f"{v['ssim']:.4f}")
+    table.add_row("mean", db(result["psnr"]), f"{result['ssim']:.4f}", style="bold")
+    Console().print(table)
+
+
 @main.group()
 def bitrate() -> None:
     """Inspect where the bytes of a .gsz file go."""

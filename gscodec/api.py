@@ -20,6 +20,7 @@ from .formats.gsz import (
     DEFAULT_LIMITS,
     ENTRY_SIZE,
     HEADER_SIZE,
+    MAGIC,
     Limits,
     Stream,
     decode_meta,
@@ -53,6 +54,23 @@ def write_ply(path: str | os.PathLike[str], gaussians: Gaussians, *, force: bool
     """Write Gaussians as an INRIA-layout PLY, atomically; refuses an existing file unless
     ``force``."""
     write_ply_arrays(path, gaussians.as_arrays(), force=force)
+
+
+def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Gaussians:
+    """Gaussians from a .gsz file (decoded with the default settings) or a PLY, told apart by
+    the file's first bytes."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise unreadable(p, e, GscodecError, "a scene file") from None
+    if head == MAGIC:
+        try:
+            return decode(p, limits=limits)
+        except ContainerError as e:
+            raise type(e)(f"{p}: {e}") from None
+    return read_ply(p)
 
 
 def _validated_arrays(g: Gaussians) -> dict[str, np.ndarray]:

@@ -11,9 +11,15 @@ in the units the benchmarks report:
     opacity     RMSE of alpha = sigmoid(opacity logit)
     sh_dc       RMSE of the DC colour 0.5 + SH_C0 * f_dc, in 0..255 RGB units
     sh_rest     RMSE of the higher SH coefficients (absent for SH degree 0)
+
+``psnr``/``ssim``/``compare_renders`` measure renders instead: PSNR (dB) and SSIM of images in
+[0, 1] against renders of a reference scene, black background.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +64,72 @@ def attribute_errors(ref: Gaussians, other: Gaussians) -> dict[str, float]:
         out["sh_rest"] = float(np.sqrt(((ref.sh[:, 1:].astype(np.float64) - other.sh[:, 1:]) ** 2)
                                        .mean()))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# image fidelity (renders)
+
+
+def psnr(a: Any, b: Any) -> float:
+    """PSNR in dB between two images in [0, 1] (``[H, W, 3]`` tensors; clamped to [0, 1])."""
+    import torch
+
+    mse = torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item()
+    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+
+
+def ssim(a: Any, b: Any) -> float:
+    """SSIM (pytorch-msssim: 11x11 Gaussian window, sigma 1.5) between two ``[H, W, 3]`` images
+    in [0, 1]."""
+    from pytorch_msssim import ssim as _ssim
+
+    x = a.clamp(0, 1).permute(2, 0, 1)[None].float()
+    y = b.clamp(0, 1).permute(2, 0, 1)[None].float()
+    return float(_ssim(x, y, data_range=1.0, size_average=True).item())
+
+
+@dataclass
+class ViewScore:
+    name: str
+    psnr: float
+    ssim: float
+    mse: float
+
+
+def compare_renders(ref: Gaussians, other: Gaussians, cameras: list[Any], *,
+                    backend: str = "auto", progress: Any = None) -> dict[str, Any]:
+    """Render both scenes at every camera (black background) and score ``other`` against
+    ``ref``: per-view PSNR/SSIM, their means, and the PSNR of the mean squared error over all
+    views. Returns a JSON-able dict (an infinite PSNR, for identical renders, is None);
+    ``worst`` is the index of the view with the lowest PSNR."""
+    import torch
+
+    from .render import render
+
+    views: list[ViewScore] = []
+    with torch.no_grad():
+        for i, cam in enumerate(cameras):
+            if progress:
+                progress(i, len(cameras), f"view {i + 1}/{len(cameras)}")
+            a = render(ref, cam, backend=backend).image
+            b = render(other, cam, backend=backend).image
+            mse = float(torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item())
+            views.append(ViewScore(cam.name or str(i), psnr(a, b), ssim(a, b), mse))
+    mean_mse = float(np.mean([v.mse for v in views])) if views else 0.0
+    per_view = [{**v.__dict__, "psnr": _finite_or_none(v.psnr)} for v in views]
+    return {
+        "psnr": _finite_or_none(float(np.mean([v.psnr for v in views]))) if views else None,
+        "psnr_of_mean_mse": None if mean_mse == 0 else float(10 * np.log10(1 / mean_mse)),
+        "ssim": float(np.mean([v.ssim for v in views])) if views else None,
+        "identical": bool(views) and mean_mse == 0,
+        "views": len(views),
+        "width": cameras[0].width if cameras else 0,
+        "height": cameras[0].height if cameras else 0,
+        "per_view": per_view,
+        "worst": int(np.argmin([v.psnr for v in views])) if views else -1,
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no infinity: an infinite PSNR (identical images) is reported as None."""
+    return float(x) if np.isfinite(x) else None

@@ -1,0 +1,133 @@
+"""The pure-PyTorch rasterizer: the reference on machines without a GPU.
+
+Every (pixel, Gaussian) pair inside a Gaussian's screen-space box is enumerated, the pairs are
+grouped by pixel with the Gaussians in front-to-back order, and the colours are alpha-composited
+with the conventions of gsplat's classic mode: ``alpha = min(0.999, opacity * exp(-power))``,
+pairs with ``power < 0`` or ``alpha < 1/255`` skipped, and a pixel stops at the Gaussian that
+would bring its transmittance to 1e-4 or below (that one excluded). The transmittance of each
+pixel is a product, computed as a sum of ``log(1 - alpha)`` in float64 within each pixel's run.
+
+Gaussians are processed in depth-ordered chunks of at most ``max_pairs`` pairs, carrying each
+pixel's transmittance from one chunk to the next, so memory stays bounded whatever the scene.
+Everything is differentiable with autograd (the boxes and the ordering are not, as in gsplat).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .project import ALPHA_THRESHOLD
+
+MAX_ALPHA = 0.999
+MIN_TRANSMITTANCE = 1e-4
+DEFAULT_MAX_PAIRS = 1 << 22
+
+
+def rasterize(
+    means2d: torch.Tensor,
+    conics: torch.Tensor,
+    colors: torch.Tensor,
+    opacities: torch.Tensor,
+    depths: torch.Tensor,
+    radii: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Composite projected Gaussians; returns (colour [H, W, 3], alpha [H, W, 1]) on black."""
+    device = means2d.device
+    n_pix = width * height
+    color_acc = torch.zeros(n_pix, colors.shape[-1], dtype=colors.dtype, device=device)
+    alpha_acc = torch.zeros(n_pix, dtype=colors.dtype, device=device)
+    visible = torch.nonzero((radii > 0).any(dim=-1)).squeeze(1)
+    if visible.numel() == 0:
+        return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
+    order = visible[torch.argsort(depths.detach()[visible], stable=True)]
+
+    with torch.no_grad():
+        m = means2d.detach()[order]
+        r = radii[order].to(m.dtype)
+        # pixel columns j with centre j + 0.5 within the radius: ceil(mx - rx - 0.5) ..
+        x0 = torch.ceil(m[:, 0] - r[:, 0] - 0.5).clamp(0, width - 1).long()
+        x1 = torch.floor(m[:, 0] + r[:, 0] - 0.5).clamp(0, width - 1).long()
+        y0 = torch.ceil(m[:, 1] - r[:, 1] - 0.5).clamp(0, height - 1).long()
+        y1 = torch.floor(m[:, 1] + r[:, 1] - 0.5).clamp(0, height - 1).long()
+        bw = (x1 - x0 + 1).clamp(min=0)
+        bh = (y1 - y0 + 1).clamp(min=0)
+        counts = bw * bh
+        ends = torch.cumsum(counts, 0)
+
+    log_t = torch.zeros(n_pix, dtype=torch.float64, device=device)  # log transmittance so far
+    done = torch.zeros(n_pix, dtype=torch.bool, device=device)
+    start = 0
+    n = order.numel()
+    while start < n:
+        # the largest chunk of Gaussians (at least one) with at most max_pairs pairs
+        base = ends[start - 1] if start else 0
+        stop = int(torch.searchsorted(ends, base + max_pairs, right=True))
+        stop = max(stop, start + 1)
+        color_acc, alpha_acc, log_t, done = _composite_chunk(
+            order[start:stop], x0[start:stop], y0[start:stop], bw[start:stop],
+            counts[start:stop], means2d, conics, colors, opacities, width,
+            color_acc, alpha_acc, log_t, done)
+        start = stop
+    return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
+
+
+def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities, width,
+                     color_acc, alpha_acc, log_t, done):
+    device = means2d.device
+    total = int(counts.sum())
+    if total == 0:
+        return color_acc, alpha_acc, log_t, done
+    with torch.no_grad():
+        local = torch.repeat_interleave(torch.arange(ids.numel(), device=device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        k = torch.arange(total, device=device) - first[local]
+        w = bw[local]
+        px = x0[local] + k % w
+        py = y0[local] + k // w
+        pix = py * width + px
+        # group by pixel, keeping the depth order of the Gaussians within each pixel
+        pix, perm = torch.sort(pix, stable=True)
+        local = local[perm]
+        keep_pix = ~done[pix]
+        if not bool(keep_pix.all()):
+            pix, local = pix[keep_pix], local[keep_pix]
+        if pix.numel() == 0:
+            return color_acc, alpha_acc, log_t, done
+        g = ids[local]
+        px = (pix % width).to(means2d.dtype) + 0.5
+        py = torch.div(pix, width, rounding_mode="floor").to(means2d.dtype) + 0.5
+        uniq, run_len = torch.unique_consecutive(pix, return_counts=True)
+        run_start = torch.cumsum(run_len, 0) - run_len
+        run_of = torch.repeat_interleave(torch.arange(uniq.numel(), device=device), run_len)
+
+    # one gather of every per-Gaussian quantity a pair needs (one scatter in the backward)
+    params = torch.cat([means2d, conics, opacities[:, None], colors], dim=1)[g]
+    dx = px - params[:, 0]
+    dy = py - params[:, 1]
+    power = 0.5 * (params[:, 2] * dx * dx + params[:, 4] * dy * dy) + params[:, 3] * dx * dy
+    alpha = torch.clamp(params[:, 5] * torch.exp(-power), max=MAX_ALPHA)
+    skip = (power.detach() < 0) | (alpha.detach() < ALPHA_THRESHOLD)
+    alpha = torch.where(skip, torch.zeros_like(alpha), alpha)
+
+    l = torch.log1p(-alpha.to(torch.float64))
+    csum = torch.cumsum(l, 0)
+    before = (csum - l) - (csum[run_start] - l[run_start])[run_of]  # exclusive, within the run
+    log_excl = log_t[pix] + before
+    with torch.no_grad():
+        next_t = torch.exp(log_excl.detach() + l.detach())
+        keep = next_t > MIN_TRANSMITTANCE  # monotone along each run: a prefix is kept
+    trans = torch.exp(log_excl).to(alpha.dtype)
+    weight = torch.where(keep, alpha * trans, torch.zeros_like(alpha))
+    color_acc = color_acc.index_add(0, pix, weight[:, None] * params[:, 6:])
+    alpha_acc = alpha_acc.index_add(0, pix, weight)
+    kept_l = torch.where(keep, l, torch.zeros_like(l))
+    log_t = log_t.index_add(0, pix, kept_l)
+    with torch.no_grad():
+        stopped = torch.zeros_like(done)
+        stopped[pix[~keep]] = True
+        done = done | stopped
+    return color_acc, alpha_acc, log_t, done
