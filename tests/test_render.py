@@ -57,7 +57,8 @@ def reference_render(g: Gaussians, cam: Camera) -> np.ndarray:
                (h_img - cy) / fy + 0.3 * 0.5 * h_img / fy, cy / fy + 0.3 * 0.5 * h_img / fy]
         tx = pc[2] * min(lim[0], max(-lim[1], pc[0] / pc[2]))
         ty = pc[2] * min(lim[2], max(-lim[3], pc[1] / pc[2]))
-        J = np.array([[fx / pc[2], 0, -fx * tx / pc[2] ** 2], [0, fy / pc[2], -fy * ty / pc[2] ** 2]])
+        J = np.array([[fx / pc[2], 0, -fx * tx / pc[2] ** 2],
+                      [0, fy / pc[2], -fy * ty / pc[2] ** 2]])
         cov2 = J @ view[:3, :3] @ cov @ view[:3, :3].T @ J.T + 0.3 * np.eye(2)
         if np.linalg.det(cov2) <= 0:
             continue
@@ -70,7 +71,8 @@ def reference_render(g: Gaussians, cam: Camera) -> np.ndarray:
         basis = sh_basis(g.sh_degree, torch.tensor(d[None])).numpy()[0]
         rgb = np.maximum((basis[:, None] * g.sh[i].astype(np.float64)).sum(0) + 0.5, 0)
         extent = min(3.33, math.sqrt(2 * math.log(opacity * 255)))
-        rx, ry = math.ceil(extent * math.sqrt(cov2[0, 0])), math.ceil(extent * math.sqrt(cov2[1, 1]))
+        rx = math.ceil(extent * math.sqrt(cov2[0, 0]))
+        ry = math.ceil(extent * math.sqrt(cov2[1, 1]))
         if mean2[0] + rx <= 0 or mean2[0] - rx >= w_img or mean2[1] + ry <= 0 \
                 or mean2[1] - ry >= h_img:
             continue

@@ -113,19 +113,20 @@ def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities
     skip = (power.detach() < 0) | (alpha.detach() < ALPHA_THRESHOLD)
     alpha = torch.where(skip, torch.zeros_like(alpha), alpha)
 
-    l = torch.log1p(-alpha.to(torch.float64))
-    csum = torch.cumsum(l, 0)
-    before = (csum - l) - (csum[run_start] - l[run_start])[run_of]  # exclusive, within the run
+    log1m = torch.log1p(-alpha.to(torch.float64))
+    csum = torch.cumsum(log1m, 0)
+    # exclusive prefix sum within each pixel's run
+    before = (csum - log1m) - (csum[run_start] - log1m[run_start])[run_of]
     log_excl = log_t[pix] + before
     with torch.no_grad():
-        next_t = torch.exp(log_excl.detach() + l.detach())
+        next_t = torch.exp(log_excl.detach() + log1m.detach())
         keep = next_t > MIN_TRANSMITTANCE  # monotone along each run: a prefix is kept
     trans = torch.exp(log_excl).to(alpha.dtype)
     weight = torch.where(keep, alpha * trans, torch.zeros_like(alpha))
     color_acc = color_acc.index_add(0, pix, weight[:, None] * params[:, 6:])
     alpha_acc = alpha_acc.index_add(0, pix, weight)
-    kept_l = torch.where(keep, l, torch.zeros_like(l))
-    log_t = log_t.index_add(0, pix, kept_l)
+    kept = torch.where(keep, log1m, torch.zeros_like(log1m))
+    log_t = log_t.index_add(0, pix, kept)
     with torch.no_grad():
         stopped = torch.zeros_like(done)
         stopped[pix[~keep]] = True
