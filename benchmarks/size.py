@@ -23,76 +23,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import gscodec
 from gscodec.metrics import attribute_errors
 
-HERE = Path(__file__).resolve().parent
-PEERS = HERE.parent.parent / "shared" / "tools" / "peers"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import HERE, machine, peer_tool, timed_process  # noqa: E402
+
 GROUPS = ("positions", "log_scales", "rotations", "opacity", "sh_dc", "sh_rest")
 TOLERANCE = 1e-4
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import constriction  # noqa: F401
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "gscodec": gscodec.__version__,
-    }
-
-
-def peer_tool() -> str | None:
-    installer = PEERS / "install.sh"
-    if not installer.exists():
-        return None
-    try:
-        out = subprocess.run([str(installer)], check=True, capture_output=True, text=True)
-    except (subprocess.CalledProcessError, OSError):
-        return None
-    return out.stdout.strip().splitlines()[-1]
-
-
-def timed_process(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd`` in a fresh interpreter that reports the child's wall time and peak RSS."""
-    code = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
-        "wall = time.perf_counter() - t\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps({'rc': r.returncode, 'seconds': wall, 'peak_bytes': peak,\n"
-        "                  'stderr': r.stderr.decode(errors='replace')[-400:]}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
-                         check=True)
-    result = json.loads(out.stdout)
-    if result["rc"] != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {result['stderr']}")
-    return result
 
 
 def gscodec_row(ref: gscodec.Gaussians, quality: int) -> dict[str, Any]:

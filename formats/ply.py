@@ -15,6 +15,9 @@ writes ``rot_*`` before ``scale_*``) and files without normals read the same. Bi
 endianness) is read straight into numpy after the header has been checked against the file
 size; ASCII files go through plyfile.
 
+Values must be finite, except the opacity logit, where -inf and +inf (alpha 0 and 1, which some
+tools write) are read as -30 and +30.
+
 This module works on plain numpy arrays and imports no torch: :func:`read_ply_arrays` returns a
 dict with the keys ``means [N,3]``, ``quats [N,4]`` (wxyz), ``log_scales [N,3]``,
 ``opacity_logits [N]`` and ``sh [N,(d+1)^2,3]`` (DC first), all float32.
@@ -158,7 +161,10 @@ def _read_vertex_plyfile(path: Path, where: str) -> np.ndarray:
         raise PlyError(f"{where}: cannot parse PLY data: {msg}") from None
 
 
-def _column(v: np.ndarray, name: str, where: str) -> np.ndarray:
+OPACITY_LOGIT_LIMIT = 30.0
+
+
+def _column(v: np.ndarray, name: str, where: str, infinite_logits: bool = False) -> np.ndarray:
     if name not in v.dtype.names:
         raise PlyError(f"{where}: missing property {name!r}")
     col = v[name]
@@ -167,6 +173,9 @@ def _column(v: np.ndarray, name: str, where: str) -> np.ndarray:
             f"{where}: property {name!r} has type {col.dtype.name}; expected float or double"
         )
     out = np.ascontiguousarray(col, dtype=np.float32)
+    if infinite_logits:
+        # an opacity logit of -inf / +inf is alpha 0 / 1 (some tools write them): keep it finite
+        out = np.where(np.isinf(out), np.sign(out) * OPACITY_LOGIT_LIMIT, out).astype(np.float32)
     bad = ~np.isfinite(out)
     if bad.any():
         raise PlyError(
@@ -201,7 +210,7 @@ def arrays_from_vertex(v: np.ndarray, where: str = "input") -> ArrayDict:
     means = _stack(v, ["x", "y", "z"], where)
     log_scales = _stack(v, ["scale_0", "scale_1", "scale_2"], where)
     quats = _stack(v, ["rot_0", "rot_1", "rot_2", "rot_3"], where)
-    opacity = _column(v, "opacity", where)
+    opacity = _column(v, "opacity", where, infinite_logits=True)
     sh = np.empty((n, n_coeffs, 3), dtype=np.float32)
     sh[:, 0, :] = _stack(v, ["f_dc_0", "f_dc_1", "f_dc_2"], where)
     k = n_coeffs - 1

@@ -13,7 +13,7 @@ import numpy as np
 from . import __version__
 from .codec.attributes import REGISTRY, RowView, morton_order
 from .codec.meta import get_dict, get_int
-from .codec.quality import DEFAULT_QUALITY, preset
+from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
 from .formats.errors import ContainerError, GscodecError, LimitError, unreadable
 from .formats.gsz import (
     CODEC_ZSTD_JSON,
@@ -97,12 +97,17 @@ def _noop(step: int, total: int, what: str) -> None:
 
 
 def encode_with_order(
-    gaussians: Gaussians, quality: int = DEFAULT_QUALITY, *, progress: Progress | None = None
+    gaussians: Gaussians,
+    quality: int = DEFAULT_QUALITY,
+    *,
+    progress: Progress | None = None,
+    params: QualityParams | None = None,
 ) -> tuple[bytes, np.ndarray]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
-    ``order[i]`` (gscodec stores Gaussians in Morton order)."""
+    ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
+    quantizer steps (for experiments; ``quality`` is then only recorded)."""
     report = progress or _noop
-    params = preset(quality)
+    params = preset(quality) if params is None else params
     arrays = _validated_arrays(gaussians)
     n = gaussians.n
     degree = gaussians.sh_degree

@@ -194,3 +194,16 @@ def test_missing_file_and_folder(tmp_path):
         read_ply(tmp_path / "nope.ply")
     with pytest.raises(PlyError, match="folder"):
         read_ply(tmp_path)
+
+
+def test_infinite_opacity_logits_mean_alpha_zero_or_one(tmp_path):
+    g, cols = _valid_bytes()
+    cols = {**cols, "opacity": np.array([-np.inf, np.inf, 0, 0, 0, 0, 0, 0])}
+    path = tmp_path / "inf.ply"
+    _write_custom(path, PEER_ORDER, cols, 8)
+    back = read_ply(path)
+    assert back.opacity_logits[:2].tolist() == [-30.0, 30.0]
+    cols["opacity"] = np.array([np.nan, 0, 0, 0, 0, 0, 0, 0])
+    _write_custom(path, PEER_ORDER, cols, 8)
+    with pytest.raises(PlyError, match="'opacity' has 1 non-finite"):
+        read_ply(path)
