@@ -12,6 +12,7 @@ import numpy as np
 
 from . import __version__
 from .codec.attributes import REGISTRY, RowView, morton_order
+from .codec.canonical import canonicalize
 from .codec.meta import get_dict, get_int
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
 from .formats.errors import ContainerError, GscodecError, LimitError, unreadable
@@ -115,18 +116,41 @@ def encode_with_order(
     total = len(codecs) + 1
     report(0, total, "ordering")
     order = morton_order(arrays["means"], params)
+    # Rotations and scales may go in the canonical form of codec.canonical (same covariances);
+    # both forms are coded and the smaller kept (the decoder cannot tell them apart, and the
+    # features the scales publish do not depend on the axis order).
+    shapes = [arrays]
+    if params.canonical:
+        canon = dict(arrays)
+        canon["quats"], canon["log_scales"] = canonicalize(arrays["quats"], arrays["log_scales"])
+        shapes.append(canon)
     features: dict[str, np.ndarray] = {}
     streams: list[Stream] = []
     stream_meta: dict[str, Any] = {}
     for i, (name, codec) in enumerate(codecs):
         report(i + 1, total, f"coding {name}")
-        source = _attribute(arrays, name)
-        # the SH rows are gathered block by block inside the codec, not copied whole
-        values = RowView(source, order) if name == "sh_rest" else source[order]
-        out = codec.encode(values, params, features)
-        features.update(out.features)
-        streams.append(Stream(codec.kind, CODEC_CHANNELS_V1, True, out.payload))
-        stream_meta[codec.kind] = out.meta
+        if name == "quats":
+            continue  # coded together with the scales, below
+        if name == "log_scales":
+            best = None
+            for shape in shapes:
+                scal = codec.encode(shape["log_scales"][order], params, features)
+                rotn = REGISTRY["quats"].encode(shape["quats"][order], params,
+                                                {**features, **scal.features})
+                size = len(scal.payload) + len(rotn.payload)
+                if best is None or size < best[0]:
+                    best = (size, scal, rotn)
+            assert best is not None
+            pair = [(codec, best[1]), (REGISTRY["quats"], best[2])]
+        else:
+            source = _attribute(arrays, name)
+            # the SH rows are gathered block by block inside the codec, not copied whole
+            values = RowView(source, order) if name == "sh_rest" else source[order]
+            pair = [(codec, codec.encode(values, params, features))]
+        for c, out in pair:
+            features.update(out.features)
+            streams.append(Stream(c.kind, CODEC_CHANNELS_V1, True, out.payload))
+            stream_meta[c.kind] = out.meta
     meta = {
         "format": FORMAT_NAME,
         "n": n,

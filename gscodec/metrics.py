@@ -11,6 +11,8 @@ in the units the benchmarks report:
     opacity     RMSE of alpha = sigmoid(opacity logit)
     sh_dc       RMSE of the DC colour 0.5 + SH_C0 * f_dc, in 0..255 RGB units
     sh_rest     RMSE of the higher SH coefficients (absent for SH degree 0)
+    covariance  mean relative Frobenius error of the 3D covariances (meaningful also where the
+                encoder sent an equivalent rotation/scale pair, presets 1-5)
 
 ``psnr``/``ssim``/``compare_renders`` measure renders instead: PSNR (dB) and SSIM of images in
 [0, 1] against renders of a reference scene, black background.
@@ -39,6 +41,20 @@ def rotation_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 2.0 * np.degrees(np.arccos(np.clip(np.abs((a * b).sum(axis=1)), 0.0, 1.0)))
 
 
+def covariance_error(ref: Gaussians, other: Gaussians) -> float:
+    """Mean over Gaussians of ``|S_ref - S_other|_F / |S_ref|_F`` for the 3D covariances: the
+    shape error, blind to how (rotation, scales) parametrize it."""
+    from .codec.canonical import quats_to_rotmats
+
+    def cov(g: Gaussians) -> np.ndarray:
+        r = quats_to_rotmats(g.quats)
+        return (r * np.exp(2.0 * g.log_scales.astype(np.float64))[:, None, :]) @ r.transpose(
+            0, 2, 1)
+
+    a, b = cov(ref), cov(other)
+    return float((np.linalg.norm(a - b, axis=(1, 2)) / np.linalg.norm(a, axis=(1, 2))).mean())
+
+
 def attribute_errors(ref: Gaussians, other: Gaussians) -> dict[str, float]:
     """Per-attribute-group errors of ``other`` against ``ref`` (same Gaussians, same order)."""
     ref, other = ref.numpy(), other.numpy()
@@ -60,6 +76,7 @@ def attribute_errors(ref: Gaussians, other: Gaussians) -> dict[str, float]:
         "sh_dc": float(np.sqrt(((SH_C0 * 255.0 * (ref.sh[:, 0].astype(np.float64)
                                                   - other.sh[:, 0])) ** 2).mean())),
     }
+    out["covariance"] = covariance_error(ref, other)
     if ref.sh_degree and other.sh_degree == ref.sh_degree:
         out["sh_rest"] = float(np.sqrt(((ref.sh[:, 1:].astype(np.float64) - other.sh[:, 1:]) ** 2)
                                        .mean()))

@@ -11,7 +11,9 @@ Units:
     rotation_step: step of the three smallest quaternion components (unit quaternion);
     opacity_levels: alpha = sigmoid(logit) is quantized to k / opacity_levels;
     dc_step: step of the DC colour 0.5 + SH_C0 * f_dc, in units of 1/255;
-    sh_rest_steps: steps of the SH coefficients of bands 1, 2 and 3.
+    sh_rest_steps: steps of the SH coefficients of bands 1, 2 and 3;
+    canonical: send each Gaussian's rotation and scales in the canonical form of
+        :mod:`.canonical` (same covariance, fewer bits, different attribute values).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class QualityParams:
     opacity_levels: int
     dc_step: float
     sh_rest_steps: tuple[float, float, float]
+    canonical: bool = False
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -38,11 +41,11 @@ class QualityParams:
 
 #            pos bits  log-scale   rotation  opacity  dc(/255)  sh rest (band 1, 2, 3)
 _TABLE = {
-    1: QualityParams(10.5, 1 / 4, 0.04, 85, 6.5, (0.50, 0.70, 0.90)),
-    2: QualityParams(11.0, 1 / 5, 0.03, 255, 5.3, (0.40, 0.55, 0.70)),
-    3: QualityParams(11.5, 1 / 6.5, 0.022, 255, 4.3, (0.30, 0.42, 0.54)),
-    4: QualityParams(12.0, 1 / 8, 0.016, 255, 3.3, (0.22, 0.30, 0.40)),
-    5: QualityParams(12.3, 1 / 10.5, 0.011, 255, 2.6, (0.15, 0.20, 0.26)),
+    1: QualityParams(10.5, 1 / 4, 0.04, 85, 6.5, (0.50, 0.70, 0.90), True),
+    2: QualityParams(11.0, 1 / 5, 0.03, 255, 5.3, (0.40, 0.55, 0.70), True),
+    3: QualityParams(11.5, 1 / 6.5, 0.022, 255, 4.3, (0.30, 0.42, 0.54), True),
+    4: QualityParams(12.0, 1 / 8, 0.016, 255, 3.3, (0.22, 0.30, 0.40), True),
+    5: QualityParams(12.3, 1 / 10.5, 0.011, 255, 2.6, (0.15, 0.20, 0.26), True),
     6: QualityParams(12.3, 1 / 16.5, 0.00135, 255, 1.7, (0.10, 0.13, 0.16)),
     7: QualityParams(13.75, 1 / 18, 0.0012, 255, 1.45, (0.085, 0.11, 0.14)),
     8: QualityParams(15.0, 1 / 24, 0.0009, 255, 1.0, (0.06, 0.08, 0.10)),
