@@ -141,6 +141,7 @@ def _fmt_err(e: dict[str, float]) -> str:
     parts = [f"{e['positions']:.2e}", f"{e['log_scales']:.4f}", f"{e['rotations']:.4f}",
              f"{e['opacity']:.5f}", f"{e['sh_dc']:.3f}"]
     parts.append(f"{e['sh_rest']:.4f}" if "sh_rest" in e else "-")
+    parts.append(f"{e['covariance']:.4f}" if "covariance" in e else "-")
     return " | ".join(parts)
 
 
@@ -149,12 +150,16 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
              f"Python {report['machine']['python']}", "",
              "Errors: positions RMSE / bbox diagonal | log-scale RMSE | rotation mean angle (deg) "
-             "| opacity RMSE (alpha) | DC RMSE (0-255) | SH-rest RMSE.", ""]
+             "| opacity RMSE (alpha) | DC RMSE (0-255) | SH-rest RMSE | covariance relative "
+             "error. Presets 1-5 may store an equivalent rotation/scale pair (same covariance), "
+             "so their rotation and log-scale errors are not comparable; the covariance error "
+             "is.", ""]
     for s in report["scenes"]:
         lines += [f"## {s['scene']}: {s['gaussians']:,} Gaussians, SH {s['sh_degree']}, "
                   f"PLY {s['ply_bytes']:,} B", ""]
-        lines += ["| codec | bytes | bits/G | ratio to SPZ | errors | all <= SPZ | enc s | dec s |",
-                  "|---|---:|---:|---:|---|:-:|---:|---:|"]
+        lines += ["| codec | bytes | bits/G | ratio to SPZ | pos | log-scale | rot | opacity | DC "
+                  "| SH rest | cov | all <= SPZ | enc s | dec s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|"]
         spz = s.get("spz")
         if spz:
             lines.append(f"| SPZ | {spz['bytes']:,} | {spz['bits_per_gaussian']:.1f} | 1.000 | "
