@@ -67,3 +67,19 @@ def timed_process(cmd: list[str]) -> dict[str, float]:
     if result["rc"] != 0:
         raise RuntimeError(f"{cmd[0]} failed: {result['stderr']}")
     return result
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"1-3,7"`` -> ``[1, 2, 3, 7]``."""
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def write_report(out: Path, name: str, report: dict[str, Any], markdown: str) -> None:
+    """``OUT/NAME.json`` and ``OUT/NAME.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)

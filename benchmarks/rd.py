@@ -47,7 +47,7 @@ from gscodec.metrics import psnr, ssim
 from gscodec.render import render, resolve_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, machine, peer_tool  # noqa: E402
+from common import HERE, machine, parse_int_list, peer_tool, write_report  # noqa: E402
 
 PEER_ARGS = {"spz": [], "compressed.ply": [], "sog": ["-g", "cpu"]}
 
@@ -184,20 +184,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_list(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenes", nargs="+", type=Path)
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--qualities", type=parse_list, default=list(range(1, 11)))
+    ap.add_argument("--qualities", type=parse_int_list, default=list(range(1, 11)))
     ap.add_argument("--peers", default="spz,compressed.ply,sog")
     ap.add_argument("--sog-timeout", type=float, default=float(os.environ.get("SOG_TIMEOUT", 120)))
     ap.add_argument("--backend", default="auto")
@@ -219,8 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             scene = bench_scene(ply, args, tool, Path(tmp), backend)
             report["scenes"].append(scene)
             plot(scene, args.out / f"{args.name}-{scene['scene']}.png")
-            (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-            (args.out / f"{args.name}.md").write_text(markdown(report))
+            write_report(args.out, args.name, report, markdown(report))
     print(json.dumps(report, indent=2))
     return report
 

@@ -34,7 +34,14 @@ import gscodec
 from gscodec.metrics import attribute_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, machine, peer_tool, timed_process  # noqa: E402
+from common import (  # noqa: E402
+    HERE,
+    machine,
+    parse_int_list,
+    peer_tool,
+    timed_process,
+    write_report,
+)
 
 GROUPS = ("positions", "log_scales", "rotations", "opacity", "sh_dc", "sh_rest")
 TOLERANCE = 1e-4
@@ -199,17 +206,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_qualities(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out += list(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenes", nargs="*", type=Path)
@@ -232,12 +228,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gscodec-bench-") as tmp:
         work = Path(tmp)
         for ply in args.scenes:
-            report["scenes"].append(bench_scene(ply, parse_qualities(args.qualities), tool, work))
+            report["scenes"].append(bench_scene(ply, parse_int_list(args.qualities), tool, work))
         for n in args.synthetic:
             report["cli"].append(bench_cli(n, tool, work))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(report))
+    write_report(args.out, args.name, report, markdown(report))
     print(json.dumps(report, indent=2))
     return report
 
