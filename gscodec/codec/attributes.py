@@ -205,7 +205,8 @@ class PositionGrid:
         return np.clip(q, 0, morton.AXIS_MAX).astype(np.int64)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return (self.origin + q.astype(np.float64) * self.step).astype(np.float32)
+        with np.errstate(over="ignore"):  # out-of-range values are caught as non-finite
+            return (self.origin + q.astype(np.float64) * self.step).astype(np.float32)
 
 
 def position_grid(means: np.ndarray, params: QualityParams) -> PositionGrid:
