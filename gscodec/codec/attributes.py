@@ -107,7 +107,8 @@ def _dequantize(X: np.ndarray, step: float | np.ndarray, offset: float | np.ndar
     out = np.empty((n, c), np.float32)
     for a in range(0, n, _BLOCK_ROWS):
         block = X[:, a : a + _BLOCK_ROWS].T.astype(np.float64)
-        out[a : a + _BLOCK_ROWS] = (block * steps - offset) / scale
+        with np.errstate(over="ignore"):  # out-of-range values are caught as non-finite
+            out[a : a + _BLOCK_ROWS] = (block * steps - offset) / scale
     return out
 
 
