@@ -102,3 +102,26 @@ def test_compare_cli_errors(tmp_path):
     bad.write_bytes(b"\x89GSZ\r\n\x1a\n" + bytes(10))
     r = runner.invoke(main, ["compare", str(bad), str(bad)])
     assert r.exit_code == 1 and "truncated" in r.output and "Traceback" not in r.output
+
+
+def test_compare_cli_with_a_cameras_file(tmp_path):
+    g = make_scene(2000, sh_degree=0, seed=9)
+    ply = tmp_path / "s.ply"
+    gscodec.write_ply(ply, g)
+    gsz = tmp_path / "s.gsz"
+    gsz.write_bytes(gscodec.encode(g, quality=3))
+    cams = []
+    for i, cam in enumerate(evaluation_views(g.means, 4, 64)):
+        rot = cam.viewmat[:3, :3]
+        cams.append({"id": i, "img_name": f"v{i}", "width": 128, "height": 96,
+                     "position": cam.position.tolist(), "rotation": rot.T.tolist(),
+                     "fx": 100.0, "fy": 100.0})
+    path = tmp_path / "cameras.json"
+    path.write_text(json.dumps(cams))
+    r = CliRunner().invoke(main, ["compare", str(ply), str(gsz), "--cameras", str(path),
+                                  "--views", "2", "--size", "64", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["views"] == 2 and (out["width"], out["height"]) == (64, 48)
+    assert [v["name"] for v in out["per_view"]] == ["v0", "v2"]
+    assert 20 < out["psnr"] < 90
