@@ -3,7 +3,7 @@
     offset  size  field
     0       4     u32 LE: length L of the table blob
     4       L     table blob: a zstd frame (with its content size) holding the probability
-                  tables as unsigned LEB128 varints, in coding order
+                  tables in coding order (each a LEB128 length, then one code byte per symbol)
     4 + L   rest  ANS data: little-endian u32 words, as constriction's AnsCoder writes them
 
 The decoder refuses a blob whose decompressed size exceeds ``MAX_TABLE_BYTES``, data that is not

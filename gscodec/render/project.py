@@ -3,28 +3,10 @@ rasterization mode), in plain differentiable PyTorch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_EXTENT = 3.33  # in standard deviations
-
-
-@dataclass
-class Projected:
-    """Per-Gaussian 2D quantities for one camera (N = all Gaussians; culled ones have radius 0).
-
-    means2d [N, 2] pixels, conics [N, 3] (the upper triangle a, b, c of the inverse 2D
-    covariance), depths [N] camera z, radii [N, 2] int pixels, opacities [N], colors [N, 3].
-    """
-
-    means2d: torch.Tensor
-    conics: torch.Tensor
-    depths: torch.Tensor
-    radii: torch.Tensor
-    opacities: torch.Tensor
-    colors: torch.Tensor
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
