@@ -87,7 +87,9 @@ def orbit_views(means: np.ndarray, count: int, *, size: int = 256, fov_y_deg: fl
     shifts the points along the spiral, which gives disjoint sets of views."""
     lo, hi = robust_bounds(means)
     centre = (lo + hi) / 2
-    radius = max(float(np.linalg.norm(hi - lo)) / 2, 1e-6)
+    radius = float(np.linalg.norm(hi - lo)) / 2
+    if not radius > 1e-9:  # one Gaussian, or all at one point: frame a unit sphere around it
+        radius = 1.0
     distance = distance_scale * radius / math.sin(math.radians(fov_y_deg) / 2)
     up = np.array([0.0, 0.0, 1.0]) if up is None else np.asarray(up, np.float64)
     K = intrinsics(size, size, fov_y_deg)
