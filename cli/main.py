@@ -123,10 +123,17 @@ def main() -> None:
 @click.option("-q", "--quality", type=click.IntRange(MIN_QUALITY, MAX_QUALITY),
               default=DEFAULT_QUALITY, show_default=True,
               help="Quality preset: higher keeps more fidelity and writes more bytes.")
+@click.option("--views", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Views of side information for decoder-side refinement (0: none).")
+@click.option("--sideinfo-scale", type=click.Choice(["4", "8"]), default="4", show_default=True,
+              help="Side-information residuals are averaged over SCALE x SCALE pixels.")
+@click.option("--sideinfo-step", type=click.FloatRange(0.01, 64), default=1.0,
+              show_default=True, help="Quantizer step of the residuals, in 1/255 units.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def encode(input_path: Path, output: Path | None, quality: int, force: bool, quiet: bool) -> None:
+def encode(input_path: Path, output: Path | None, quality: int, views: int, sideinfo_scale: str,
+           sideinfo_step: float, force: bool, quiet: bool) -> None:
     """Compress a 3DGS PLY into a .gsz file."""
     from ..api import encode_with_order, read_ply
 
@@ -138,7 +145,9 @@ def encode(input_path: Path, output: Path | None, quality: int, force: bool, qui
     with progress_bar(quiet, "encode") as report:
         report(0, 1, "reading PLY")
         g = read_ply(input_path)
-        data, _ = encode_with_order(g, quality, progress=report)
+        data, _ = encode_with_order(g, quality, progress=report, views=views,
+                                    sideinfo_scale=int(sideinfo_scale),
+                                    sideinfo_step=sideinfo_step / 255.0)
         atomic_write_bytes(out, data, force=force)
     if not quiet:
         in_bytes = input_path.stat().st_size
@@ -155,17 +164,20 @@ def encode(input_path: Path, output: Path | None, quality: int, force: bool, qui
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .ply (default: IN.decoded.ply).")
 @click.option("--no-refine", is_flag=True,
-              help="Write the decoded Gaussians without refinement (currently always the case).")
+              help="Write the decoded Gaussians without refinement.")
+@click.option("--steps", type=click.IntRange(0, 100000), default=None,
+              help="Refinement steps (default: 300 on a GPU, 100 on the CPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def decode(input_path: Path, output: Path | None, no_refine: bool, device: str, force: bool,
-           quiet: bool) -> None:
+def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None, device: str,
+           force: bool, quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout).
 
-    The Gaussians come out in the codec's storage order (Morton order), not the original order."""
+    Files with side information are refined unless --no-refine is given. The Gaussians come out
+    in the codec's storage order (Morton order), not the original order."""
     from ..api import decode as decode_gsz
     from ..formats.atomic import atomic_write
     from ..formats.ply import write_ply_file
@@ -178,14 +190,37 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, device: str, 
     t0 = time.perf_counter()
     with progress_bar(quiet, "decode") as report:
         report(0, 1, "reading")
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise GscodecError("--device cuda: no CUDA device is available")
         with naming(input_path):
-            g = decode_gsz(input_path, progress=report)
+            g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
+                           device=device)
         report(1, 1, "writing PLY")
         arrays = g.as_arrays()
         atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
     if not quiet:
         click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
+                   f"{_refinement_summary(input_path, no_refine, steps, device)}"
                    f"{time.perf_counter() - t0:.1f} s")
+
+
+def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str) -> str:
+    """What decode chose about refinement, for the summary line."""
+    from ..api import default_steps, inspect
+
+    if not any(r["stream"] == "SIDE" for r in inspect(path)["streams"]):
+        return ""
+    if no_refine:
+        return "side information present, not refined (--no-refine), "
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = default_steps(device) if steps is None else steps
+    return f"refined with side information ({n} steps on {device}), "
 
 
 def _heat(a: Any, b: Any) -> Any:

@@ -37,6 +37,7 @@ Progress = Callable[[int, int, str], None]
 
 CODEC_CHANNELS_V1 = 1
 ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
+OTHER_STREAMS = {"META": "metadata", "SIDE": "side information"}
 FORMAT_NAME = "gsz"
 SMALL_FILE_GAUSSIANS = 1 << 16
 MAX_GAUSSIANS_PER_BYTE = 64
@@ -103,10 +104,20 @@ def encode_with_order(
     *,
     progress: Progress | None = None,
     params: QualityParams | None = None,
+    views: int = 0,
+    sideinfo_scale: int = 4,
+    sideinfo_step: float = 1.0 / 255,
+    sideinfo_size: int = 256,
+    backend: str = "auto",
 ) -> tuple[bytes, np.ndarray]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
-    quantizer steps (for experiments; ``quality`` is then only recorded)."""
+    quantizer steps (for experiments; ``quality`` is then only recorded).
+
+    With ``views > 0`` the file also carries side information (:mod:`gscodec.sideinfo`): the
+    coarse residuals between renders of the original and of the decoded base layer at that many
+    encoder views of ``sideinfo_size`` pixels, averaged over ``sideinfo_scale`` blocks and
+    quantized with ``sideinfo_step`` (image units)."""
     report = progress or _noop
     params = preset(quality) if params is None else params
     arrays = _validated_arrays(gaussians)
@@ -162,6 +173,18 @@ def encode_with_order(
         "streams": stream_meta,
     }
     data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))] + streams)
+    if views > 0:
+        report(total, total + 1, "side information")
+        from . import sideinfo
+
+        ref = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
+        si = sideinfo.compute(ref, decode(data, refine=False), views, scale=sideinfo_scale,
+                              step=sideinfo_step, size=sideinfo_size, backend=backend)
+        payload, side_meta = sideinfo.encode(si)
+        stream_meta[sideinfo.KIND] = side_meta
+        streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
+        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+                               + streams)
     report(total, total, "done")
     return data, order
 
@@ -171,6 +194,7 @@ def encode(
     quality: int = DEFAULT_QUALITY,
     *,
     progress: Progress | None = None,
+    **options: Any,
 ) -> bytes:
     """Compress Gaussians (or the PLY at a path) into .gsz bytes at preset ``quality`` (1..10).
 
@@ -180,7 +204,7 @@ def encode(
         g = gaussians_or_path
     else:
         g = read_ply(gaussians_or_path)
-    return encode_with_order(g, quality, progress=progress)[0]
+    return encode_with_order(g, quality, progress=progress, **options)[0]
 
 
 def _load(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bytes:
@@ -215,16 +239,25 @@ def decode(
     *,
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
+    refine: bool = True,
+    steps: int | None = None,
+    device: str = "auto",
+    backend: str = "auto",
 ) -> Gaussians:
     """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
 
-    Raises ContainerError (or its subclass LimitError) for anything wrong with the data."""
+    If the file carries side information and ``refine`` is true, the decoded Gaussians are
+    refined against their renders plus the coarse residuals (:mod:`gscodec.refine`) for
+    ``steps`` Adam steps (default: :func:`default_steps`) on ``device`` ("auto": CUDA when
+    available). Raises ContainerError (or its subclass LimitError) for anything wrong with the
+    data."""
     report = progress or _noop
     data = _load(data_or_path)
     container, meta, n, degree = _header(data, limits)
     stream_meta = get_dict(meta, "streams")
     for s in container.streams[1:]:
-        if s.kind not in ATTRIBUTE_OF_KIND and s.required:
+        known = s.kind in ATTRIBUTE_OF_KIND or (s.kind == "SIDE" and s.codec == 1)
+        if s.required and not known:
             raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
     codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
     features: dict[str, np.ndarray] = {}
@@ -246,8 +279,43 @@ def decode(
         if values["sh_rest"].shape[1] != (degree + 1) ** 2 - 1:
             raise ContainerError("bad metadata: SH coefficient count does not match the degree")
         sh[:, 1:, :] = values["sh_rest"]
-    return Gaussians(values["means"], values["quats"], values["log_scales"],
-                     values["opacity_logits"], sh)
+    g = Gaussians(values["means"], values["quats"], values["log_scales"],
+                  values["opacity_logits"], sh)
+    side = container.get("SIDE")
+    if refine and side is not None and side.codec == 1 and n > 0:
+        g = _refine_with_side_info(g, side.payload, get_dict(stream_meta, "SIDE", "streams."),
+                                   steps, device, backend, report)
+    return g
+
+
+def default_steps(device: str) -> int:
+    """Refinement steps when none are asked for: 300 on a GPU, 100 on the CPU."""
+    return 300 if device == "cuda" else 100
+
+
+def _refine_with_side_info(g: Gaussians, payload: bytes, meta: dict[str, Any],
+                           steps: int | None, device: str, backend: str,
+                           report: Progress) -> Gaussians:
+    import torch
+
+    from . import sideinfo
+    from .refine import RefineConfig, refine
+    from .render import resolve_backend
+
+    si = sideinfo.decode(payload, meta)
+    if not si.cameras:
+        return g
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = resolve_backend(backend) if device == "cuda" else "cpu"
+    n_steps = default_steps(device) if steps is None else steps
+    if n_steps <= 0:
+        return g
+    targets = sideinfo.targets(g, si, backend=backend, device=device)
+    result = refine(g, si.cameras, targets, RefineConfig(steps=n_steps), backend=backend,
+                    device=device,
+                    progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
+    return result.gaussians
 
 
 def inspect(
@@ -267,7 +335,7 @@ def inspect(
             tables = 4 + struct.unpack_from("<I", s.payload, 0)[0]
         rows.append({
             "stream": s.kind,
-            "attribute": ATTRIBUTE_OF_KIND.get(s.kind, "metadata" if s.kind == "META" else None),
+            "attribute": ATTRIBUTE_OF_KIND.get(s.kind, OTHER_STREAMS.get(s.kind)),
             "required": s.required,
             "bytes": len(s.payload),
             "bits_per_gaussian": per_g(len(s.payload)),

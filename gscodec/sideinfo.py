@@ -1,0 +1,121 @@
+"""Side information: coarse rendering residuals at a few views, for decoder-side refinement.
+
+At ``K`` encoder views (``cameras.encoder_views``, disjoint from the evaluation views) the encoder
+renders the original scene and the decoded base layer; the residual (original - decoded) is
+averaged over ``scale x scale`` pixel blocks, quantized with ``step`` (image units, 1 = full
+range) and coded with the channel coder (3 colour channels, pixels in raster order, views one
+after the other). The decoder adds the upsampled residuals to its own renders of the decoded
+Gaussians to get refinement targets (:func:`targets`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cameras import Camera, encoder_views
+from .codec.attributes import decode_matrix, encode_matrix
+from .codec.channels import GroupSpec
+from .codec.meta import get_float, get_float_list, get_int, get_list
+from .formats.errors import ContainerError
+from .gaussians import Gaussians
+from .render import render
+
+KIND = "SIDE"
+CODEC = 1
+SPEC = GroupSpec.simple(3)
+MAX_VIEWS = 64
+MAX_SIDE = 4096
+
+
+@dataclass
+class SideInfo:
+    """Per view: the camera and the coarse residual ``[H/scale, W/scale, 3]`` (float32)."""
+
+    cameras: list[Camera]
+    residuals: list[np.ndarray]
+    scale: int
+    step: float
+
+
+def compute(original: Gaussians, decoded: Gaussians, views: int, *, scale: int = 4,
+            step: float = 1.0 / 255, size: int = 256, backend: str = "auto") -> SideInfo:
+    """Render both scenes at ``views`` encoder views of ``size`` pixels and keep the coarse
+    residuals, already quantized (multiples of ``step``)."""
+    if size % scale:
+        raise ValueError("the render size must be a multiple of the side-information scale")
+    cams = encoder_views(original.means, views, size)
+    residuals = []
+    with torch.no_grad():
+        for cam in cams:
+            a = render(original, cam, backend=backend).image.clamp(0, 1)
+            b = render(decoded, cam, backend=backend).image.clamp(0, 1)
+            r = (a - b).cpu().numpy().astype(np.float64)
+            h, w = r.shape[0] // scale, r.shape[1] // scale
+            coarse = r.reshape(h, scale, w, scale, 3).mean(axis=(1, 3))
+            residuals.append((np.rint(coarse / step) * step).astype(np.float32))
+    return SideInfo(cams, residuals, scale, step)
+
+
+def encode(si: SideInfo) -> tuple[bytes, dict[str, Any]]:
+    """The SIDE stream's payload and metadata."""
+    ints = [np.rint(r / si.step).astype(np.int32).reshape(-1, 3) for r in si.residuals]
+    X = np.ascontiguousarray(np.concatenate(ints).T) if ints else np.zeros((3, 0), np.int32)
+    payload, meta = encode_matrix(X, SPEC, {})
+    meta.update({
+        "scale": si.scale,
+        "step": si.step,
+        "views": [{"viewmat": [float(v) for v in c.viewmat.reshape(-1)],
+                   "K": [float(c.K[0, 0]), float(c.K[1, 1]), float(c.K[0, 2]), float(c.K[1, 2])],
+                   "width": c.width, "height": c.height} for c in si.cameras],
+    })
+    return payload, meta
+
+
+def decode(payload: bytes, meta: dict[str, Any]) -> SideInfo:
+    """Inverse of :func:`encode`; every value is checked (ContainerError)."""
+    scale = get_int(meta, "scale", 1, 64)
+    step = get_float(meta, "step", 1e-6, 1.0)
+    views = get_list(meta, "views", MAX_VIEWS)
+    cams, shapes = [], []
+    for i, v in enumerate(views):
+        if not isinstance(v, dict):
+            raise ContainerError(f"bad metadata: SIDE view {i} must be an object")
+        where = f"SIDE view {i}: "
+        w = get_int(v, "width", scale, MAX_SIDE, where)
+        h = get_int(v, "height", scale, MAX_SIDE, where)
+        if w % scale or h % scale:
+            raise ContainerError(f"bad metadata: {where}size is not a multiple of the scale")
+        view = np.asarray(get_float_list(v, "viewmat", 16, where), np.float64).reshape(4, 4)
+        fx, fy, cx, cy = get_float_list(v, "K", 4, where)
+        if not (fx > 0 and fy > 0):
+            raise ContainerError(f"bad metadata: {where}focal lengths must be positive")
+        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        cams.append(Camera(view, K, w, h, f"side{i}"))
+        shapes.append((h // scale, w // scale))
+    n = sum(a * b for a, b in shapes)
+    X = decode_matrix(payload, meta, n, 3, SPEC, {})
+    residuals, start = [], 0
+    for a, b in shapes:
+        block = X[:, start : start + a * b].T.reshape(a, b, 3)
+        residuals.append((block.astype(np.float64) * step).astype(np.float32))
+        start += a * b
+    return SideInfo(cams, residuals, scale, step)
+
+
+def targets(decoded: Gaussians, si: SideInfo, *, backend: str = "auto",
+            device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """Refinement targets: the decoded renders plus the (bilinearly) upsampled residuals,
+    clamped to [0, 1]."""
+    out = []
+    with torch.no_grad():
+        for cam, res in zip(si.cameras, si.residuals, strict=True):
+            img = render(decoded, cam, backend=backend, device=device).image.clamp(0, 1)
+            r = torch.from_numpy(res).to(img.device).permute(2, 0, 1)[None]
+            up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
+                                                 mode="bilinear", align_corners=False)
+            out.append((img + up[0].permute(1, 2, 0)).clamp(0, 1))
+    return out
