@@ -1,0 +1,123 @@
+"""Ablation of side information + refinement against the plain base layer, at equal total bytes.
+
+    python3 benchmarks/refine.py SCENE.ply [...] [--qualities 1-3] [--views 8] [--side-size 128]
+                                 [--scale 4] [--step 1.0] [--steps 100] [--eval-views 6]
+                                 [--eval-size 256] [--out benchmarks/results] [--name refine]
+
+For each scene and preset: the base layer alone (bytes, PSNR/SSIM on the evaluation views, which
+the codec never sees), and base + side information + refinement (bytes including the SIDE
+stream, PSNR/SSIM after ``--steps`` refinement steps, decode seconds, device). "At equal total
+bytes" compares the refined PSNR with the base layer's PSNR interpolated at the same bytes
+between presets (linear in log bytes), over all presets of ``--base-qualities``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import gscodec
+from gscodec.cameras import evaluation_views
+from gscodec.metrics import psnr, ssim
+from gscodec.render import render
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import HERE, machine, parse_int_list, write_report  # noqa: E402
+
+
+def score(ref_imgs: list[torch.Tensor], g: gscodec.Gaussians, cams: list) -> dict[str, float]:
+    with torch.no_grad():
+        imgs = [render(g, c).image.clamp(0, 1) for c in cams]
+    return {"psnr": float(np.mean([psnr(a, b) for a, b in zip(ref_imgs, imgs, strict=True)])),
+            "ssim": float(np.mean([ssim(a, b) for a, b in zip(ref_imgs, imgs, strict=True)]))}
+
+
+def base_psnr_at(curve: list[dict[str, Any]], nbytes: float) -> float | None:
+    pts = sorted((math.log(r["bytes"]), r["psnr"]) for r in curve)
+    if not pts or not pts[0][0] <= math.log(nbytes) <= pts[-1][0]:
+        return None
+    return float(np.interp(math.log(nbytes), [p[0] for p in pts], [p[1] for p in pts]))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenes", nargs="+", type=Path)
+    ap.add_argument("--qualities", type=parse_int_list, default=[1, 2, 3])
+    ap.add_argument("--base-qualities", type=parse_int_list, default=list(range(1, 11)))
+    ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--side-size", type=int, default=128)
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--step", type=float, default=1.0, help="residual step in 1/255 units")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--eval-views", type=int, default=6)
+    ap.add_argument("--eval-size", type=int, default=256)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--name", default="refine")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(["python3", "benchmarks/refine.py", *(argv or sys.argv[1:])]),
+        "machine": machine(), "device": device, "scenes": [],
+    }
+    for ply in args.scenes:
+        g = gscodec.read_ply(ply)
+        cams = evaluation_views(g.means, args.eval_views, args.eval_size)
+        with torch.no_grad():
+            ref_imgs = [render(g, c).image.clamp(0, 1) for c in cams]
+        curve = []
+        for q in sorted(set(args.base_qualities) | set(args.qualities)):
+            data = gscodec.encode(g, quality=q)
+            curve.append({"quality": q, "bytes": len(data), **score(ref_imgs,
+                                                                    gscodec.decode(data), cams)})
+        rows = []
+        for q in args.qualities:
+            data = gscodec.encode(g, quality=q, views=args.views, sideinfo_size=args.side_size,
+                                  sideinfo_scale=args.scale, sideinfo_step=args.step / 255)
+            t0 = time.perf_counter()
+            refined = gscodec.decode(data, steps=args.steps, device=device)
+            seconds = time.perf_counter() - t0
+            s = score(ref_imgs, refined, cams)
+            base = next(r for r in curve if r["quality"] == q)
+            equal = base_psnr_at(curve, len(data))
+            rows.append({"quality": q, "bytes": len(data), "base_bytes": base["bytes"],
+                         "side_bytes": len(data) - base["bytes"], **s,
+                         "base_psnr": base["psnr"], "base_psnr_at_equal_bytes": equal,
+                         "gain_db_at_equal_bytes": None if equal is None else s["psnr"] - equal,
+                         "decode_s": seconds, "device": device, "steps": args.steps})
+            print(json.dumps({"scene": ply.stem, **rows[-1]}), file=sys.stderr)
+        report["scenes"].append({"scene": ply.stem, "gaussians": g.n, "base_curve": curve,
+                                 "refined": rows})
+        lines = [f"# Refinement ablation ({report['date']})", "", f"Command: `{report['command']}`",
+                 "", f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+                 f"device {device}.", ""]
+        for sc in report["scenes"]:
+            lines += [f"## {sc['scene']} ({sc['gaussians']:,} Gaussians)", "",
+                      "| preset | bytes (base + side) | PSNR base | PSNR refined | base PSNR at "
+                      "equal bytes | gain at equal bytes | decode s |",
+                      "|---:|---:|---:|---:|---:|---:|---:|"]
+            for r in sc["refined"]:
+                eq = r["base_psnr_at_equal_bytes"]
+                gain = r["gain_db_at_equal_bytes"]
+                lines.append(f"| {r['quality']} | {r['base_bytes']:,} + {r['side_bytes']:,} | "
+                             f"{r['base_psnr']:.2f} | {r['psnr']:.2f} | "
+                             f"{'-' if eq is None else f'{eq:.2f}'} | "
+                             f"{'-' if gain is None else f'{gain:+.2f} dB'} | "
+                             f"{r['decode_s']:.0f} |")
+            lines.append("")
+        write_report(args.out, args.name, report, "\n".join(lines))
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
