@@ -283,8 +283,7 @@ def decode(
                   values["opacity_logits"], sh)
     side = container.get("SIDE")
     if refine and side is not None and side.codec == 1 and n > 0:
-        g = _refine_with_side_info(g, side.payload, get_dict(stream_meta, "SIDE", "streams."),
-                                   steps, device, backend, report)
+        g = _refine_with_side_info(g, side.payload, stream_meta, steps, device, backend, report)
     return g
 
 
@@ -293,7 +292,7 @@ def default_steps(device: str) -> int:
     return 300 if device == "cuda" else 100
 
 
-def _refine_with_side_info(g: Gaussians, payload: bytes, meta: dict[str, Any],
+def _refine_with_side_info(g: Gaussians, payload: bytes, stream_meta: dict[str, Any],
                            steps: int | None, device: str, backend: str,
                            report: Progress) -> Gaussians:
     import torch
@@ -302,7 +301,7 @@ def _refine_with_side_info(g: Gaussians, payload: bytes, meta: dict[str, Any],
     from .refine import RefineConfig, refine
     from .render import resolve_backend
 
-    si = sideinfo.decode(payload, meta)
+    si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."))
     if not si.cameras:
         return g
     if device == "auto":
@@ -313,9 +312,43 @@ def _refine_with_side_info(g: Gaussians, payload: bytes, meta: dict[str, Any],
         return g
     targets = sideinfo.targets(g, si, backend=backend, device=device)
     result = refine(g, si.cameras, targets, RefineConfig(steps=n_steps), backend=backend,
-                    device=device,
+                    device=device, cells=quantization_cells(g, stream_meta),
                     progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
     return result.gaussians
+
+
+def quantization_cells(g: Gaussians, stream_meta: dict[str, Any]) -> dict[str, Any]:
+    """For each parameter group of decoded Gaussians, the (low, high) bounds of the quantization
+    cell each value came from (torch tensors): refinement may move values within them only.
+    Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely)."""
+    import torch
+
+    from .gaussians import SH_C0
+
+    def box(values: np.ndarray, half: Any) -> tuple[Any, Any]:
+        t = torch.from_numpy(np.ascontiguousarray(values, np.float32))
+        h = torch.as_tensor(np.asarray(half, np.float32))
+        return t - h, t + h
+
+    pos = stream_meta["POSN"]["step"] / 2
+    cells = {
+        "means": box(g.means, pos),
+        "log_scales": box(g.log_scales, stream_meta["SCAL"]["step"] / 2),
+        "quats": box(g.quats, stream_meta["ROTN"]["step"] / 2),
+        "sh_dc": box(g.sh[:, :1], stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2),
+    }
+    levels = stream_meta["OPAC"]["levels"]
+    alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
+    lo = np.clip(alpha - 0.5 / levels, 1e-6, 1 - 1e-6)
+    hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
+    cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
+                               torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
+    if g.sh_degree:
+        bands = stream_meta["SHRS"]["steps"]
+        k = g.sh.shape[1] - 1
+        half = np.array([bands[0 if j < 3 else 1 if j < 8 else 2] / 2 for j in range(k)])
+        cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None])
+    return cells
 
 
 def inspect(

@@ -71,10 +71,16 @@ def refine(
     backend: str = "auto",
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
+    cells: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> RefineResult:
     """Refine ``gaussians`` so that their renders at ``cameras`` match ``targets``
     (``[H, W, 3]`` images in [0, 1], one per camera). Returns new numpy-backed Gaussians and the
-    loss of every step. ``progress(step, steps, loss)`` is called after each step."""
+    loss of every step. ``progress(step, steps, loss)`` is called after each step.
+
+    ``cells`` maps parameter groups (``means``, ``quats``, ``log_scales``, ``opacity_logits``,
+    ``sh_dc``, ``sh_rest``) to (low, high) bounds broadcastable to them: after every step the
+    parameters are clamped into them. With the quantization cells of the decoded values the
+    refined scene stays consistent with the file: the original values lie in those cells."""
     cfg = config or RefineConfig()
     if len(cameras) != len(targets) or not cameras:
         raise ValueError("need one target image per camera, and at least one camera")
@@ -82,14 +88,16 @@ def refine(
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        return _refine(gaussians, cameras, targets, cfg, backend, torch.device(device), progress)
+        return _refine(gaussians, cameras, targets, cfg, backend, torch.device(device), progress,
+                       cells or {})
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 
 
 def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[torch.Tensor],
             cfg: RefineConfig, backend: str, device: torch.device,
-            progress: Callable[[int, int, float], None] | None) -> RefineResult:
+            progress: Callable[[int, int, float], None] | None,
+            cells: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> RefineResult:
     start = gaussians.torch(device)
     extent = float((start.means.max(0).values - start.means.min(0).values).norm()) or 1.0
     current = {
@@ -123,6 +131,10 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
             for k in geometry:
                 current[k].grad = None
         opt.step()
+        with torch.no_grad():
+            for k, (lo, hi) in cells.items():
+                current[k].copy_(torch.maximum(torch.minimum(current[k], hi.to(device)),
+                                               lo.to(device)))
         losses.append(float(loss.detach()))
         if progress:
             progress(step + 1, cfg.steps, losses[-1])
