@@ -28,6 +28,9 @@ KNOWN_STREAM_FLAGS = FLAG_REQUIRED
 REQUIRED_FILE_FLAGS_MASK = 0xFFFF0000  # unknown bits here must be refused; low bits are hints
 KNOWN_FILE_FLAGS = 0
 ZSTD_UNKNOWN_SIZE = (1 << 64) - 1
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_MAX_WINDOW = 8 << 20  # RFC 8878 recommends decoders support 8 MiB; levels <= 19 stay below
+_ZSTD_CHUNK = 1 << 20
 
 _HEADER = struct.Struct("<8sHHIIQI")
 _ENTRY = struct.Struct("<4sHHQQII")
@@ -38,12 +41,17 @@ CODEC_ZSTD_JSON = 1
 
 @dataclass(frozen=True)
 class Limits:
-    """Decoder limits, checked before anything is allocated."""
+    """Decoder limits, checked before anything is allocated.
+
+    ``max_gaussians`` bounds the declared count N (GSZ.md section 4); ``max_side_pixels`` the
+    full-resolution pixels of all side-information views together (section 6.8), which a
+    refining decoder renders and holds as targets."""
 
     max_streams: int = 256
     max_meta_bytes: int = 16 << 20
     max_gaussians: int = 1 << 28
     max_file_bytes: int = 1 << 40
+    max_side_pixels: int = 1 << 24
 
 
 DEFAULT_LIMITS = Limits()
@@ -83,21 +91,69 @@ class Container:
         return None
 
 
-def bounded_decompress(blob: bytes, limit: int, what: str) -> bytes:
-    """Decompress one zstd frame, refusing more than ``limit`` output bytes."""
+def _zstd_frame_length(blob: bytes, what: str) -> int:
+    """Length of the zstd frame at the start of ``blob``, from its header and block headers
+    (RFC 8878 3.1.1), without decompressing anything."""
+    if not blob.startswith(ZSTD_MAGIC):
+        raise ContainerError(f"corrupt {what}: not a zstd frame")
     try:
-        size = zstandard.get_frame_parameters(blob).content_size
+        pos = zstandard.frame_header_size(blob)
+        has_checksum = zstandard.get_frame_parameters(blob).has_checksum
     except zstandard.ZstdError:
         raise ContainerError(f"corrupt {what}: not a zstd frame") from None
+    while True:
+        if pos + 3 > len(blob):
+            raise ContainerError(f"corrupt {what}: the zstd frame is truncated")
+        block = int.from_bytes(blob[pos : pos + 3], "little")
+        pos += 3 + (1 if (block >> 1) & 3 == 1 else block >> 3)  # an RLE block holds one byte
+        if block & 1:
+            break
+    pos += 4 if has_checksum else 0
+    if pos > len(blob):
+        raise ContainerError(f"corrupt {what}: the zstd frame is truncated")
+    return pos
+
+
+def bounded_decompress(blob: bytes, limit: int, what: str) -> bytes:
+    """Decompress one zstd frame (and nothing after it), refusing more than ``limit`` output
+    bytes and windows above ``ZSTD_MAX_WINDOW``.
+
+    A frame that declares more than ``limit`` bytes is refused before anything is allocated; one
+    that does not declare its size is decompressed in chunks, so that no more than ``limit``
+    bytes (plus one chunk) are ever held, whatever the frame claims."""
+    blob = bytes(blob)
+    end = _zstd_frame_length(blob, what)
+    params = zstandard.get_frame_parameters(blob)
+    size = params.content_size
     if size != ZSTD_UNKNOWN_SIZE and size > limit:
         raise LimitError(f"{what} declares {size} bytes after decompression (limit {limit})")
+    if params.window_size > ZSTD_MAX_WINDOW:
+        raise LimitError(
+            f"{what} declares a zstd window of {params.window_size} bytes "
+            f"(limit {ZSTD_MAX_WINDOW})"
+        )
+    if end != len(blob):
+        raise ContainerError(f"corrupt {what}: data after the zstd frame")
+    chunks: list[bytes] = []
+    total = 0
     try:
-        out = zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
+        reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+            blob, read_across_frames=False
+        )
+        while True:
+            want = limit if size == ZSTD_UNKNOWN_SIZE else size
+            chunk = reader.read(min(_ZSTD_CHUNK, want + 1 - total))
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise LimitError(f"{what} is larger than {limit} bytes after decompression")
+            chunks.append(chunk)
     except zstandard.ZstdError:
         raise ContainerError(f"corrupt {what}: zstd data does not decompress") from None
-    if len(out) > limit:
-        raise LimitError(f"{what} is larger than {limit} bytes after decompression")
-    return out
+    if size != ZSTD_UNKNOWN_SIZE and total != size:
+        raise ContainerError(f"corrupt {what}: zstd data does not decompress")
+    return b"".join(chunks)
 
 
 def encode_meta(meta: dict[str, Any]) -> bytes:

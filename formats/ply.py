@@ -144,6 +144,26 @@ def _read_vertex_binary(
     raise PlyError(f"{where}: the PLY has no 'vertex' element")
 
 
+def _check_min_size(fmt: str, elements: list[_Element], header_size: int, file_size: int,
+                    where: str) -> None:
+    """Before plyfile allocates arrays for the declared counts: every row needs at least one
+    byte per list property and its scalar properties' sizes (binary), or a character and a
+    separator per property (ASCII); refuse counts the file cannot hold."""
+    need = 0
+    for el in elements:
+        if fmt == "ascii":
+            row = 2 * len(el.props)
+        else:
+            row = sum(1 if t == "list" else np.dtype(t).itemsize for _, t in el.props)
+        need += el.count * row
+    have = file_size - header_size
+    if need - 1 > have:
+        raise PlyError(
+            f"{where}: truncated PLY: the header declares rows that need at least {need - 1} "
+            f"bytes of data, the file has {max(have, 0)}"
+        )
+
+
 class _NeedsPlyfile(Exception):
     """The binary layout cannot be sized without parsing (a list element before the vertices)."""
 
@@ -250,11 +270,13 @@ def read_ply_arrays(path: str | os.PathLike[str]) -> ArrayDict:
         if vertex.has_list:
             raise PlyError(f"{where}: the vertex element has list properties")
         if fmt == "ascii":
+            _check_min_size(fmt, elements, header_size, size, where)
             v = _read_vertex_plyfile(p, where)
         else:
             try:
                 v = _read_vertex_binary(f, fmt, elements, header_size, size, where)
             except _NeedsPlyfile:
+                _check_min_size(fmt, elements, header_size, size, where)
                 v = _read_vertex_plyfile(p, where)
     return arrays_from_vertex(v, where)
 

@@ -283,7 +283,8 @@ def decode(
                   values["opacity_logits"], sh)
     side = container.get("SIDE")
     if refine and side is not None and side.codec == 1 and n > 0:
-        g = _refine_with_side_info(g, side.payload, stream_meta, steps, device, backend, report)
+        g = _refine_with_side_info(g, side.payload, stream_meta, steps, device, backend, report,
+                                   limits)
     return g
 
 
@@ -294,14 +295,14 @@ def default_steps(device: str) -> int:
 
 def _refine_with_side_info(g: Gaussians, payload: bytes, stream_meta: dict[str, Any],
                            steps: int | None, device: str, backend: str,
-                           report: Progress) -> Gaussians:
+                           report: Progress, limits: Limits = DEFAULT_LIMITS) -> Gaussians:
     import torch
 
     from . import sideinfo
     from .refine import RefineConfig, refine
     from .render import resolve_backend
 
-    si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."))
+    si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."), limits)
     if not si.cameras:
         return g
     if device == "auto":

@@ -20,7 +20,8 @@ from .cameras import Camera, encoder_views
 from .codec.attributes import decode_matrix, encode_matrix
 from .codec.channels import GroupSpec
 from .codec.meta import get_float, get_float_list, get_int, get_list
-from .formats.errors import ContainerError
+from .formats.errors import ContainerError, LimitError
+from .formats.gsz import DEFAULT_LIMITS, Limits
 from .gaussians import Gaussians
 from .render import render
 
@@ -29,6 +30,8 @@ CODEC = 1
 SPEC = GroupSpec.simple(3)
 MAX_VIEWS = 64
 MAX_SIDE = 4096
+SMALL_ROWS = 1 << 16  # residual pixels allowed whatever the payload size
+MAX_ROWS_PER_BYTE = 64
 
 
 @dataclass
@@ -75,8 +78,9 @@ def encode(si: SideInfo) -> tuple[bytes, dict[str, Any]]:
     return payload, meta
 
 
-def decode(payload: bytes, meta: dict[str, Any]) -> SideInfo:
-    """Inverse of :func:`encode`; every value is checked (ContainerError)."""
+def decode(payload: bytes, meta: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> SideInfo:
+    """Inverse of :func:`encode`; every value is checked (ContainerError), and the declared image
+    sizes against ``limits`` and the payload size (LimitError) before anything is allocated."""
     scale = get_int(meta, "scale", 1, 64)
     step = get_float(meta, "step", 1e-6, 1.0)
     views = get_list(meta, "views", MAX_VIEWS)
@@ -96,7 +100,13 @@ def decode(payload: bytes, meta: dict[str, Any]) -> SideInfo:
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
         cams.append(Camera(view, K, w, h, f"side{i}"))
         shapes.append((h // scale, w // scale))
+    pixels = sum(cam.width * cam.height for cam in cams)
+    if pixels > limits.max_side_pixels:
+        raise LimitError(f"SIDE views declare {pixels} pixels (limit {limits.max_side_pixels})")
     n = sum(a * b for a, b in shapes)
+    if n > SMALL_ROWS and n > MAX_ROWS_PER_BYTE * len(payload):
+        raise LimitError(f"SIDE stream declares {n} residual pixels in {len(payload)} bytes "
+                         f"(limit {MAX_ROWS_PER_BYTE} per byte)")
     X = decode_matrix(payload, meta, n, 3, SPEC, {})
     residuals, start = [], 0
     for a, b in shapes:
