@@ -134,8 +134,9 @@ def main() -> None:
 @handle_errors
 def encode(input_path: Path, output: Path | None, quality: int, views: int, sideinfo_scale: str,
            sideinfo_step: float, force: bool, quiet: bool) -> None:
-    """Compress a 3DGS PLY into a .gsz file."""
-    from ..api import encode_with_order, read_ply
+    """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
+    .compressed.ply, .splat, .spz, .sog or SOG meta.json."""
+    from ..api import encode_with_order, load_scene
 
     _check_input(input_path)
     out = output or input_path.with_suffix(".gsz")
@@ -144,7 +145,7 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int, side
     t0 = time.perf_counter()
     with progress_bar(quiet, "encode") as report:
         report(0, 1, "reading PLY")
-        g = read_ply(input_path)
+        g = load_scene(input_path)
         data, _ = encode_with_order(g, quality, progress=report, views=views,
                                     sideinfo_scale=int(sideinfo_scale),
                                     sideinfo_step=sideinfo_step / 255.0)

@@ -16,6 +16,11 @@ class PlyError(GscodecError):
     """The input is not a readable 3DGS PLY (not a PLY, truncated, missing or bad properties)."""
 
 
+class FormatError(GscodecError):
+    """The input is not a readable scene in one of the other formats gscodec reads (.splat,
+    .spz, PlayCanvas compressed .ply, SOG): bad size, magic, version, counts or values."""
+
+
 class ContainerError(GscodecError):
     """The input is not a valid .gsz file (bad magic, version, table, length or checksum)."""
 

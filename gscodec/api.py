@@ -59,9 +59,14 @@ def write_ply(path: str | os.PathLike[str], gaussians: Gaussians, *, force: bool
 
 
 def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Gaussians:
-    """Gaussians from a .gsz file (decoded with the default settings) or a PLY, told apart by
-    the file's first bytes."""
+    """Gaussians from a .gsz file (decoded with the default settings) or a scene in another
+    format: INRIA PLY, PlayCanvas compressed PLY, .splat, .spz, SOG (.sog, meta.json or its
+    folder); told apart by the file's first bytes (by the name for .splat)."""
+    from .formats.readers import read_scene_arrays
+
     p = Path(path)
+    if p.is_dir():
+        return Gaussians.from_arrays(read_scene_arrays(p))
     try:
         with open(p, "rb") as f:
             head = f.read(8)
@@ -72,7 +77,7 @@ def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS)
             return decode(p, limits=limits)
         except ContainerError as e:
             raise type(e)(f"{p}: {e}") from None
-    return read_ply(p)
+    return Gaussians.from_arrays(read_scene_arrays(p))
 
 
 def _validated_arrays(g: Gaussians) -> dict[str, np.ndarray]:
