@@ -195,7 +195,7 @@ def _column(v: np.ndarray, name: str, where: str, infinite_logits: bool = False)
     out = np.ascontiguousarray(col, dtype=np.float32)
     if infinite_logits:
         # an opacity logit of -inf / +inf is alpha 0 / 1 (some tools write them): keep it finite
-        out = np.where(np.isinf(out), np.sign(out) * OPACITY_LOGIT_LIMIT, out).astype(np.float32)
+        out = np.where(np.isinf(out), np.copysign(OPACITY_LOGIT_LIMIT, out), out).astype(np.float32)
     bad = ~np.isfinite(out)
     if bad.any():
         raise PlyError(
