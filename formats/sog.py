@@ -133,8 +133,10 @@ def _decode_webp(data: bytes, name: str, where: str, max_pixels: int,
         raise _fail(where, f"SOG image {name} is a lossy WebP; SOG needs lossless images")
     import warnings
 
-    from PIL import Image
-
+    try:
+        from PIL import Image
+    except ImportError:
+        raise _fail(where, "reading SOG images needs Pillow (pip install pillow)") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

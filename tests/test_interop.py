@@ -10,6 +10,7 @@ import io
 import json
 import math
 import struct
+import sys
 import zipfile
 
 import numpy as np
@@ -610,6 +611,12 @@ def test_sog_zip_limits_checked_before_reading(tmp_path, sog_files, monkeypatch)
     monkeypatch.setattr(sog, "MAX_ZIP_BYTES", 1000)
     with pytest.raises(FormatError, match="expands to"):
         read_scene_arrays(write_sog_zip(tmp_path / "ok.sog", sog_files))
+
+
+def test_sog_without_pillow_is_a_clear_error(tmp_path, sog_files, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(FormatError, match="needs Pillow"):
+        read_scene_arrays(write_sog_folder(tmp_path / "s", sog_files))
 
 
 def test_sog_bad_zip(tmp_path, sog_files):
