@@ -1,6 +1,6 @@
 """Ablation of side information + refinement against the plain base layer, at equal total bytes.
 
-    python3 benchmarks/refine.py SCENE.ply [...] [--qualities 1-3] [--views 8] [--side-size 128]
+    python3 benchmarks/refine.py SCENE.ply [...] [--qualities 1-3] [--views 8] [--side-size 256]
                                  [--scale 4] [--step 1.0] [--steps 100] [--eval-views 6]
                                  [--eval-size 256] [--out benchmarks/results] [--name refine]
 
@@ -8,7 +8,8 @@ For each scene and preset: the base layer alone (bytes, PSNR/SSIM on the evaluat
 the codec never sees), and base + side information + refinement (bytes including the SIDE
 stream, PSNR/SSIM after ``--steps`` refinement steps, decode seconds, device). "At equal total
 bytes" compares the refined PSNR with the base layer's PSNR interpolated at the same bytes
-between presets (linear in log bytes), over all presets of ``--base-qualities``.
+between presets (linear in log bytes), over all presets of ``--base-qualities``. One plot per
+scene (PSNR against bits per Gaussian, with and without refinement) goes beside the JSON.
 """
 
 from __future__ import annotations
@@ -48,13 +49,40 @@ def base_psnr_at(curve: list[dict[str, Any]], nbytes: float) -> float | None:
     return float(np.interp(math.log(nbytes), [p[0] for p in pts], [p[1] for p in pts]))
 
 
+def plot(scene: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = scene["gaussians"]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    base = sorted(scene["base_curve"], key=lambda r: r["bytes"])
+    ax.plot([8 * r["bytes"] / n for r in base], [r["psnr"] for r in base], "o-",
+            label="base layer")
+    ref = sorted(scene["refined"], key=lambda r: r["bytes"])
+    ax.plot([8 * r["bytes"] / n for r in ref], [r["psnr"] for r in ref], "s-",
+            label="base + side info + refinement")
+    for r in base:
+        ax.annotate(f"q{r['quality']}", (8 * r["bytes"] / n, r["psnr"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, -9))
+    ax.set_xlabel("bits per Gaussian (side information included)")
+    ax.set_ylabel("PSNR on evaluation views (dB)")
+    ax.set_title(f"{scene['scene']}: refinement at equal bytes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenes", nargs="+", type=Path)
     ap.add_argument("--qualities", type=parse_int_list, default=[1, 2, 3])
     ap.add_argument("--base-qualities", type=parse_int_list, default=list(range(1, 11)))
     ap.add_argument("--views", type=int, default=8)
-    ap.add_argument("--side-size", type=int, default=128)
+    ap.add_argument("--side-size", type=int, default=256)
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--step", type=float, default=1.0, help="residual step in 1/255 units")
     ap.add_argument("--steps", type=int, default=100)
@@ -76,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ref_imgs = [render(g, c).image.clamp(0, 1) for c in cams]
         curve = []
         for q in sorted(set(args.base_qualities) | set(args.qualities)):
-            data = gscodec.encode(g, quality=q)
+            data = gscodec.encode(g, quality=q, views=0)
             curve.append({"quality": q, "bytes": len(data), **score(ref_imgs,
                                                                     gscodec.decode(data), cams)})
         rows = []
@@ -97,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(json.dumps({"scene": ply.stem, **rows[-1]}), file=sys.stderr)
         report["scenes"].append({"scene": ply.stem, "gaussians": g.n, "base_curve": curve,
                                  "refined": rows})
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(report["scenes"][-1], args.out / f"{args.name}-{ply.stem}.png")
         lines = [f"# Refinement ablation ({report['date']})", "", f"Command: `{report['command']}`",
                  "", f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
                  f"device {device}.", ""]
@@ -113,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              f"{'-' if eq is None else f'{eq:.2f}'} | "
                              f"{'-' if gain is None else f'{gain:+.2f} dB'} | "
                              f"{r['decode_s']:.0f} |")
-            lines.append("")
+            lines += ["", f"![{sc['scene']}]({args.name}-{sc['scene']}.png)", ""]
         write_report(args.out, args.name, report, "\n".join(lines))
     print(json.dumps(report, indent=2))
     return report

@@ -42,6 +42,13 @@ class RefineConfig:
         "sh_dc": 1e-3, "sh_rest": 1e-2,
     })
     geometry_after: float = 0.3  # fraction of the steps before positions, scales, rotations move
+    # with quantization cells: Adam works on u where value = low + (high - low) * sigmoid(u),
+    # so learning rates are in units of the cell, the same at every preset
+    cell_lr: dict[str, float] = field(default_factory=lambda: {
+        "means": 0.05, "quats": 0.05, "log_scales": 0.05, "opacity_logits": 0.05,
+        "sh_dc": 0.05, "sh_rest": 0.05,
+    })
+    cell_anchor: float = 1e-4  # squared-u penalty: the cell centre (the decoded value) is likeliest
 
 
 @dataclass
@@ -100,17 +107,34 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
             cells: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> RefineResult:
     start = gaussians.torch(device)
     extent = float((start.means.max(0).values - start.means.min(0).values).norm()) or 1.0
-    current = {
-        "means": start.means.clone(), "quats": start.quats.clone(),
-        "log_scales": start.log_scales.clone(), "opacity_logits": start.opacity_logits.clone(),
-        "sh_dc": start.sh[:, :1].clone(), "sh_rest": start.sh[:, 1:].clone(),
+    origin = {
+        "means": start.means, "quats": start.quats, "log_scales": start.log_scales,
+        "opacity_logits": start.opacity_logits, "sh_dc": start.sh[:, :1],
+        "sh_rest": start.sh[:, 1:],
     }
-    origin = {k: v.detach().clone() for k, v in current.items()}
-    for v in current.values():
-        v.requires_grad_(True)
-    scale_lr = {"means": extent}
-    groups = [{"params": [current[k]], "lr": cfg.lr[k] * scale_lr.get(k, 1.0), "name": k}
-              for k in current]
+    bounds = {k: (lo.to(device).expand_as(origin[k]), hi.to(device).expand_as(origin[k]))
+              for k, (lo, hi) in cells.items() if k in origin}
+    # free parameters: the value itself, or u with value = low + (high - low) * sigmoid(u)
+    free: dict[str, torch.Tensor] = {}
+    for k, x0 in origin.items():
+        if k in bounds:
+            lo, hi = bounds[k]
+            width = (hi - lo).clamp_min(1e-12)
+            frac = ((x0 - lo) / width).clamp(1e-4, 1 - 1e-4)
+            free[k] = torch.log(frac / (1 - frac)).detach().clone()
+        else:
+            free[k] = x0.detach().clone()
+        free[k].requires_grad_(True)
+
+    def value(k: str) -> torch.Tensor:
+        if k in bounds:
+            lo, hi = bounds[k]
+            return lo + (hi - lo) * torch.sigmoid(free[k])
+        return free[k]
+
+    groups = [{"params": [free[k]], "name": k,
+               "lr": cfg.cell_lr[k] if k in bounds else cfg.lr[k] * (extent if k == "means" else 1)}
+              for k in free]
     opt = torch.optim.Adam(groups, eps=1e-15)
     geometry = {"means", "quats", "log_scales"}
     targets = [t.to(device=device, dtype=torch.float32) for t in targets]
@@ -118,28 +142,27 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
     for step in range(cfg.steps):
         i = step % len(cameras)
         frozen = step < cfg.geometry_after * cfg.steps
+        current = {k: value(k) for k in free}
         g = Gaussians(current["means"], current["quats"], current["log_scales"],
                       current["opacity_logits"], torch.cat([current["sh_dc"], current["sh_rest"]],
                                                            dim=1))
         image = render(g, cameras[i], backend=backend, device=device).image
         loss = _loss(image, targets[i], cfg.ssim_weight)
-        reg = sum(cfg.anchor[k] * ((current[k] - origin[k]) ** 2).mean()
-                  for k in current if current[k].numel())
+        reg = sum(cfg.cell_anchor * (free[k] ** 2).mean() if k in bounds
+                  else cfg.anchor[k] * ((free[k] - origin[k]) ** 2).mean()
+                  for k in free if free[k].numel())
         opt.zero_grad(set_to_none=True)
         (loss + reg).backward()
         if frozen:
             for k in geometry:
-                current[k].grad = None
+                free[k].grad = None
         opt.step()
-        with torch.no_grad():
-            for k, (lo, hi) in cells.items():
-                current[k].copy_(torch.maximum(torch.minimum(current[k], hi.to(device)),
-                                               lo.to(device)))
         losses.append(float(loss.detach()))
         if progress:
             progress(step + 1, cfg.steps, losses[-1])
     with torch.no_grad():
-        out = Gaussians(current["means"].detach(), current["quats"].detach(),
-                        current["log_scales"].detach(), current["opacity_logits"].detach(),
-                        torch.cat([current["sh_dc"], current["sh_rest"]], dim=1).detach())
+        current = {k: value(k).detach() for k in free}
+        out = Gaussians(current["means"], current["quats"], current["log_scales"],
+                        current["opacity_logits"],
+                        torch.cat([current["sh_dc"], current["sh_rest"]], dim=1))
     return RefineResult(out.numpy(), losses)

@@ -57,3 +57,27 @@ def test_refinement_needs_one_target_per_camera(setup):
     _, decoded, train, _, targets = setup
     with pytest.raises(ValueError):
         refine(decoded, train, targets[:-1])
+
+
+def test_refinement_within_quantization_cells(setup):
+    g, decoded, train, test, targets = setup
+    half = {"means": 0.01, "log_scales": 0.05, "quats": 0.02, "opacity_logits": 0.3,
+            "sh_dc": 0.05, "sh_rest": 0.05}
+    start = {"means": decoded.means, "log_scales": decoded.log_scales, "quats": decoded.quats,
+             "opacity_logits": decoded.opacity_logits, "sh_dc": decoded.sh[:, :1],
+             "sh_rest": decoded.sh[:, 1:]}
+    cells = {k: (torch.from_numpy(v - half[k]), torch.from_numpy(v + half[k]))
+             for k, v in start.items()}
+    result = refine(decoded, train, targets, RefineConfig(steps=72), backend="cpu", cells=cells)
+    out = result.gaussians
+    got = {"means": out.means, "log_scales": out.log_scales, "quats": out.quats,
+           "opacity_logits": out.opacity_logits, "sh_dc": out.sh[:, :1], "sh_rest": out.sh[:, 1:]}
+    moved = 0.0
+    for k, v in got.items():
+        lo, hi = cells[k]
+        assert (v >= lo.numpy() - 1e-6).all() and (v <= hi.numpy() + 1e-6).all(), k
+        moved = max(moved, float(np.abs(v - start[k]).max() / half[k]))
+    assert moved > 0.1  # the parameters did move, inside their cells
+    before = _held_out_psnr(g, decoded, test)
+    after = _held_out_psnr(g, out, test)
+    assert after > before + 0.3, (before, after)
