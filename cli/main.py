@@ -2,6 +2,11 @@
 
 Exit codes: 0 success; 1 bad input or any other failure (one line on stderr, no traceback;
 set GSCODEC_DEBUG=1 to see one); 2 usage error (bad options, from click); 130 interrupted.
+
+With ``--json-errors`` (before the command) or GSCODEC_JSON_ERRORS=1 a failure prints one JSON
+object on stderr instead, ``{"error": {"type": ..., "message": ..., "exit_code": ...}}``: the
+type is the error class (``ContainerError``, ``LimitError``, ``PlyError``, ...; ``UsageError``
+for exit code 2, ``InternalError`` for a bug).
 """
 
 from __future__ import annotations
@@ -24,10 +29,27 @@ from ..formats.atomic import atomic_write_bytes, check_output_path
 from ..formats.errors import ContainerError, GscodecError
 
 F = TypeVar("F", bound=Callable[..., Any])
+JSON_ERRORS_ENV = "GSCODEC_JSON_ERRORS"
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"gscodec: error: {message}", err=True)
+def _json_errors(argv: list[str] | None = None) -> bool:
+    """Whether failures are reported as JSON: the global flag (in ``argv`` when the command line
+    has not been parsed yet) or the environment variable."""
+    if os.environ.get(JSON_ERRORS_ENV, "") not in ("", "0"):
+        return True
+    if argv is not None:
+        return "--json-errors" in argv
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("json_errors"))
+
+
+def _fail(message: str, code: int = 1, kind: str = "GscodecError",
+          as_json: bool | None = None) -> None:
+    if _json_errors() if as_json is None else as_json:
+        error = {"type": kind, "message": message, "exit_code": code}
+        click.echo(json.dumps({"error": error}), err=True)
+    else:
+        click.echo(f"gscodec: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -39,35 +61,38 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GscodecError as e:
-            _fail(str(e))
+            _fail(str(e), kind=type(e).__name__)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            _fail("interrupted", 130, "Interrupted")
         except MemoryError:
-            _fail("out of memory")
+            _fail("out of memory", kind="MemoryError")
         except OSError as e:  # disk full, permissions: the system's reason, without a traceback
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-            _fail(f"{where}{e.strerror or e}")
+            _fail(f"{where}{e.strerror or e}", kind=type(e).__name__)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as e:  # an internal bug must still not print a traceback
             if os.environ.get("GSCODEC_DEBUG"):
                 raise
             text = str(e).splitlines()[0] if str(e) else ""
-            _fail(f"internal error ({type(e).__name__}{': ' + text if text else ''})")
+            _fail(f"internal error ({type(e).__name__}{': ' + text if text else ''})",
+                  kind="InternalError")
 
     return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
 def progress_bar(quiet: bool, what: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A transient rich progress bar on stderr, fed by the library's progress callback."""
-    if quiet:
-        yield lambda step, total, description: None
-        return
+    """A transient rich progress bar on stderr, fed by the library's progress callback; none
+    when stderr is not a terminal (logs and scripts get the summary or the error only)."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        yield lambda step, total, description: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn(f"{what} [progress.description]{{task.description}}"), BarColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -110,10 +135,32 @@ def _size(n: int) -> str:
     return f"{n:,} B" if n < 10_000 else f"{n / 1e6:.2f} MB"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group; with JSON errors asked for, usage errors (exit code 2) are JSON too."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or not _json_errors(argv):
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code, "UsageError" if e.exit_code == 2
+                  else type(e).__name__, as_json=True)
+        except click.exceptions.Abort:
+            _fail("interrupted", 130, "Interrupted", as_json=True)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gscodec")
-def main() -> None:
-    """Compress 3D Gaussian Splatting scenes (.ply) into .gsz files and back."""
+@click.option("--json-errors", is_flag=True,
+              help=f"On failure print one JSON object on stderr (also: {JSON_ERRORS_ENV}=1).")
+def main(json_errors: bool) -> None:
+    """Compress 3D Gaussian Splatting scenes (.ply) into .gsz files and back.
+
+    Exit codes: 0 success, 1 bad input or failure, 2 usage error."""
 
 
 @main.command()
@@ -170,19 +217,23 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int, side
               help="Refinement steps (default: 300 on a GPU, 100 on the CPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
+@click.option("--max-gaussians", type=click.IntRange(0, 1 << 62), default=None, metavar="N",
+              help="Refuse files that declare more than N Gaussians (default: 2**28).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None, device: str,
-           force: bool, quiet: bool) -> None:
+           max_gaussians: int | None, force: bool, quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout).
 
     Files with side information are refined unless --no-refine is given. The Gaussians come out
     in the codec's storage order (Morton order), not the original order."""
     from ..api import decode as decode_gsz
     from ..formats.atomic import atomic_write
+    from ..formats.gsz import DEFAULT_LIMITS, Limits
     from ..formats.ply import write_ply_file
 
+    limits = DEFAULT_LIMITS if max_gaussians is None else Limits(max_gaussians=max_gaussians)
     _check_input(input_path)
     stem = input_path.name[:-4] if input_path.name.endswith(".gsz") else input_path.name
     out = output or input_path.with_name(f"{stem}.decoded.ply")
@@ -198,21 +249,24 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
                 raise GscodecError("--device cuda: no CUDA device is available")
         with naming(input_path):
             g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
-                           device=device)
+                           device=device, limits=limits)
         report(1, 1, "writing PLY")
         arrays = g.as_arrays()
         atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
     if not quiet:
         click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
-                   f"{_refinement_summary(input_path, no_refine, steps, device)}"
+                   f"{_refinement_summary(input_path, no_refine, steps, device, limits)}"
                    f"{time.perf_counter() - t0:.1f} s")
 
 
-def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str) -> str:
+def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str,
+                        limits: Any = None) -> str:
     """What decode chose about refinement, for the summary line."""
     from ..api import default_steps, inspect
+    from ..formats.gsz import DEFAULT_LIMITS
 
-    if not any(r["stream"] == "SIDE" for r in inspect(path)["streams"]):
+    if not any(r["stream"] == "SIDE" for r in inspect(path, limits=limits or DEFAULT_LIMITS)
+               ["streams"]):
         return ""
     if no_refine:
         return "side information present, not refined (--no-refine), "

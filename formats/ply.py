@@ -93,6 +93,8 @@ def _parse_header(f: BinaryIO, where: str) -> tuple[str, list[_Element], int]:
                 raise PlyError(f"{where}: bad element line {line!r}")
             if len(elements) >= 64:
                 raise PlyError(f"{where}: too many elements in PLY header")
+            if any(el.name == words[1] for el in elements):
+                raise PlyError(f"{where}: element {words[1]!r} appears twice in the PLY header")
             elements.append(_Element(words[1], int(words[2])))
         elif words[0] == "property":
             if not elements:

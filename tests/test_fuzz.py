@@ -222,3 +222,12 @@ def test_random_ply_mutations_raise_only_ply_errors(tmp_path):
     report = fuzz.run_ply(300, seed=7, time_limit=5.0, folder=tmp_path)
     assert report["failures"] == 0, report["failure_cases"]
     assert not report["warnings"], report["warnings"]
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "ascii"])
+def test_ply_with_two_elements_of_one_name_is_refused_in_every_format(tmp_path, fmt):
+    head = (f"ply\nformat {fmt} 1.0\nelement vertex 1\nproperty float x\n"
+            "element vertex 1\nproperty float y\nend_header\n")
+    body = b"\x00" * 8 if fmt != "ascii" else b"1\n2\n"
+    with pytest.raises(PlyError, match="element 'vertex' appears twice"):
+        _read(tmp_path, head.encode() + body)
