@@ -30,7 +30,8 @@ KNOWN_FILE_FLAGS = 0
 ZSTD_UNKNOWN_SIZE = (1 << 64) - 1
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_MAX_WINDOW = 8 << 20  # RFC 8878 recommends decoders support 8 MiB; levels <= 19 stay below
-_ZSTD_CHUNK = 1 << 20
+_ZSTD_BLOCK = 128 << 10  # the largest zstd block
+_ZSTD_MIN_FEED = 48  # input bytes fed at least: at most 16 blocks, 2 MiB
 
 _HEADER = struct.Struct("<8sHHIIQI")
 _ENTRY = struct.Struct("<4sHHQQII")
@@ -91,39 +92,22 @@ class Container:
         return None
 
 
-def _zstd_frame_length(blob: bytes, what: str) -> int:
-    """Length of the zstd frame at the start of ``blob``, from its header and block headers
-    (RFC 8878 3.1.1), without decompressing anything."""
-    if not blob.startswith(ZSTD_MAGIC):
-        raise ContainerError(f"corrupt {what}: not a zstd frame")
-    try:
-        pos = zstandard.frame_header_size(blob)
-        has_checksum = zstandard.get_frame_parameters(blob).has_checksum
-    except zstandard.ZstdError:
-        raise ContainerError(f"corrupt {what}: not a zstd frame") from None
-    while True:
-        if pos + 3 > len(blob):
-            raise ContainerError(f"corrupt {what}: the zstd frame is truncated")
-        block = int.from_bytes(blob[pos : pos + 3], "little")
-        pos += 3 + (1 if (block >> 1) & 3 == 1 else block >> 3)  # an RLE block holds one byte
-        if block & 1:
-            break
-    pos += 4 if has_checksum else 0
-    if pos > len(blob):
-        raise ContainerError(f"corrupt {what}: the zstd frame is truncated")
-    return pos
-
-
 def bounded_decompress(blob: bytes, limit: int, what: str) -> bytes:
     """Decompress one zstd frame (and nothing after it), refusing more than ``limit`` output
     bytes and windows above ``ZSTD_MAX_WINDOW``.
 
-    A frame that declares more than ``limit`` bytes is refused before anything is allocated; one
-    that does not declare its size is decompressed in chunks, so that no more than ``limit``
-    bytes (plus one chunk) are ever held, whatever the frame claims."""
+    A frame that declares more than ``limit`` bytes is refused before anything is allocated. The
+    input is fed to the decompressor in pieces small enough that each can add at most about
+    ``limit - output so far`` bytes (a zstd block of at most 128 KiB needs at least 3 input
+    bytes), so a frame that does not declare its size is stopped just past the limit: no more
+    than ``limit`` plus a few blocks is ever held, whatever the frame claims."""
     blob = bytes(blob)
-    end = _zstd_frame_length(blob, what)
-    params = zstandard.get_frame_parameters(blob)
+    if not blob.startswith(ZSTD_MAGIC):  # also refuses skippable frames
+        raise ContainerError(f"corrupt {what}: not a zstd frame")
+    try:
+        params = zstandard.get_frame_parameters(blob)
+    except zstandard.ZstdError:
+        raise ContainerError(f"corrupt {what}: not a zstd frame") from None
     size = params.content_size
     if size != ZSTD_UNKNOWN_SIZE and size > limit:
         raise LimitError(f"{what} declares {size} bytes after decompression (limit {limit})")
@@ -132,25 +116,25 @@ def bounded_decompress(blob: bytes, limit: int, what: str) -> bytes:
             f"{what} declares a zstd window of {params.window_size} bytes "
             f"(limit {ZSTD_MAX_WINDOW})"
         )
-    if end != len(blob):
-        raise ContainerError(f"corrupt {what}: data after the zstd frame")
+    dec = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj()
+    view = memoryview(blob)
     chunks: list[bytes] = []
-    total = 0
+    pos = total = 0
     try:
-        reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-            blob, read_across_frames=False
-        )
-        while True:
-            want = limit if size == ZSTD_UNKNOWN_SIZE else size
-            chunk = reader.read(min(_ZSTD_CHUNK, want + 1 - total))
-            if not chunk:
-                break
+        while pos < len(blob) and not dec.eof:
+            feed = max(_ZSTD_MIN_FEED, 3 * ((limit - total) // _ZSTD_BLOCK))
+            chunk = dec.decompress(view[pos : pos + feed])
+            pos += feed
             total += len(chunk)
             if total > limit:
                 raise LimitError(f"{what} is larger than {limit} bytes after decompression")
             chunks.append(chunk)
     except zstandard.ZstdError:
         raise ContainerError(f"corrupt {what}: zstd data does not decompress") from None
+    if not dec.eof:
+        raise ContainerError(f"corrupt {what}: the zstd frame is truncated")
+    if dec.unused_data or pos < len(blob):
+        raise ContainerError(f"corrupt {what}: data after the zstd frame")
     if size != ZSTD_UNKNOWN_SIZE and total != size:
         raise ContainerError(f"corrupt {what}: zstd data does not decompress")
     return b"".join(chunks)
