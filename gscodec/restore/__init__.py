@@ -1,0 +1,117 @@
+"""The learned image prior: a small restoration network for decoded renders (part 2 of Shin,
+Park, Cho, "Leveraging Learned Image Prior for 3D Gaussian Compression").
+
+:func:`restore_targets` turns a decoded scene (and its side information, if any) into refinement
+targets: restored renders at the side-information views (using their coarse residuals) and at
+extra views (without residual). The network is in :mod:`.model`, the shipped weights and their
+checksum in :mod:`.pretrained`, the training script in :mod:`.train` (``python -m
+gscodec.restore.train``); see ``MODEL_CARD.md`` beside this file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..cameras import Camera, orbit_views
+from ..gaussians import Gaussians
+from ..render import render
+from .model import RestoreConfig, RestoreNet, make_input, parameter_count
+from .pretrained import WEIGHTS_FILE, WEIGHTS_SHA256, WeightsError, load_weights, save_weights
+
+if TYPE_CHECKING:
+    from ..sideinfo import SideInfo
+
+__all__ = [
+    "EXTRA_VIEW_OFFSET", "RestoreConfig", "RestoreNet", "WEIGHTS_FILE", "WEIGHTS_SHA256",
+    "WeightsError", "extra_views_for", "load_weights", "parameter_count", "restore_image",
+    "restore_targets", "save_weights",
+]
+
+# orbit offset of the extra views: not 0 (the encoder's side-information views) and far from 0.5
+# (the evaluation views); irrational-looking so that no view count makes them coincide
+EXTRA_VIEW_OFFSET = 0.2718
+
+_cached: dict[str, RestoreNet] = {}
+
+
+def _model(model: RestoreNet | None, device: torch.device) -> RestoreNet:
+    if model is not None:
+        return model.to(device).eval()
+    key = str(device)
+    if key not in _cached:
+        _cached[key] = load_weights(device=device)[0]
+    return _cached[key]
+
+
+def restore_image(image: torch.Tensor, residual: torch.Tensor | None, quality: int, *,
+                  model: RestoreNet | None = None) -> torch.Tensor:
+    """Restore one decoded render.
+
+    Args:
+        image: ``[H, W, 3]`` render of the decoded Gaussians (clamped to [0, 1] here).
+        residual: its coarse side-information residual ``[h, w, 3]`` in image units
+            (:attr:`gscodec.sideinfo.SideInfo.residuals`), or ``None``.
+        quality: the preset the file was encoded with.
+        model: a network (default: the shipped weights, loaded once per device).
+
+    Returns the restored ``[H, W, 3]`` image in [0, 1] on ``image``'s device."""
+    net = _model(model, image.device)
+    x = image.clamp(0, 1).permute(2, 0, 1)[None].float()
+    r = None if residual is None else \
+        torch.as_tensor(residual, dtype=torch.float32, device=image.device).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        return net.restore(make_input(x, r, quality))[0].permute(1, 2, 0)
+
+
+def extra_views_for(decoded: Gaussians, count: int, size: int = 256) -> list[Camera]:
+    """The extra views of :func:`restore_targets`: ``count`` orbit views with offset
+    :data:`EXTRA_VIEW_OFFSET` (never :func:`gscodec.cameras.evaluation_views`)."""
+    return orbit_views(decoded.means, count, size=size, offset=EXTRA_VIEW_OFFSET)
+
+
+def restore_targets(decoded: Gaussians, si: SideInfo | None, quality: int, extra_views: int = 0,
+                    *, size: int | None = None, model: RestoreNet | None = None,
+                    backend: str = "auto", device: str | torch.device = "cpu",
+                    ) -> tuple[list[Camera], list[torch.Tensor]]:
+    """Refinement targets from the learned prior: ``(cameras, targets)``.
+
+    ``restore_targets(decoded, si, quality, extra_views=0, *, size=None, model=None,
+    backend="auto", device="cpu") -> (list[Camera], list[Tensor [H, W, 3]])``
+
+    Args:
+        decoded: the decoded Gaussians (base layer, before refinement).
+        si: the file's side information (:func:`gscodec.sideinfo.decode`) or ``None``.
+        quality: the preset of the file (the network is conditioned on it).
+        extra_views: how many views without side information to add (orbit views, offset
+            :data:`EXTRA_VIEW_OFFSET`, never the evaluation views); they are restored without a
+            residual.
+        size: pixel size of the extra views (default: the side-information views' width, or
+            256 without side information).
+        model: a :class:`RestoreNet` (default: the shipped weights, checksum-verified).
+        backend, device: rendering backend and device (as :func:`gscodec.render.render`); the
+            network runs on the same device.
+
+    Returns the side-information cameras first (in ``si.cameras`` order, each restored with its
+    residual), then the extra views; one target image ``[H, W, 3]`` in [0, 1] (float32, on
+    ``device``) per camera, to be passed to :func:`gscodec.refine.refine` as is. With
+    ``si=None`` and ``extra_views=0`` both lists are empty."""
+    dev = torch.device(device)
+    net = _model(model, dev)
+    cams: list[Camera] = []
+    out: list[torch.Tensor] = []
+    with torch.no_grad():
+        if si is not None:
+            for cam, res in zip(si.cameras, si.residuals, strict=True):
+                img = render(decoded, cam, backend=backend, device=dev).image
+                out.append(restore_image(img, torch.as_tensor(res), quality, model=net))
+                cams.append(cam)
+        if extra_views > 0:
+            if size is None:
+                size = si.cameras[0].width if si is not None and si.cameras else 256
+            for cam in extra_views_for(decoded, extra_views, size):
+                img = render(decoded, cam, backend=backend, device=dev).image
+                out.append(restore_image(img, None, quality, model=net))
+                cams.append(cam)
+    return cams, out

@@ -1,0 +1,152 @@
+"""The restoration network: a small U-Net that predicts a correction to a decoded render.
+
+Inputs (one batch ``[B, 8, H, W]``, built by :func:`make_input`):
+
+    0-2  the decoded render in [0, 1]
+    3-5  the coarse side-information residual, bilinearly upsampled to the render size, in grey
+         levels (units of ``UNIT`` = 1/255, the default quantization step, so mostly small
+         integers); zeros where the view has no side information
+    6    flag: 1 where channels 3-5 hold a residual, 0 where they do not
+    7    the quality preset as a constant channel, ``quality / 10``
+
+Output: ``restored = render + flag * upsampled_residual + UNIT * net(x)``. The last convolution
+starts at zero, so an untrained network returns exactly the side-information target of
+:func:`gscodec.sideinfo.targets` (or the render itself without a residual): training can only
+move it away from that where the loss says so. The correction is predicted in grey levels
+because the errors at presets 1-5 are about a grey level or less.
+
+The sizes must be multiples of 8 (three 2x downsamplings); :meth:`RestoreNet.restore` pads by
+reflection and crops back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+IN_CHANNELS = 8
+MULTIPLE = 8
+UNIT = 1.0 / 255  # the unit of the residual input and of the predicted correction
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    """Channel widths of the four levels (full, 1/2, 1/4, 1/8 resolution) and the residual
+    blocks per level on the way down (the way up has one block per level)."""
+
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    blocks: tuple[int, int, int, int] = (1, 1, 2, 2)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RestoreConfig:
+        return cls(widths=tuple(int(x) for x in d["widths"]),  # type: ignore[arg-type]
+                   blocks=tuple(int(x) for x in d["blocks"]))  # type: ignore[arg-type]
+
+
+class ResBlock(nn.Module):
+    """conv3x3 - GELU - conv3x3, added to the input (scaled by a learned per-channel gain
+    that starts small, as in NAFNet, so that deep stacks start near the identity)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.gain = nn.Parameter(torch.full((1, c, 1, 1), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gain * self.conv2(F.gelu(self.conv1(x)))
+
+
+class RestoreNet(nn.Module):
+    def __init__(self, config: RestoreConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or RestoreConfig()
+        w, b = cfg.widths, cfg.blocks
+        self.head = nn.Conv2d(IN_CHANNELS, w[0], 3, padding=1)
+        self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w[i]) for _ in range(b[i])])
+                                 for i in range(4))
+        self.down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(3))
+        self.up = nn.ModuleList(nn.Sequential(nn.Conv2d(w[i + 1], w[i] * 4, 1),
+                                              nn.PixelShuffle(2)) for i in range(3))
+        self.dec = nn.ModuleList(ResBlock(w[i]) for i in range(3))
+        self.tail = nn.Conv2d(w[0], 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The correction in grey levels, ``[B, 3, H, W]`` (H, W multiples of 8)."""
+        h = self.head(x)
+        skips = []
+        for i in range(3):
+            h = self.enc[i](h)
+            skips.append(h)
+            h = self.down[i](h)
+        h = self.enc[3](h)
+        for i in reversed(range(3)):
+            h = self.dec[i](self.up[i](h) + skips[i])
+        return self.tail(h)
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """The restored images ``[B, 3, H, W]`` in [0, 1] for inputs from :func:`make_input`
+        (any size: padded to a multiple of 8 by reflection, cropped back)."""
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
+        xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+        corr = self(xp)[..., :h, :w]
+        return compose(x, corr).clamp(0, 1)
+
+
+def compose(x: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+    """``render + flag * upsampled residual + UNIT * correction`` (not clamped)."""
+    img, res, flag = x[:, 0:3], x[:, 3:6], x[:, 6:7]
+    return img + UNIT * (flag * res + corr)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def upsample(residual: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear upsampling of coarse residuals ``[B, 3, h, w]`` to ``[B, 3, height, width]``,
+    exactly as :func:`gscodec.sideinfo.targets` does it."""
+    return F.interpolate(residual, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def make_input(image: torch.Tensor, residual: torch.Tensor | None,
+               quality: int | torch.Tensor) -> torch.Tensor:
+    """Network input ``[B, 8, H, W]``.
+
+    Args:
+        image: decoded renders ``[B, 3, H, W]`` in [0, 1].
+        residual: coarse residuals ``[B, 3, h, w]`` in image units (as in ``SideInfo``), or
+            ``None`` where no view has side information. A batch mixing views with and without a
+            residual passes zeros for the latter and gets flag 1 for all; use
+            :func:`make_input_flagged` to set the flag per sample.
+        quality: the preset (1..10), one for the batch or a tensor ``[B]``.
+    """
+    b, _, h, w = image.shape
+    if residual is None:
+        res = image.new_zeros(b, 3, h, w)
+        flag = image.new_zeros(b)
+    else:
+        res = upsample(residual.to(image), h, w) / UNIT
+        flag = image.new_ones(b)
+    return make_input_flagged(image, res, flag, quality)
+
+
+def make_input_flagged(image: torch.Tensor, upsampled: torch.Tensor, flag: torch.Tensor,
+                       quality: int | torch.Tensor) -> torch.Tensor:
+    """Like :func:`make_input` with the residual already upsampled and in grey levels, and a
+    per-sample ``flag [B]`` (the residual of a sample with flag 0 is ignored: zeroed)."""
+    b, _, h, w = image.shape
+    flag = flag.to(image).view(b, 1, 1, 1)
+    q = torch.as_tensor(quality, dtype=image.dtype, device=image.device).reshape(-1)
+    q = q.expand(b).view(b, 1, 1, 1) / 10.0
+    return torch.cat([image, upsampled * flag, flag.expand(b, 1, h, w), q.expand(b, 1, h, w)],
+                     dim=1)

@@ -1,0 +1,342 @@
+"""Train the restoration network on pairs rendered from scenes (see :mod:`.data`).
+
+    python -m gscodec.restore.train --data DIR_OF_PLYS --out weights.pt [--steps 3000]
+        [--crop 128] [--batch 8] [--lr 1e-3] [--time-limit SECONDS] [--train a,b,c]
+        [--val plant,playbot] [--views 12] [--val-views 6] [--size 256] [--qualities 1-5]
+        [--cache /tmp/gscodec-restore-cache] [--jobs 2] [--report report.json] [--gen-only]
+        [--init weights.pt] [--time-inference]
+
+Every ``.ply`` in ``--data`` trains except the validation scenes (``--val``, default plant and
+playbot, which are only rendered at orbit views of offset 0.25, never the evaluation views) and
+``--exclude``. Pairs are cached in ``--cache`` (one ``.npz`` per scene and settings), so a rerun
+only trains. Each sample is shown with its coarse residual or, with probability 1/2, without
+(flag 0). Loss: ``(1 - w) * L1 + w * (1 - SSIM)`` of restored vs original render, both terms
+in grey levels (divided by 1/255); ``w = --ssim-weight`` (0.2).
+Validation (``--val-every`` steps and at the end) reports, per scene and preset, the mean PSNR
+over views of the decoded render, of decoded + bilinear residual (the side-information target
+without the prior), and of the network's output with and without the residual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import PairSpec, load_or_make
+from .model import (
+    UNIT,
+    RestoreConfig,
+    RestoreNet,
+    compose,
+    make_input,
+    make_input_flagged,
+    parameter_count,
+    upsample,
+)
+from .pretrained import load_weights, save_weights
+
+DEFAULT_CACHE = Path("/tmp/gscodec-restore-cache")
+VALIDATION = ("plant", "playbot")
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+class Sampler:
+    """Random training crops from cached pairs (numpy ``[N, H, W, 3]`` arrays per scene)."""
+
+    def __init__(self, sets: list[dict[str, np.ndarray]], crop: int, seed: int = 0,
+                 p_residual: float = 0.5):
+        self.sets = sets
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self.p_residual = p_residual
+        for s in sets:
+            if min(s["decoded"].shape[1:3]) < crop:
+                raise ValueError(f"crop {crop} is larger than the renders")
+
+    def _one(self) -> tuple[torch.Tensor, ...]:
+        s = self.sets[self.rng.integers(len(self.sets))]
+        i = int(self.rng.integers(len(s["decoded"])))
+        dec = torch.from_numpy(s["decoded"][i]).permute(2, 0, 1)
+        orig = torch.from_numpy(s["original"][i]).permute(2, 0, 1)
+        H, W = dec.shape[1:]
+        res = upsample(torch.from_numpy(s["residual"][i]).permute(2, 0, 1)[None], H, W)[0]
+        res = res / UNIT
+        c = self.crop
+        for _ in range(4):  # prefer crops that show some of the object
+            y, x = int(self.rng.integers(H - c + 1)), int(self.rng.integers(W - c + 1))
+            if float((orig[:, y:y + c, x:x + c].amax(0) > 1 / 255).float().mean()) > 0.1:
+                break
+        crops = [t[:, y:y + c, x:x + c] for t in (dec, orig, res)]
+        k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+        crops = [torch.rot90(t, k, (1, 2)) for t in crops]
+        if flip:
+            crops = [t.flip(2) for t in crops]
+        flag = float(self.rng.random() < self.p_residual)
+        return (*crops, torch.tensor(flag), torch.tensor(float(s["quality"][i])))
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network input ``[n, 8, c, c]`` and original crops ``[n, 3, c, c]``."""
+        items = [self._one() for _ in range(n)]
+        dec, orig, res, flag, q = (torch.stack([it[j] for it in items]) for j in range(5))
+        return make_input_flagged(dec.contiguous(), res.contiguous(), flag, q), orig.contiguous()
+
+
+def loss_fn(restored: torch.Tensor, original: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+    """``(1 - w) * L1 + w * (1 - SSIM)``, in grey levels (both terms divided by 1/255)."""
+    from pytorch_msssim import ssim
+
+    l1 = (restored - original).abs().mean() / UNIT
+    if ssim_weight <= 0:
+        return l1
+    d = 1 - ssim(restored.clamp(0, 1), original, data_range=1.0, win_size=7)
+    return (1 - ssim_weight) * l1 + ssim_weight * d / UNIT
+
+
+@torch.no_grad()
+def evaluate(model: RestoreNet, sets: dict[str, dict[str, np.ndarray]],
+             batch: int = 4) -> list[dict[str, Any]]:
+    """Per scene and preset: mean PSNR (dB) over the views of the decoded render, decoded +
+    bilinear residual, network without and with the residual, all against the original."""
+    model.eval()
+    rows = []
+    for name, s in sets.items():
+        for q in sorted(set(int(v) for v in s["quality"])):
+            idx = np.flatnonzero(s["quality"] == q)
+            acc: dict[str, list[float]] = {"decoded": [], "bilinear": [], "prior": [],
+                                           "prior_residual": []}
+            for j in range(0, len(idx), batch):
+                sel = idx[j:j + batch]
+                dec = torch.from_numpy(s["decoded"][sel]).permute(0, 3, 1, 2)
+                orig = torch.from_numpy(s["original"][sel]).permute(0, 3, 1, 2)
+                res = torch.from_numpy(s["residual"][sel]).permute(0, 3, 1, 2)
+                x0 = make_input(dec, None, q)
+                x1 = make_input(dec, res, q)
+                outs = {"decoded": dec, "bilinear": compose(x1, torch.zeros_like(dec)),
+                        "prior": model.restore(x0), "prior_residual": model.restore(x1)}
+                for k, v in outs.items():
+                    acc[k] += [_psnr(v[b], orig[b]) for b in range(len(sel))]
+            m = {k: float(np.mean(v)) for k, v in acc.items()}
+            rows.append({"scene": name, "quality": q, "views": len(idx),
+                         **{f"psnr_{k}": v for k, v in m.items()},
+                         "gain_prior": m["prior"] - m["decoded"],
+                         "gain_bilinear": m["bilinear"] - m["decoded"],
+                         "gain_prior_residual": m["prior_residual"] - m["decoded"],
+                         "gain_prior_over_bilinear": m["prior_residual"] - m["bilinear"]})
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    lines = ["| scene | preset | decoded | + prior (no residual) | + bilinear residual | "
+             "+ residual + prior |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['scene']} | {r['quality']} | {r['psnr_decoded']:.2f} | "
+                     f"{r['gain_prior']:+.3f} | {r['gain_bilinear']:+.3f} | "
+                     f"{r['gain_prior_residual']:+.3f} |")
+    return "\n".join(lines)
+
+
+def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr: float = 1e-3,
+          ssim_weight: float = 0.2, time_limit: float | None = None,
+          val: dict[str, dict[str, np.ndarray]] | None = None, val_every: int = 0,
+          log=_log) -> dict[str, Any]:
+    """Adam with a cosine schedule (over ``steps``, or over ``time_limit`` seconds when that
+    comes first), gradient clipping at 1. Returns the loss history and validations."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    t0 = time.perf_counter()
+    history: list[float] = []
+    validations = []
+    done = 0
+    for it in range(steps):
+        elapsed = time.perf_counter() - t0
+        frac = it / steps
+        if time_limit:
+            frac = max(frac, elapsed / time_limit)
+            if frac >= 1:
+                break
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        model.train()
+        x, orig = sampler.batch(batch)
+        restored = compose(x, model(x))
+        loss = loss_fn(restored, orig, ssim_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        history.append(float(loss.detach()))
+        done = it + 1
+        if done % 50 == 0:
+            log(f"step {done}: loss {np.mean(history[-50:]):.4f} (grey levels), "
+                f"{time.perf_counter() - t0:.0f} s")
+        if val and val_every and done % val_every == 0:
+            rows = evaluate(model, val)
+            validations.append({"step": done, "rows": rows})
+            log(f"validation at step {done}:\n{format_rows(rows)}")
+    model.eval()
+    return {"steps": done, "seconds": time.perf_counter() - t0, "losses": history,
+            "validations": validations}
+
+
+def time_inference(model: RestoreNet, size: int = 512, repeats: int = 5) -> float:
+    """Median seconds of one restoration of a ``size`` x ``size`` view (with residual)."""
+    x = make_input(torch.rand(1, 3, size, size), torch.zeros(1, 3, size // 4, size // 4), 3)
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        model.restore(x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model.restore(x)
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def _parse_list(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def _parse_qualities(s: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in s.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out += range(int(a), int(b) + 1)
+        elif part:
+            out.append(int(part))
+    return tuple(out)
+
+
+def _make_one(args: tuple[str, PairSpec, str]) -> str:
+    ply, spec, cache = args
+    torch.set_num_threads(1)
+    load_or_make(Path(ply), spec, Path(cache), log=_log)
+    return Path(ply).stem
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder of scene .ply files")
+    ap.add_argument("--out", type=Path, help="weights file to write")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--time-limit", type=float, default=None, help="stop after these seconds")
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ssim-weight", type=float, default=0.2)
+    ap.add_argument("--train", type=_parse_list, default=None, help="scene names (default: all)")
+    ap.add_argument("--exclude", type=_parse_list, default=[])
+    ap.add_argument("--val", type=_parse_list, default=list(VALIDATION))
+    ap.add_argument("--views", type=int, default=12, help="random views per training scene")
+    ap.add_argument("--val-views", type=int, default=6)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--qualities", type=_parse_qualities, default=(1, 2, 3, 4, 5))
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--jobs", type=int, default=1, help="processes making pairs")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--widths", type=lambda s: tuple(int(x) for x in s.split(",")),
+                    default=RestoreConfig().widths)
+    ap.add_argument("--blocks", type=lambda s: tuple(int(x) for x in s.split(",")),
+                    default=RestoreConfig().blocks)
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights")
+    ap.add_argument("--report", type=Path, default=None, help="JSON report to write")
+    ap.add_argument("--gen-only", action="store_true", help="make the cached pairs and stop")
+    ap.add_argument("--time-inference", action="store_true",
+                    help="print the time of one 512x512 restoration and stop")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.init:
+        model, _ = load_weights(args.init)
+    else:
+        model = RestoreNet(RestoreConfig(args.widths, args.blocks))
+    if args.time_inference:
+        s = time_inference(model)
+        print(json.dumps({"seconds_512": s, "threads": torch.get_num_threads(),
+                          "parameters": parameter_count(model)}))
+        return {"seconds_512": s}
+
+    plys = sorted(args.data.glob("*.ply"))
+    names = {p.stem: p for p in plys}
+    for v in args.val:
+        if v not in names:
+            ap.error(f"validation scene {v} is not in {args.data}")
+    train_names = args.train if args.train is not None else \
+        [n for n in names if n not in args.val and n not in args.exclude]
+    overlap = set(train_names) & set(args.val)
+    if overlap:
+        ap.error(f"scenes both in training and validation: {sorted(overlap)}")
+    missing = [n for n in train_names if n not in names]
+    if missing or not train_names:
+        ap.error(f"no training scenes, or not in {args.data}: {missing}")
+    train_spec = PairSpec(qualities=args.qualities, views=args.views, size=args.size,
+                          seed=args.seed, kind="random")
+    val_spec = PairSpec(qualities=args.qualities, views=args.val_views, size=args.size,
+                        kind="orbit", offset=0.25)
+    jobs = [(str(names[n]), train_spec, str(args.cache)) for n in train_names] + \
+           [(str(names[n]), val_spec, str(args.cache)) for n in args.val]
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for name in pool.map(_make_one, jobs):
+                _log(f"pairs ready: {name}")
+    train_sets = [load_or_make(names[n], train_spec, args.cache, log=_log) for n in train_names]
+    val_sets = {n: load_or_make(names[n], val_spec, args.cache, log=_log) for n in args.val}
+    gen_s = time.perf_counter() - t0
+    n_pairs = sum(len(s["decoded"]) for s in train_sets)
+    _log(f"{n_pairs} training pairs from {len(train_sets)} scenes, "
+         f"{sum(len(s['decoded']) for s in val_sets.values())} validation pairs ({gen_s:.0f} s)")
+    if args.gen_only:
+        return {"pairs": n_pairs}
+    if args.out is None:
+        ap.error("--out is required unless --gen-only or --time-inference")
+
+    base_rows = evaluate(model, val_sets)
+    _log("validation before training:\n" + format_rows(base_rows))
+    sampler = Sampler(train_sets, args.crop, seed=args.seed)
+    result = train(model, sampler, steps=args.steps, batch=args.batch, lr=args.lr,
+                   ssim_weight=args.ssim_weight, time_limit=args.time_limit, val=val_sets,
+                   val_every=args.val_every)
+    rows = evaluate(model, val_sets)
+    _log(f"validation after {result['steps']} steps ({result['seconds']:.0f} s):\n"
+         + format_rows(rows))
+    meta = {"train_scenes": ",".join(train_names), "val_scenes": ",".join(args.val),
+            "steps": result["steps"], "seconds": round(result["seconds"], 1),
+            "crop": args.crop, "batch": args.batch, "lr": args.lr,
+            "ssim_weight": args.ssim_weight, "pairs": n_pairs,
+            "parameters": parameter_count(model)}
+    digest = save_weights(args.out, model, meta)
+    _log(f"wrote {args.out} (sha256 {digest})")
+    report = {"meta": meta, "sha256": digest, "train_spec": train_spec.__dict__,
+              "val_spec": val_spec.__dict__, "pair_seconds": gen_s, "validation": rows,
+              "validation_before": base_rows, "validations": result["validations"],
+              "losses_every_50": [float(np.mean(result["losses"][i:i + 50]))
+                                  for i in range(0, len(result["losses"]), 50)],
+              "torch_threads": torch.get_num_threads()}
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=1, default=list))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The learned image prior (gscodec.restore): pairs computed as the encoder does, the network's
+input/output contract, training (in-process and through the CLI) and the decoder-facing
+restore_targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import gscodec  # noqa: E402
+from gscodec import sideinfo  # noqa: E402
+from gscodec.cameras import evaluation_views, orbit_views  # noqa: E402
+from gscodec.render import render  # noqa: E402
+from gscodec.restore import (  # noqa: E402
+    EXTRA_VIEW_OFFSET,
+    extra_views_for,
+    restore_image,
+    restore_targets,
+)
+from gscodec.restore.data import PairSpec, coarse_residual, make_pairs  # noqa: E402
+from gscodec.restore.model import (  # noqa: E402
+    RestoreConfig,
+    RestoreNet,
+    make_input,
+)
+from gscodec.restore.pretrained import WeightsError, load_weights, save_weights  # noqa: E402
+from gscodec.restore.train import Sampler, evaluate, train  # noqa: E402
+from gscodec.restore.train import main as train_main  # noqa: E402
+from gscodec.synthetic import make_scene  # noqa: E402
+
+TINY = RestoreConfig((4, 8, 8, 8), (1, 1, 1, 1))
+SMALL = RestoreConfig((8, 16, 16, 16), (1, 1, 1, 1))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def coded():
+    g = make_scene(3000, sh_degree=1, seed=3)
+    return g, gscodec.decode(gscodec.encode(g, quality=1), refine=False)
+
+
+def test_coarse_residuals_are_the_encoders(coded):
+    g, d = coded
+    si = sideinfo.compute(g, d, 3, scale=4, step=1 / 255, size=32, backend="cpu")
+    for cam, want in zip(si.cameras, si.residuals, strict=True):
+        with torch.no_grad():
+            got = coarse_residual(render(g, cam, backend="cpu").image,
+                                  render(d, cam, backend="cpu").image, 4, 1 / 255)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_untrained_network_gives_the_side_information_targets(coded):
+    """Zero-initialised last layer: with a residual the target is sideinfo.targets exactly,
+    without one the render itself."""
+    g, d = coded
+    si = sideinfo.compute(g, d, 2, size=32, backend="cpu")
+    net = RestoreNet(TINY)
+    cams, targets = restore_targets(d, si, 1, extra_views=2, model=net, backend="cpu")
+    want = sideinfo.targets(d, si, backend="cpu")
+    assert len(cams) == len(targets) == 4
+    for a, b in zip(targets[:2], want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    for cam, t in zip(cams[2:], targets[2:], strict=True):
+        assert cam.width == 32 and t.shape == (32, 32, 3)
+        with torch.no_grad():
+            torch.testing.assert_close(t, render(d, cam, backend="cpu").image.clamp(0, 1),
+                                       atol=1e-6, rtol=0)
+
+
+def test_no_side_information_and_no_views_gives_nothing(coded):
+    _, d = coded
+    assert restore_targets(d, None, 3, 0, model=RestoreNet(TINY), backend="cpu") == ([], [])
+    cams, targets = restore_targets(d, None, 3, 2, size=24, model=RestoreNet(TINY),
+                                    backend="cpu")
+    assert len(cams) == 2 and targets[0].shape == (24, 24, 3)
+
+
+def test_extra_views_are_never_evaluation_views():
+    means = np.random.default_rng(0).normal(size=(200, 3))
+    for n in range(1, 33):
+        extra = np.array([c.position for c in extra_views_for(gscodec.Gaussians(
+            means.astype(np.float32), np.tile([1, 0, 0, 0], (200, 1)).astype(np.float32),
+            np.zeros((200, 3), np.float32), np.zeros(200, np.float32),
+            np.zeros((200, 1, 3), np.float32)), n)])
+        centre = np.mean([c.position for c in orbit_views(means, 64)], axis=0)
+        for m in range(1, 17):
+            ev = np.array([c.position for c in evaluation_views(means, m)])
+            a = (extra - centre) / np.linalg.norm(extra - centre, axis=1, keepdims=True)
+            b = (ev - centre) / np.linalg.norm(ev - centre, axis=1, keepdims=True)
+            assert np.degrees(np.arccos(np.clip((a @ b.T).max(), -1, 1))) > 0.1, (n, m)
+    assert EXTRA_VIEW_OFFSET not in (0.0, 0.5)
+
+
+def test_inference_shape_dtype_and_flags():
+    net = RestoreNet(TINY)
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    img = torch.rand(37, 45, 3)  # not a multiple of 8: padded and cropped back
+    out = restore_image(img, None, 2, model=net)
+    assert out.shape == (37, 45, 3) and out.dtype == torch.float32
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert not torch.equal(out, img)  # the (random) correction applies without a residual too
+    x0 = make_input(img.permute(2, 0, 1)[None], None, 2)
+    assert x0.shape == (1, 8, 37, 45)
+    assert float(x0[:, 3:7].abs().max()) == 0 and float(x0[0, 7, 0, 0]) == pytest.approx(0.2)
+    res = torch.full((1, 3, 9, 11), 2 / 255)
+    x1 = make_input(img.permute(2, 0, 1)[None], res, 2)
+    assert float(x1[0, 6].min()) == 1 and torch.allclose(x1[:, 3:6], torch.full_like(x1[:, 3:6],
+                                                                                      2.0))
+    out1 = restore_image(img, res[0].permute(1, 2, 0), 2, model=net)
+    assert out1.shape == (37, 45, 3) and not torch.equal(out1, out)
+
+
+def test_training_improves_held_out_views(coded):
+    g, _ = coded
+    torch.manual_seed(0)
+    pairs = make_pairs(g, PairSpec(qualities=(1,), views=6, size=64, seed=1))
+    held_out = make_pairs(g, PairSpec(qualities=(1,), views=3, size=64, seed=2))
+    net = RestoreNet(SMALL)
+    result = train(net, Sampler([pairs], 32, seed=0), steps=80, batch=4, lr=3e-3,
+                   log=lambda s: None)
+    assert result["steps"] == 80 and np.isfinite(result["losses"]).all()
+    (row,) = evaluate(net, {"held_out": held_out})
+    assert row["gain_bilinear"] > 1.0  # the residual alone helps a lot at 64 px, preset 1
+    assert row["psnr_prior_residual"] > row["psnr_bilinear"] + 0.1
+    assert row["psnr_prior"] >= row["psnr_decoded"] - 0.01
+
+
+def test_weights_round_trip_and_checksum(tmp_path):
+    net = RestoreNet(TINY)
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    path = tmp_path / "w.pt"
+    digest = save_weights(path, net, {"note": "test"})
+    back, meta = load_weights(path, sha256=digest)
+    assert meta == {"note": "test"} and back.config == TINY
+    x = torch.rand(1, 8, 16, 16)
+    torch.testing.assert_close(back(x), net.half().float()(x), atol=1e-5, rtol=0)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="checksum"):
+        load_weights(bad, sha256=digest)
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_weights_loader_refuses_arbitrary_pickles(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    p = tmp_path / "evil.pt"
+    torch.save({"format": "gscodec-restore", "x": Evil()}, p, pickle_module=pickle)
+    with pytest.raises(WeightsError, match="unreadable"):
+        load_weights(p)
+
+
+def test_training_cli_on_tiny_scenes(tmp_path):
+    data = tmp_path / "scenes"
+    data.mkdir()
+    for i, name in enumerate(("alpha", "beta", "valscene")):
+        gscodec.write_ply(data / f"{name}.ply", make_scene(800, sh_degree=0, seed=20 + i))
+    out, report, cache = tmp_path / "w.pt", tmp_path / "report.json", tmp_path / "cache"
+    argv = ["--data", str(data), "--out", str(out), "--steps", "4", "--views", "2",
+            "--val-views", "1", "--size", "32", "--crop", "16", "--batch", "2",
+            "--qualities", "1,2", "--val", "valscene", "--cache", str(cache), "--threads", "1",
+            "--widths", "4,8,8,8", "--blocks", "1,1,1,1", "--report", str(report),
+            "--val-every", "2"]
+    train_main(argv)
+    rep = json.loads(report.read_text())
+    assert rep["meta"]["train_scenes"] == "alpha,beta" and rep["meta"]["steps"] == 4
+    assert {r["quality"] for r in rep["validation"]} == {1, 2}
+    assert len(rep["validations"]) == 2
+    net, meta = load_weights(out, sha256=rep["sha256"])
+    assert meta["pairs"] == 2 * 2 * 2
+    files = sorted(cache.glob("*.npz"))
+    assert len(files) == 3
+    with np.load(files[0], allow_pickle=False) as z:
+        assert z["decoded"].dtype == np.float32 and z["decoded"].shape[1:] == (32, 32, 3)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    train_main(argv)  # cached: nothing is rendered again
+    assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.npz"))] == stamps
+    with pytest.raises(SystemExit):
+        train_main([*argv[:-2], "--train", "alpha,valscene"])  # validation scene in training
