@@ -119,6 +119,10 @@ def test_inference_shape_dtype_and_flags():
                                                                                       2.0))
     out1 = restore_image(img, res[0].permute(1, 2, 0), 2, model=net)
     assert out1.shape == (37, 45, 3) and not torch.equal(out1, out)
+    net.qualities = (1, 2)  # presets it was not trained for: no network, plain targets
+    torch.testing.assert_close(restore_image(img, None, 7, model=net), img)
+    torch.testing.assert_close(restore_image(img, res[0].permute(1, 2, 0), 7, model=net),
+                               (img + 2 / 255).clamp(0, 1))
 
 
 def test_training_improves_held_out_views(coded):
@@ -178,14 +182,14 @@ def test_training_cli_on_tiny_scenes(tmp_path):
             "--val-views", "1", "--size", "32", "--crop", "16", "--batch", "2",
             "--qualities", "1,2", "--val", "valscene", "--cache", str(cache), "--threads", "1",
             "--widths", "4,8,8,8", "--blocks", "1,1,1,1", "--report", str(report),
-            "--val-every", "2"]
+            "--jobs", "2", "--val-every", "2"]
     train_main(argv)
     rep = json.loads(report.read_text())
     assert rep["meta"]["train_scenes"] == "alpha,beta" and rep["meta"]["steps"] == 4
     assert {r["quality"] for r in rep["validation"]} == {1, 2}
     assert len(rep["validations"]) == 2
     net, meta = load_weights(out, sha256=rep["sha256"])
-    assert meta["pairs"] == 2 * 2 * 2
+    assert meta["pairs"] == 2 * 2 * 2 and net.qualities == (1, 2)
     files = sorted(cache.glob("*.npz"))
     assert len(files) == 3
     with np.load(files[0], allow_pickle=False) as z:

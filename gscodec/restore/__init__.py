@@ -17,7 +17,7 @@ import torch
 from ..cameras import Camera, orbit_views
 from ..gaussians import Gaussians
 from ..render import render
-from .model import RestoreConfig, RestoreNet, make_input, parameter_count
+from .model import RestoreConfig, RestoreNet, compose, make_input, parameter_count
 from .pretrained import WEIGHTS_FILE, WEIGHTS_SHA256, WeightsError, load_weights, save_weights
 
 if TYPE_CHECKING:
@@ -53,7 +53,10 @@ def restore_image(image: torch.Tensor, residual: torch.Tensor | None, quality: i
         image: ``[H, W, 3]`` render of the decoded Gaussians (clamped to [0, 1] here).
         residual: its coarse side-information residual ``[h, w, 3]`` in image units
             (:attr:`gscodec.sideinfo.SideInfo.residuals`), or ``None``.
-        quality: the preset the file was encoded with.
+        quality: the preset the file was encoded with. Where the network was not trained for it
+            (``model.qualities``; the shipped one: presets 1-5) the network is not applied and
+            the result is what the untrained network gives: ``image`` plus the bilinearly
+            upsampled residual (exactly :func:`gscodec.sideinfo.targets`), or ``image``.
         model: a network (default: the shipped weights, loaded once per device).
 
     Returns the restored ``[H, W, 3]`` image in [0, 1] on ``image``'s device."""
@@ -62,7 +65,10 @@ def restore_image(image: torch.Tensor, residual: torch.Tensor | None, quality: i
     r = None if residual is None else \
         torch.as_tensor(residual, dtype=torch.float32, device=image.device).permute(2, 0, 1)[None]
     with torch.no_grad():
-        return net.restore(make_input(x, r, quality))[0].permute(1, 2, 0)
+        inp = make_input(x, r, quality)
+        if net.qualities and quality not in net.qualities:
+            return compose(inp, torch.zeros_like(x)).clamp(0, 1)[0].permute(1, 2, 0)
+        return net.restore(inp)[0].permute(1, 2, 0)
 
 
 def extra_views_for(decoded: Gaussians, count: int, size: int = 256) -> list[Camera]:
@@ -83,7 +89,8 @@ def restore_targets(decoded: Gaussians, si: SideInfo | None, quality: int, extra
     Args:
         decoded: the decoded Gaussians (base layer, before refinement).
         si: the file's side information (:func:`gscodec.sideinfo.decode`) or ``None``.
-        quality: the preset of the file (the network is conditioned on it).
+        quality: the preset of the file (the network is conditioned on it; presets it was not
+            trained for get the targets without the network, see :func:`restore_image`).
         extra_views: how many views without side information to add (orbit views, offset
             :data:`EXTRA_VIEW_OFFSET`, never the evaluation views); they are restored without a
             residual.

@@ -64,9 +64,14 @@ class ResBlock(nn.Module):
 
 
 class RestoreNet(nn.Module):
+    """``qualities``: the presets the network was trained for (set from the weights file's
+    metadata); empty means any. :func:`gscodec.restore.restore_image` applies the network to
+    those presets only."""
+
     def __init__(self, config: RestoreConfig | None = None):
         super().__init__()
         self.config = cfg = config or RestoreConfig()
+        self.qualities: tuple[int, ...] = ()
         w, b = cfg.widths, cfg.blocks
         self.head = nn.Conv2d(IN_CHANNELS, w[0], 3, padding=1)
         self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w[i]) for _ in range(b[i])])

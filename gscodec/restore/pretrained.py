@@ -30,7 +30,9 @@ class WeightsError(GscodecError):
 
 def save_weights(path: str | os.PathLike[str], model: RestoreNet,
                  meta: dict[str, Any] | None = None) -> str:
-    """Write ``model`` in float16 to ``path``; returns the file's SHA-256 (hex)."""
+    """Write ``model`` in float16 to ``path``; returns the file's SHA-256 (hex). ``meta`` holds
+    strings, numbers and lists of them; ``meta["qualities"]`` (list of ints), where given, is
+    the presets the network applies to (:attr:`RestoreNet.qualities`)."""
     state = {k: v.detach().to("cpu", torch.float16).contiguous()
              for k, v in model.state_dict().items()}
     buf = io.BytesIO()
@@ -75,6 +77,7 @@ def load_weights(path: str | os.PathLike[str] | None = None, *,
             raise ValueError("not a gscodec restoration weights file")
         model = RestoreNet(RestoreConfig.from_dict(obj["config"]))
         model.load_state_dict({k: v.float() for k, v in obj["state"].items()})
+        model.qualities = tuple(int(q) for q in obj.get("meta", {}).get("qualities", ()))
     except WeightsError:
         raise
     except Exception as e:  # unpickling refused, wrong keys or shapes

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -156,9 +157,10 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr: float = 1e-3,
           ssim_weight: float = 0.2, time_limit: float | None = None,
           val: dict[str, dict[str, np.ndarray]] | None = None, val_every: int = 0,
-          log=_log) -> dict[str, Any]:
+          log=_log, on_validate=None) -> dict[str, Any]:
     """Adam with a cosine schedule (over ``steps``, or over ``time_limit`` seconds when that
-    comes first), gradient clipping at 1. Returns the loss history and validations."""
+    comes first), gradient clipping at 1. Returns the loss history and validations.
+    ``on_validate(steps_done)`` is called after each validation (e.g. to save a checkpoint)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.perf_counter()
     history: list[float] = []
@@ -190,6 +192,8 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
             rows = evaluate(model, val)
             validations.append({"step": done, "rows": rows})
             log(f"validation at step {done}:\n{format_rows(rows)}")
+            if on_validate:
+                on_validate(done)
     model.eval()
     return {"steps": done, "seconds": time.perf_counter() - t0, "losses": history,
             "validations": validations}
@@ -251,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--jobs", type=int, default=1, help="processes making pairs")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--val-every", type=int, default=1000,
+                    help="validate (and save the weights so far) every N steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", type=lambda s: tuple(int(x) for x in s.split(",")),
                     default=RestoreConfig().widths)
@@ -296,7 +301,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
            [(str(names[n]), val_spec, str(args.cache)) for n in args.val]
     t0 = time.perf_counter()
     if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) \
+                as pool:
             for name in pool.map(_make_one, jobs):
                 _log(f"pairs ready: {name}")
     train_sets = [load_or_make(names[n], train_spec, args.cache, log=_log) for n in train_names]
@@ -313,21 +319,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base_rows = evaluate(model, val_sets)
     _log("validation before training:\n" + format_rows(base_rows))
     sampler = Sampler(train_sets, args.crop, seed=args.seed)
+
+    def meta(steps: int, seconds: float) -> dict[str, Any]:
+        return {"train_scenes": ",".join(train_names), "val_scenes": ",".join(args.val),
+                "steps": steps, "seconds": round(seconds, 1),
+                "crop": args.crop, "batch": args.batch, "lr": args.lr,
+                "ssim_weight": args.ssim_weight, "pairs": n_pairs,
+                "qualities": list(args.qualities), "residual_scale": train_spec.scale,
+                "residual_step": train_spec.step, "render_size": args.size,
+                "parameters": parameter_count(model)}
+
+    t_train = time.perf_counter()
+
+    def checkpoint(steps: int) -> None:
+        save_weights(args.out, model, meta(steps, time.perf_counter() - t_train))
+
     result = train(model, sampler, steps=args.steps, batch=args.batch, lr=args.lr,
                    ssim_weight=args.ssim_weight, time_limit=args.time_limit, val=val_sets,
-                   val_every=args.val_every)
+                   val_every=args.val_every, on_validate=checkpoint)
     rows = evaluate(model, val_sets)
     _log(f"validation after {result['steps']} steps ({result['seconds']:.0f} s):\n"
          + format_rows(rows))
-    meta = {"train_scenes": ",".join(train_names), "val_scenes": ",".join(args.val),
-            "steps": result["steps"], "seconds": round(result["seconds"], 1),
-            "crop": args.crop, "batch": args.batch, "lr": args.lr,
-            "ssim_weight": args.ssim_weight, "pairs": n_pairs,
-            "parameters": parameter_count(model)}
-    digest = save_weights(args.out, model, meta)
+    digest = save_weights(args.out, model, meta(result["steps"], result["seconds"]))
     _log(f"wrote {args.out} (sha256 {digest})")
-    report = {"meta": meta, "sha256": digest, "train_spec": train_spec.__dict__,
-              "val_spec": val_spec.__dict__, "pair_seconds": gen_s, "validation": rows,
+    report = {"meta": meta(result["steps"], result["seconds"]), "sha256": digest,
+              "train_spec": train_spec.__dict__, "val_spec": val_spec.__dict__,
+              "pair_seconds": gen_s, "validation": rows,
               "validation_before": base_rows, "validations": result["validations"],
               "losses_every_50": [float(np.mean(result["losses"][i:i + 50]))
                                   for i in range(0, len(result["losses"]), 50)],
