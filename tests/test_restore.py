@@ -28,7 +28,7 @@ from gscodec.restore.model import (  # noqa: E402
     make_input,
 )
 from gscodec.restore.pretrained import WeightsError, load_weights, save_weights  # noqa: E402
-from gscodec.restore.train import Sampler, evaluate, train  # noqa: E402
+from gscodec.restore.train import Sampler, calibrate, evaluate, train  # noqa: E402
 from gscodec.restore.train import main as train_main  # noqa: E402
 from gscodec.synthetic import make_scene  # noqa: E402
 
@@ -134,10 +134,28 @@ def test_training_improves_held_out_views(coded):
     result = train(net, Sampler([pairs], 32, seed=0), steps=80, batch=4, lr=3e-3,
                    log=lambda s: None)
     assert result["steps"] == 80 and np.isfinite(result["losses"]).all()
+    gains = calibrate(net, [pairs])
+    assert set(gains) == {"f0q1", "f1q1"} and all(0 <= g <= 1 for g in gains.values())
+    assert gains["f1q1"] > 0.5
     (row,) = evaluate(net, {"held_out": held_out})
     assert row["gain_bilinear"] > 1.0  # the residual alone helps a lot at 64 px, preset 1
     assert row["psnr_prior_residual"] > row["psnr_bilinear"] + 0.1
     assert row["psnr_prior"] >= row["psnr_decoded"] - 0.01
+
+
+def test_calibration_switches_off_a_harmful_correction(coded):
+    g, _ = coded
+    pairs = make_pairs(g, PairSpec(qualities=(1, 2), views=2, size=32, seed=4))
+    net = RestoreNet(TINY)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(net.tail.weight, std=1.0)  # large random corrections
+    torch.nn.init.constant_(net.tail.bias, 3.0)
+    before = evaluate(net, {"s": pairs})
+    assert all(r["gain_prior"] < -1 for r in before)
+    calibrate(net, [pairs])
+    assert float(net.gain.max()) < 0.2
+    for r in evaluate(net, {"s": pairs}):
+        assert r["gain_prior"] > -0.2 and r["gain_prior_residual"] > r["gain_bilinear"] - 0.2
 
 
 def test_weights_round_trip_and_checksum(tmp_path):

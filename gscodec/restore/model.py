@@ -12,7 +12,10 @@ Inputs (one batch ``[B, 8, H, W]``, built by :func:`make_input`):
 Output: ``restored = render + flag * upsampled_residual + UNIT * net(x)``. The last convolution
 starts at zero, so an untrained network returns exactly the side-information target of
 :func:`gscodec.sideinfo.targets` (or the render itself without a residual): training can only
-move it away from that where the loss says so. The correction is predicted in grey levels
+move it away from that where the loss says so. After training, a gain per (flag, preset) in
+[0, 1] scales the correction (``gain`` buffer, set by :func:`gscodec.restore.train.calibrate` to
+the least-squares optimum on training pairs): where the correction does not help on average
+it is shrunk or switched off. The correction is predicted in grey levels
 because the errors at presets 1-5 are about a grey level or less.
 
 The sizes must be multiples of 8 (three 2x downsamplings); :meth:`RestoreNet.restore` pads by
@@ -83,6 +86,9 @@ class RestoreNet(nn.Module):
         self.tail = nn.Conv2d(w[0], 3, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        # output gain per (flag, preset), 1 while training; calibrate() lowers it (down to 0, no
+        # correction) where the correction does not pay on average
+        self.register_buffer("gain", torch.ones(2, 11))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The correction in grey levels, ``[B, 3, H, W]`` (H, W multiples of 8)."""
@@ -95,7 +101,9 @@ class RestoreNet(nn.Module):
         h = self.enc[3](h)
         for i in reversed(range(3)):
             h = self.dec[i](self.up[i](h) + skips[i])
-        return self.tail(h)
+        flag = x[:, 6, 0, 0].round().long().clamp(0, 1)
+        q = (x[:, 7, 0, 0] * 10).round().long().clamp(0, 10)
+        return self.tail(h) * self.gain[flag, q].view(-1, 1, 1, 1)
 
     def restore(self, x: torch.Tensor) -> torch.Tensor:
         """The restored images ``[B, 3, H, W]`` in [0, 1] for inputs from :func:`make_input`

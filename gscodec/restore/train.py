@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .data import PairSpec, load_or_make
 from .model import (
@@ -144,6 +145,46 @@ def evaluate(model: RestoreNet, sets: dict[str, dict[str, np.ndarray]],
     return rows
 
 
+@torch.no_grad()
+def calibrate(model: RestoreNet, sets: list[dict[str, np.ndarray]], per_preset: int = 24,
+              seed: int = 1, batch: int = 4) -> dict[str, float]:
+    """Set ``model.gain[flag, preset]`` to the least-squares optimal scale of the correction,
+    clipped to [0, 1], on up to ``per_preset`` random pairs per preset from ``sets`` (training
+    pairs), with and without residual; presets without pairs get 0 (no correction). Returns the
+    gains as ``{"f<flag>q<preset>": gain}``."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    pool = [(k, i) for k, s in enumerate(sets) for i in range(len(s["decoded"]))]
+    by_q: dict[int, list[tuple[int, int]]] = {}
+    for k, i in pool:
+        by_q.setdefault(int(sets[k]["quality"][i]), []).append((k, i))
+    model.gain.fill_(1.0)
+    gains = torch.zeros_like(model.gain)  # presets without pairs: no correction
+    out = {}
+    for q, items in sorted(by_q.items()):
+        pick = [items[j] for j in rng.permutation(len(items))[:per_preset]]
+        for flag in (0, 1):
+            num = den = 0.0
+            for j in range(0, len(pick), batch):
+                chunk = pick[j:j + batch]
+                dec = torch.stack([torch.from_numpy(sets[k]["decoded"][i]) for k, i in chunk])
+                orig = torch.stack([torch.from_numpy(sets[k]["original"][i]) for k, i in chunk])
+                res = torch.stack([torch.from_numpy(sets[k]["residual"][i]) for k, i in chunk])
+                dec, orig, res = (t.permute(0, 3, 1, 2) for t in (dec, orig, res))
+                x = make_input(dec, res if flag else None, q)
+                h, w = x.shape[-2:]
+                xp = F.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode="reflect")
+                c = model(xp)[..., :h, :w]
+                e = (orig - compose(x, torch.zeros_like(c))) / UNIT
+                num += float((c * e).sum())
+                den += float((c * c).sum())
+            g = min(1.0, max(0.0, num / den)) if den > 0 else 0.0
+            gains[flag, q] = g
+            out[f"f{flag}q{q}"] = g
+    model.gain.copy_(gains)
+    return out
+
+
 def format_rows(rows: list[dict[str, Any]]) -> str:
     lines = ["| scene | preset | decoded | + prior (no residual) | + bilinear residual | "
              "+ residual + prior |", "|---|---:|---:|---:|---:|---:|"]
@@ -161,6 +202,7 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
     """Adam with a cosine schedule (over ``steps``, or over ``time_limit`` seconds when that
     comes first), gradient clipping at 1. Returns the loss history and validations.
     ``on_validate(steps_done)`` is called after each validation (e.g. to save a checkpoint)."""
+    model.gain.fill_(1.0)  # calibrated gains (from --init weights) would mute some gradients
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.perf_counter()
     history: list[float] = []
@@ -337,6 +379,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = train(model, sampler, steps=args.steps, batch=args.batch, lr=args.lr,
                    ssim_weight=args.ssim_weight, time_limit=args.time_limit, val=val_sets,
                    val_every=args.val_every, on_validate=checkpoint)
+    gains = calibrate(model, train_sets)
+    _log(f"correction gains (flag, preset) calibrated on training pairs: {gains}")
     rows = evaluate(model, val_sets)
     _log(f"validation after {result['steps']} steps ({result['seconds']:.0f} s):\n"
          + format_rows(rows))
@@ -344,7 +388,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _log(f"wrote {args.out} (sha256 {digest})")
     report = {"meta": meta(result["steps"], result["seconds"]), "sha256": digest,
               "train_spec": train_spec.__dict__, "val_spec": val_spec.__dict__,
-              "pair_seconds": gen_s, "validation": rows,
+              "pair_seconds": gen_s, "validation": rows, "gains": gains,
               "validation_before": base_rows, "validations": result["validations"],
               "losses_every_50": [float(np.mean(result["losses"][i:i + 50]))
                                   for i in range(0, len(result["losses"]), 50)],
