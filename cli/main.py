@@ -265,8 +265,8 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
     from ..api import default_steps, inspect
     from ..formats.gsz import DEFAULT_LIMITS
 
-    if not any(r["stream"] == "SIDE" for r in inspect(path, limits=limits or DEFAULT_LIMITS)
-               ["streams"]):
+    info = inspect(path, limits=limits or DEFAULT_LIMITS)
+    if not any(r["stream"] == "SIDE" for r in info["streams"]):
         return ""
     if no_refine:
         return "side information present, not refined (--no-refine), "
@@ -274,7 +274,7 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = default_steps(device) if steps is None else steps
+    n = default_steps(device, info["gaussians"]) if steps is None else steps
     return f"refined with side information ({n} steps on {device}), "
 
 

@@ -293,9 +293,17 @@ def decode(
     return g
 
 
-def default_steps(device: str) -> int:
-    """Refinement steps when none are asked for: 300 on a GPU, 100 on the CPU."""
-    return 300 if device == "cuda" else 100
+CPU_FULL_STEPS_GAUSSIANS = 150_000
+
+
+def default_steps(device: str, n: int = 0) -> int:
+    """Refinement steps when none are asked for: 300 on a GPU; on the CPU 100 for up to
+    150,000 Gaussians, fewer (down to 20) for larger scenes so that the time stays bounded."""
+    if device == "cuda":
+        return 300
+    if n <= CPU_FULL_STEPS_GAUSSIANS:
+        return 100
+    return max(20, round(100 * CPU_FULL_STEPS_GAUSSIANS / n))
 
 
 def _refine_with_side_info(g: Gaussians, payload: bytes, stream_meta: dict[str, Any],
@@ -313,11 +321,12 @@ def _refine_with_side_info(g: Gaussians, payload: bytes, stream_meta: dict[str, 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = resolve_backend(backend) if device == "cuda" else "cpu"
-    n_steps = default_steps(device) if steps is None else steps
+    n_steps = default_steps(device, g.n) if steps is None else steps
     if n_steps <= 0:
         return g
     targets = sideinfo.targets(g, si, backend=backend, device=device)
-    result = refine(g, si.cameras, targets, RefineConfig(steps=n_steps), backend=backend,
+    result = refine(g, si.cameras, targets, RefineConfig(steps=n_steps, pool=si.scale),
+                    backend=backend,
                     device=device, cells=quantization_cells(g, stream_meta),
                     progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
     return result.gaussians

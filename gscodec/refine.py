@@ -48,6 +48,7 @@ class RefineConfig:
         "means": 0.05, "quats": 0.05, "log_scales": 0.05, "opacity_logits": 0.05,
         "sh_dc": 0.05, "sh_rest": 0.05,
     })
+    pool: int = 1  # compare pool x pool block averages of render and target (1: pixels)
     cell_anchor: float = 1e-4  # squared-u penalty: the cell centre (the decoded value) is likeliest
 
 
@@ -57,8 +58,13 @@ class RefineResult:
     losses: list[float]
 
 
-def _loss(image: torch.Tensor, target: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+def _loss(image: torch.Tensor, target: torch.Tensor, ssim_weight: float,
+          pool: int = 1) -> torch.Tensor:
     from pytorch_msssim import ssim
+
+    if pool > 1:
+        image = torch.nn.functional.avg_pool2d(image.permute(2, 0, 1)[None], pool)[0].permute(1, 2, 0)
+        target = torch.nn.functional.avg_pool2d(target.permute(2, 0, 1)[None], pool)[0].permute(1, 2, 0)
 
     l1 = (image - target).abs().mean()
     if ssim_weight <= 0:
@@ -147,7 +153,7 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
                       current["opacity_logits"], torch.cat([current["sh_dc"], current["sh_rest"]],
                                                            dim=1))
         image = render(g, cameras[i], backend=backend, device=device).image
-        loss = _loss(image, targets[i], cfg.ssim_weight)
+        loss = _loss(image, targets[i], cfg.ssim_weight, cfg.pool)
         reg = sum(cfg.cell_anchor * (free[k] ** 2).mean() if k in bounds
                   else cfg.anchor[k] * ((free[k] - origin[k]) ** 2).mean()
                   for k in free if free[k].numel())
