@@ -170,8 +170,9 @@ def main(json_errors: bool) -> None:
 @click.option("-q", "--quality", type=click.IntRange(MIN_QUALITY, MAX_QUALITY),
               default=DEFAULT_QUALITY, show_default=True,
               help="Quality preset: higher keeps more fidelity and writes more bytes.")
-@click.option("--views", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="Views of side information for decoder-side refinement (0: none).")
+@click.option("--views", type=click.IntRange(0, 64), default=8, show_default=True,
+              help="Views of side information for decoder-side refinement (0: none, "
+                   "a faster encode of the base layer only).")
 @click.option("--sideinfo-scale", type=click.Choice(["4", "8"]), default="4", show_default=True,
               help="Side-information residuals are averaged over SCALE x SCALE pixels.")
 @click.option("--sideinfo-step", type=click.FloatRange(0.01, 64), default=1.0,

@@ -26,8 +26,10 @@ def test_encode_decode_report_with_default_names(ply_path, scene_sh3):
     assert r.exit_code == 0, r.output
     gsz = ply_path.with_suffix(".gsz")
     assert gsz.exists() and "Gaussians" in r.output
-    r = run("decode", str(gsz))
+    assert gscodec.inspect(gsz)["streams"][-1]["stream"] == "SIDE"  # on by default in the CLI
+    r = run("decode", str(gsz), "--steps", "2")
     assert r.exit_code == 0, r.output
+    assert "refined with side information (2 steps" in r.output
     out = ply_path.with_name("scene.decoded.ply")
     assert gscodec.read_ply(out).n == scene_sh3.n
     r = run("bitrate", "report", str(gsz))
@@ -39,7 +41,7 @@ def test_encode_decode_report_with_default_names(ply_path, scene_sh3):
 
 
 def test_quiet_prints_nothing(ply_path, tmp_path):
-    r = run("encode", str(ply_path), "-o", str(tmp_path / "x.gsz"), "--quiet")
+    r = run("encode", str(ply_path), "-o", str(tmp_path / "x.gsz"), "--quiet", "--views", "0")
     assert r.exit_code == 0 and r.output == ""
     r = run("decode", str(tmp_path / "x.gsz"), "-o", str(tmp_path / "x.ply"), "--quiet",
             "--no-refine", "--device", "cpu")
@@ -140,7 +142,7 @@ def test_failure_while_writing_leaves_no_partial_file(tmp_path, ply_path, monkey
     import gscodec.formats.ply as ply_module
 
     gsz = tmp_path / "x.gsz"
-    assert run("encode", str(ply_path), "-o", str(gsz), "--quiet").exit_code == 0
+    assert run("encode", str(ply_path), "-o", str(gsz), "--quiet", "--views", "0").exit_code == 0
 
     def broken(f, arrays):
         f.write(b"ply\npartial")
@@ -186,5 +188,5 @@ def test_empty_and_single_gaussian_scenes_round_trip_through_the_cli(tmp_path):
         src = tmp_path / f"s{n}.ply"
         gscodec.write_ply(src, make_scene(n, sh_degree=3, seed=n))
         assert run("encode", str(src), "--quiet").exit_code == 0
-        assert run("decode", str(tmp_path / f"s{n}.gsz"), "--quiet").exit_code == 0
+        assert run("decode", str(tmp_path / f"s{n}.gsz"), "--quiet", "--steps", "2").exit_code == 0
         assert gscodec.read_ply(tmp_path / f"s{n}.decoded.ply").n == n
