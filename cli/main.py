@@ -215,16 +215,25 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int, side
 @click.option("--no-refine", is_flag=True,
               help="Write the decoded Gaussians without refinement.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
-              help="Refinement steps (default: 300 on a GPU, 100 on the CPU).")
+              help="Refinement steps (default: 300 on a GPU; on the CPU 100, fewer above "
+                   "150,000 Gaussians).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
+@click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True,
+              help="Refinement targets from the learned image prior (auto: when its weights "
+                   "ship with the package) or, off, decoded render + coarse residual.")
+@click.option("--extra-views", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="With the prior: views without side information restored by the network "
+                   "alone, added to the refinement targets.")
 @click.option("--max-gaussians", type=click.IntRange(0, 1 << 62), default=None, metavar="N",
               help="Refuse files that declare more than N Gaussians (default: 2**28).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None, device: str,
-           max_gaussians: int | None, force: bool, quiet: bool) -> None:
+           prior: str, extra_views: int, max_gaussians: int | None, force: bool,
+           quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout).
 
     Files with side information are refined unless --no-refine is given. The Gaussians come out
@@ -250,33 +259,39 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
                 raise GscodecError("--device cuda: no CUDA device is available")
         with naming(input_path):
             g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
-                           device=device, limits=limits)
+                           device=device, limits=limits, prior=prior, extra_views=extra_views)
         report(1, 1, "writing PLY")
         arrays = g.as_arrays()
         atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
     if not quiet:
+        summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
+                                      extra_views)
         click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
-                   f"{_refinement_summary(input_path, no_refine, steps, device, limits)}"
-                   f"{time.perf_counter() - t0:.1f} s")
+                   f"{summary}{time.perf_counter() - t0:.1f} s")
 
 
 def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str,
-                        limits: Any = None) -> str:
+                        limits: Any = None, prior: str = "off", extra_views: int = 0) -> str:
     """What decode chose about refinement, for the summary line."""
-    from ..api import default_steps, inspect
+    from ..api import _prior_shipped, default_steps, inspect
     from ..formats.gsz import DEFAULT_LIMITS
 
     info = inspect(path, limits=limits or DEFAULT_LIMITS)
-    if not any(r["stream"] == "SIDE" for r in info["streams"]):
+    has_side = any(r["stream"] == "SIDE" for r in info["streams"])
+    use_prior = prior == "on" or (prior == "auto" and _prior_shipped())
+    if not has_side and not (use_prior and extra_views > 0):
         return ""
     if no_refine:
-        return "side information present, not refined (--no-refine), "
+        return "not refined (--no-refine), "
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     n = default_steps(device, info["gaussians"]) if steps is None else steps
-    return f"refined with side information ({n} steps on {device}), "
+    what = " + ".join(([] if not has_side else ["side information"])
+                      + (["learned prior"] if use_prior else [])
+                      + ([f"{extra_views} extra views"] if use_prior and extra_views else []))
+    return f"refined with {what} ({n} steps on {device}), "
 
 
 def _heat(a: Any, b: Any) -> Any:

@@ -248,14 +248,22 @@ def decode(
     steps: int | None = None,
     device: str = "auto",
     backend: str = "auto",
+    prior: str = "auto",
+    extra_views: int = 0,
 ) -> Gaussians:
     """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
 
     If the file carries side information and ``refine`` is true, the decoded Gaussians are
-    refined against their renders plus the coarse residuals (:mod:`gscodec.refine`) for
-    ``steps`` Adam steps (default: :func:`default_steps`) on ``device`` ("auto": CUDA when
-    available). Raises ContainerError (or its subclass LimitError) for anything wrong with the
-    data."""
+    refined (:mod:`gscodec.refine`) for ``steps`` Adam steps (default: :func:`default_steps`) on
+    ``device`` ("auto": CUDA when available) against targets at the side-information views:
+    with ``prior`` "on" the learned image prior's restorations of the decoded renders
+    (:func:`gscodec.restore.restore_targets`), with "off" the decoded renders plus the
+    upsampled coarse residuals; "auto" uses the prior when weights ship with the package.
+    ``extra_views`` > 0 (with the prior) adds views without side information, restored by the
+    network alone; then files without side information are refined too. Raises ContainerError
+    (or its subclass LimitError) for anything wrong with the data."""
+    if prior not in ("auto", "on", "off"):
+        raise ValueError("prior must be 'auto', 'on' or 'off'")
     report = progress or _noop
     data = _load(data_or_path)
     container, meta, n, degree = _header(data, limits)
@@ -287,10 +295,22 @@ def decode(
     g = Gaussians(values["means"], values["quats"], values["log_scales"],
                   values["opacity_logits"], sh)
     side = container.get("SIDE")
-    if refine and side is not None and side.codec == 1 and n > 0:
-        g = _refine_with_side_info(g, side.payload, stream_meta, steps, device, backend, report,
-                                   limits)
+    use_prior = prior == "on" or (prior == "auto" and _prior_shipped())
+    has_side = side is not None and side.codec == 1
+    if refine and n > 0 and (has_side or (use_prior and extra_views > 0)):
+        quality = meta.get("quality")
+        g = _refine_decoded(g, side.payload if has_side else None, stream_meta, steps, device,
+                            backend, report, limits,
+                            prior=use_prior, extra_views=extra_views if use_prior else 0,
+                            quality=quality if isinstance(quality, int) else 0)
     return g
+
+
+def _prior_shipped() -> bool:
+    """Whether the package carries restoration weights (a checksum is set for them)."""
+    from .restore.pretrained import WEIGHTS_FILE, WEIGHTS_SHA256
+
+    return WEIGHTS_SHA256 != "UNSET" and WEIGHTS_FILE.is_file()
 
 
 CPU_FULL_STEPS_GAUSSIANS = 150_000
@@ -306,17 +326,22 @@ def default_steps(device: str, n: int = 0) -> int:
     return max(20, round(100 * CPU_FULL_STEPS_GAUSSIANS / n))
 
 
-def _refine_with_side_info(g: Gaussians, payload: bytes, stream_meta: dict[str, Any],
-                           steps: int | None, device: str, backend: str,
-                           report: Progress, limits: Limits = DEFAULT_LIMITS) -> Gaussians:
+def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, Any],
+                    steps: int | None, device: str, backend: str, report: Progress,
+                    limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
+                    extra_views: int = 0, quality: int = 0) -> Gaussians:
     import torch
 
     from . import sideinfo
     from .refine import RefineConfig, refine
     from .render import resolve_backend
 
-    si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."), limits)
-    if not si.cameras:
+    si = None
+    if payload is not None:
+        si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."), limits)
+        if not si.cameras:
+            si = None
+    if si is None and extra_views <= 0:
         return g
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -324,9 +349,17 @@ def _refine_with_side_info(g: Gaussians, payload: bytes, stream_meta: dict[str, 
     n_steps = default_steps(device, g.n) if steps is None else steps
     if n_steps <= 0:
         return g
-    targets = sideinfo.targets(g, si, backend=backend, device=device)
-    result = refine(g, si.cameras, targets, RefineConfig(steps=n_steps, pool=si.scale),
-                    backend=backend,
+    if prior:
+        from .restore import restore_targets
+
+        report(0, n_steps, "restoring renders with the learned prior")
+        cams, targets = restore_targets(g, si, quality, extra_views, backend=backend,
+                                        device=device)
+    else:
+        assert si is not None
+        cams, targets = si.cameras, sideinfo.targets(g, si, backend=backend, device=device)
+    pool = si.scale if si is not None else 1
+    result = refine(g, cams, targets, RefineConfig(steps=n_steps, pool=pool), backend=backend,
                     device=device, cells=quantization_cells(g, stream_meta),
                     progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
     return result.gaussians

@@ -63,8 +63,11 @@ def _loss(image: torch.Tensor, target: torch.Tensor, ssim_weight: float,
     from pytorch_msssim import ssim
 
     if pool > 1:
-        image = torch.nn.functional.avg_pool2d(image.permute(2, 0, 1)[None], pool)[0].permute(1, 2, 0)
-        target = torch.nn.functional.avg_pool2d(target.permute(2, 0, 1)[None], pool)[0].permute(1, 2, 0)
+        def blocks(x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.avg_pool2d(x.permute(2, 0, 1)[None], pool)
+            return y[0].permute(1, 2, 0)
+
+        image, target = blocks(image), blocks(target)
 
     l1 = (image - target).abs().mean()
     if ssim_weight <= 0:
