@@ -6,10 +6,12 @@
 
 For each scene and preset: the base layer alone (bytes, PSNR/SSIM on the evaluation views, which
 the codec never sees), and base + side information + refinement (bytes including the SIDE
-stream, PSNR/SSIM after ``--steps`` refinement steps, decode seconds, device). "At equal total
-bytes" compares the refined PSNR with the base layer's PSNR interpolated at the same bytes
-between presets (linear in log bytes), over all presets of ``--base-qualities``. One plot per
-scene (PSNR against bits per Gaussian, with and without refinement) goes beside the JSON.
+stream, PSNR/SSIM after ``--steps`` refinement steps, decode seconds, device); with
+``--configs`` also the learned prior with side information (full method) and without it.
+"At equal total bytes" compares the refined PSNR with the base layer's PSNR interpolated at the
+same bytes between presets (linear in log bytes), over all presets of ``--base-qualities``. One
+plot per scene (PSNR against bits per Gaussian, with and without refinement) goes beside the
+JSON.
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ def plot(scene: dict[str, Any], path: Path) -> None:
     base = sorted(scene["base_curve"], key=lambda r: r["bytes"])
     ax.plot([8 * r["bytes"] / n for r in base], [r["psnr"] for r in base], "o-",
             label="base layer")
-    ref = sorted(scene["refined"], key=lambda r: r["bytes"])
-    ax.plot([8 * r["bytes"] / n for r in ref], [r["psnr"] for r in ref], "s-",
-            label="base + side info + refinement")
+    labels = {"side": "+ side info + refinement", "full": "+ side info + prior (full)",
+              "prior": "+ prior, no side info"}
+    for config in dict.fromkeys(r.get("config", "side") for r in scene["refined"]):
+        ref = sorted((r for r in scene["refined"] if r.get("config", "side") == config),
+                     key=lambda r: r["bytes"])
+        ax.plot([8 * r["bytes"] / n for r in ref], [r["psnr"] for r in ref], "s-",
+                label=labels.get(config, config))
     for r in base:
         ax.annotate(f"q{r['quality']}", (8 * r["bytes"] / n, r["psnr"]), fontsize=7,
                     textcoords="offset points", xytext=(3, -9))
@@ -86,6 +92,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--step", type=float, default=1.0, help="residual step in 1/255 units")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--configs", type=lambda t: t.split(","), default=["side"],
+                    help="comma list of: side (side info + refinement, no prior), full (side "
+                         "info + learned prior), prior (learned prior on extra views, no side "
+                         "info)")
+    ap.add_argument("--extra-views", type=int, default=0,
+                    help="views restored by the prior without side information (full, prior)")
     ap.add_argument("--eval-views", type=int, default=6)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -108,21 +120,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             curve.append({"quality": q, "bytes": len(data), **score(ref_imgs,
                                                                     gscodec.decode(data), cams)})
         rows = []
-        for q in args.qualities:
-            data = gscodec.encode(g, quality=q, views=args.views, sideinfo_size=args.side_size,
-                                  sideinfo_scale=args.scale, sideinfo_step=args.step / 255)
-            t0 = time.perf_counter()
-            refined = gscodec.decode(data, steps=args.steps, device=device)
-            seconds = time.perf_counter() - t0
-            s = score(ref_imgs, refined, cams)
-            base = next(r for r in curve if r["quality"] == q)
-            equal = base_psnr_at(curve, len(data))
-            rows.append({"quality": q, "bytes": len(data), "base_bytes": base["bytes"],
-                         "side_bytes": len(data) - base["bytes"], **s,
-                         "base_psnr": base["psnr"], "base_psnr_at_equal_bytes": equal,
-                         "gain_db_at_equal_bytes": None if equal is None else s["psnr"] - equal,
-                         "decode_s": seconds, "device": device, "steps": args.steps})
-            print(json.dumps({"scene": ply.stem, **rows[-1]}), file=sys.stderr)
+        for config in args.configs:
+            side = config in ("side", "full")
+            prior = "on" if config in ("full", "prior") else "off"
+            extra = args.extra_views if config in ("full", "prior") else 0
+            for q in args.qualities:
+                data = gscodec.encode(g, quality=q, views=args.views if side else 0,
+                                      sideinfo_size=args.side_size, sideinfo_scale=args.scale,
+                                      sideinfo_step=args.step / 255)
+                t0 = time.perf_counter()
+                refined = gscodec.decode(data, steps=args.steps, device=device, prior=prior,
+                                         extra_views=extra)
+                seconds = time.perf_counter() - t0
+                s = score(ref_imgs, refined, cams)
+                base = next(r for r in curve if r["quality"] == q)
+                equal = base_psnr_at(curve, len(data))
+                rows.append({"config": config, "quality": q, "bytes": len(data),
+                             "base_bytes": base["bytes"], "side_bytes": len(data) - base["bytes"],
+                             **s, "base_psnr": base["psnr"], "base_psnr_at_equal_bytes": equal,
+                             "gain_db_at_equal_bytes": None if equal is None else s["psnr"] - equal,
+                             "decode_s": seconds, "device": device, "steps": args.steps,
+                             "extra_views": extra})
+                print(json.dumps({"scene": ply.stem, **rows[-1]}), file=sys.stderr)
         report["scenes"].append({"scene": ply.stem, "gaussians": g.n, "base_curve": curve,
                                  "refined": rows})
         args.out.mkdir(parents=True, exist_ok=True)
@@ -132,13 +151,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                  f"device {device}.", ""]
         for sc in report["scenes"]:
             lines += [f"## {sc['scene']} ({sc['gaussians']:,} Gaussians)", "",
-                      "| preset | bytes (base + side) | PSNR base | PSNR refined | base PSNR at "
-                      "equal bytes | gain at equal bytes | decode s |",
-                      "|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| config | preset | bytes (base + side) | PSNR base | PSNR refined | "
+                      "base PSNR at equal bytes | gain at equal bytes | decode s |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for r in sc["refined"]:
                 eq = r["base_psnr_at_equal_bytes"]
                 gain = r["gain_db_at_equal_bytes"]
-                lines.append(f"| {r['quality']} | {r['base_bytes']:,} + {r['side_bytes']:,} | "
+                lines.append(f"| {r.get('config', 'side')} | {r['quality']} | "
+                             f"{r['base_bytes']:,} + {r['side_bytes']:,} | "
                              f"{r['base_psnr']:.2f} | {r['psnr']:.2f} | "
                              f"{'-' if eq is None else f'{eq:.2f}'} | "
                              f"{'-' if gain is None else f'{gain:+.2f} dB'} | "
