@@ -170,9 +170,10 @@ def main(json_errors: bool) -> None:
 @click.option("-q", "--quality", type=click.IntRange(MIN_QUALITY, MAX_QUALITY),
               default=DEFAULT_QUALITY, show_default=True,
               help="Quality preset: higher keeps more fidelity and writes more bytes.")
-@click.option("--views", type=click.IntRange(0, 64), default=8, show_default=True,
-              help="Views of side information for decoder-side refinement (0: none, "
-                   "a faster encode of the base layer only).")
+@click.option("--views", type=click.IntRange(0, 64), default=None,
+              help="Views of side information for decoder-side refinement (default: 8, or 16 "
+                   "for scenes with higher SH bands; 0: none, a faster encode of the base layer "
+                   "only).")
 @click.option("--sideinfo-scale", type=click.Choice(["4", "8"]), default="4", show_default=True,
               help="Side-information residuals are averaged over SCALE x SCALE pixels.")
 @click.option("--sideinfo-step", type=click.FloatRange(0.01, 64), default=1.0,
@@ -180,11 +181,12 @@ def main(json_errors: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def encode(input_path: Path, output: Path | None, quality: int, views: int, sideinfo_scale: str,
+def encode(input_path: Path, output: Path | None, quality: int, views: int | None,
+           sideinfo_scale: str,
            sideinfo_step: float, force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json."""
-    from ..api import encode_with_order, load_scene
+    from ..api import default_views, encode_with_order, load_scene
 
     _check_input(input_path)
     out = output or input_path.with_suffix(".gsz")
@@ -194,6 +196,8 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int, side
     with progress_bar(quiet, "encode") as report:
         report(0, 1, "reading PLY")
         g = load_scene(input_path)
+        if views is None:
+            views = default_views(g)
         data, _ = encode_with_order(g, quality, progress=report, views=views,
                                     sideinfo_scale=int(sideinfo_scale),
                                     sideinfo_step=sideinfo_step / 255.0)
@@ -216,7 +220,7 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int, side
               help="Write the decoded Gaussians without refinement.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
               help="Refinement steps (default: 300 on a GPU; on the CPU 100, fewer above "
-                   "150,000 Gaussians).")
+                   "300,000 Gaussians).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
 @click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="auto",
