@@ -223,10 +223,10 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
                    "300,000 Gaussians).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
-@click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="auto",
+@click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="off",
               show_default=True,
-              help="Refinement targets from the learned image prior (auto: when its weights "
-                   "ship with the package) or, off, decoded render + coarse residual.")
+              help="Refinement targets from the learned image prior (on; auto: when its "
+                   "weights ship with the package) or decoded render + coarse residual (off).")
 @click.option("--extra-views", type=click.IntRange(0, 64), default=0, show_default=True,
               help="With the prior: views without side information restored by the network "
                    "alone, added to the refinement targets.")

@@ -248,7 +248,7 @@ def decode(
     steps: int | None = None,
     device: str = "auto",
     backend: str = "auto",
-    prior: str = "auto",
+    prior: str = "off",
     extra_views: int = 0,
 ) -> Gaussians:
     """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
@@ -258,7 +258,8 @@ def decode(
     ``device`` ("auto": CUDA when available) against targets at the side-information views:
     with ``prior`` "on" the learned image prior's restorations of the decoded renders
     (:func:`gscodec.restore.restore_targets`), with "off" the decoded renders plus the
-    upsampled coarse residuals; "auto" uses the prior when weights ship with the package.
+    upsampled coarse residuals (the default, until the prior's ablation shows it pays); "auto"
+    uses the prior when weights ship with the package.
     ``extra_views`` > 0 (with the prior) adds views without side information, restored by the
     network alone; then files without side information are refined too. Raises ContainerError
     (or its subclass LimitError) for anything wrong with the data."""
