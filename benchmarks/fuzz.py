@@ -455,25 +455,34 @@ def run_gsz(cases: int, seed: int, *, time_limit: float = 2.0, mem_limit: int = 
             return _digest(g)
 
         digest, err, seconds, peak = _run_one(work, time_limit, tally.warnings)
-        failure = None
-        if isinstance(err, _Timeout) or seconds > time_limit:
-            outcome, failure = "hang", {"failure": "hang", "seconds": seconds}
-        elif err is None:
-            outcome = "ok"
-            if not fixed and digest != originals[k] and data != corpus[k]:
-                failure = {"failure": "undetected", "mutation": names}
-        elif isinstance(err, ContainerError):
-            outcome = _category(err)
-        elif isinstance(err, KeyboardInterrupt):
-            raise err
-        else:
-            outcome = "unexpected " + type(err).__name__
-            failure = {"failure": "unexpected", "error": repr(err)[:300], "mutation": names,
-                       "where": traceback.format_tb(err.__traceback__)[-1].strip()[:300]}
-        if failure is None and peak > mem_limit:
-            failure = {"failure": "memory", "peak_bytes": peak}
+        outcome, failure = _classify(err, ContainerError, seconds, peak, time_limit, mem_limit,
+                                     names)
+        if outcome == "ok" and not fixed and digest != originals[k] and data != corpus[k]:
+            failure = {"failure": "undetected", "mutation": names}
         tally.add(case_seed, "gsz", outcome, seconds, peak, failure)
     return tally.report()
+
+
+def _classify(err: BaseException | None, expected: type[Exception], seconds: float, peak: int,
+              time_limit: float, mem_limit: int, names: str) -> tuple[str, dict[str, Any] | None]:
+    """A case's outcome ("ok", the documented error's category, "hang", "unexpected ...") and
+    its failure record, if it failed."""
+    failure: dict[str, Any] | None = None
+    if isinstance(err, _Timeout) or seconds > time_limit:
+        outcome, failure = "hang", {"failure": "hang", "seconds": seconds}
+    elif err is None:
+        outcome = "ok"
+    elif isinstance(err, expected):
+        outcome = _category(err)
+    elif isinstance(err, KeyboardInterrupt):
+        raise err
+    else:
+        outcome = "unexpected " + type(err).__name__
+        failure = {"failure": "unexpected", "error": repr(err)[:300], "mutation": names,
+                   "where": traceback.format_tb(err.__traceback__)[-1].strip()[:300]}
+    if failure is None and peak > mem_limit:
+        failure = {"failure": "memory", "peak_bytes": peak}
+    return outcome, failure
 
 
 def run_ply(cases: int, seed: int, *, time_limit: float = 2.0, mem_limit: int = 256 << 20,
@@ -490,21 +499,8 @@ def run_ply(cases: int, seed: int, *, time_limit: float = 2.0, mem_limit: int = 
             path.write_bytes(data)
             _, err, seconds, peak = _run_one(lambda: read_ply_arrays(path), time_limit,
                                              tally.warnings)
-            failure = None
-            if isinstance(err, _Timeout) or seconds > time_limit:
-                outcome, failure = "hang", {"failure": "hang", "seconds": seconds}
-            elif err is None:
-                outcome = "ok"
-            elif isinstance(err, PlyError):
-                outcome = _category(err)
-            elif isinstance(err, KeyboardInterrupt):
-                raise err
-            else:
-                outcome = "unexpected " + type(err).__name__
-                failure = {"failure": "unexpected", "error": repr(err)[:300], "mutation": names,
-                           "where": traceback.format_tb(err.__traceback__)[-1].strip()[:300]}
-            if failure is None and peak > mem_limit:
-                failure = {"failure": "memory", "peak_bytes": peak}
+            outcome, failure = _classify(err, PlyError, seconds, peak, time_limit, mem_limit,
+                                         names)
             tally.add(case_seed, "ply", outcome, seconds, peak, failure)
     return tally.report()
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+from cli_helpers import one_error_line as _one_error_line
 from click.testing import CliRunner
 
 import gscodec
@@ -62,14 +63,6 @@ def test_existing_output_is_refused_without_force(ply_path):
 def test_output_equal_to_input_is_refused(ply_path):
     r = run("encode", str(ply_path), "-o", str(ply_path), "--force")
     assert r.exit_code == 1 and "overwrite the input" in r.output
-
-
-def _one_error_line(r) -> str:
-    lines = [line for line in r.output.splitlines() if line.strip()]
-    assert len(lines) == 1, r.output
-    assert lines[0].startswith("gscodec: error:")
-    assert "Traceback" not in r.output
-    return lines[0]
 
 
 @pytest.mark.parametrize(

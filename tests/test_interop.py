@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 import zstandard
+from cli_helpers import one_error_line as _one_error_line
 from click.testing import CliRunner
 
 from gscodec.api import load_scene
@@ -657,14 +658,6 @@ def test_detect_format(tmp_path, ply_path):
     assert detect_format(gsz) == "gsz"
     with pytest.raises(FormatError, match="load_scene"):
         read_scene_arrays(gsz)
-
-
-def _one_error_line(r) -> str:
-    lines = [line for line in r.output.splitlines() if line.strip()]
-    assert len(lines) == 1, r.output
-    assert lines[0].startswith("gscodec: error:")
-    assert "Traceback" not in r.output
-    return lines[0]
 
 
 @pytest.mark.parametrize(
