@@ -122,7 +122,8 @@ def encode_with_order(
     With ``views > 0`` the file also carries side information (:mod:`gscodec.sideinfo`): the
     coarse residuals between renders of the original and of the decoded base layer at that many
     encoder views of ``sideinfo_size`` pixels, averaged over ``sideinfo_scale`` blocks and
-    quantized with ``sideinfo_step`` (image units)."""
+    quantized with ``sideinfo_step`` (image units); no stream when every residual quantizes to
+    zero (nothing to refine towards)."""
     report = progress or _noop
     params = preset(quality) if params is None else params
     arrays = _validated_arrays(gaussians)
@@ -185,11 +186,13 @@ def encode_with_order(
         ref = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
         si = sideinfo.compute(ref, decode(data, refine=False), views, scale=sideinfo_scale,
                               step=sideinfo_step, size=sideinfo_size, backend=backend)
-        payload, side_meta = sideinfo.encode(si)
-        stream_meta[sideinfo.KIND] = side_meta
-        streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
-        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
-                               + streams)
+        # residuals that all quantize to zero carry nothing to refine towards: no stream
+        if any(r.any() for r in si.residuals):
+            payload, side_meta = sideinfo.encode(si)
+            stream_meta[sideinfo.KIND] = side_meta
+            streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
+            data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+                                   + streams)
     report(total, total, "done")
     return data, order
 
