@@ -217,3 +217,65 @@ def test_training_cli_on_tiny_scenes(tmp_path):
     assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.npz"))] == stamps
     with pytest.raises(SystemExit):
         train_main([*argv[:-2], "--train", "alpha,valscene"])  # validation scene in training
+
+
+# --- the shipped weights ---------------------------------------------------------------------
+
+
+def test_shipped_weights_load_and_match_their_checksum():
+    import hashlib
+
+    from gscodec.restore.pretrained import WEIGHTS_FILE, WEIGHTS_SHA256
+
+    data = WEIGHTS_FILE.read_bytes()
+    assert len(data) <= 5 * 2**20
+    assert hashlib.sha256(data).hexdigest() == WEIGHTS_SHA256
+    net, meta = load_weights()
+    assert net.qualities == (1, 2, 3, 4, 5)
+    assert not net.training and next(net.parameters()).dtype == torch.float32
+    assert "plant" not in meta["train_scenes"] and "playbot" not in meta["train_scenes"]
+    assert meta["parameters"] == sum(p.numel() for p in net.parameters())
+    assert 0 <= float(net.gain.min()) and float(net.gain.max()) <= 1
+
+
+def test_tampered_shipped_weights_are_refused(tmp_path, monkeypatch):
+    from gscodec.restore import pretrained
+
+    data = bytearray(pretrained.WEIGHTS_FILE.read_bytes())
+    data[-100] ^= 0x40
+    bad = tmp_path / "restore-v1.pt"
+    bad.write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "WEIGHTS_FILE", bad)
+    with pytest.raises(WeightsError, match="checksum"):
+        pretrained.load_weights()
+    with pytest.raises(WeightsError, match="checksum"):
+        pretrained.load_weights(bad, sha256=pretrained.WEIGHTS_SHA256)
+
+
+def test_shipped_weights_are_package_data():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from gscodec.restore.pretrained import WEIGHTS_FILE
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "gscodec.restore" in cfg["packages"]
+    globs = cfg["package-data"]["gscodec.restore"]
+    rel = WEIGHTS_FILE.relative_to(root / "gscodec" / "restore")
+    assert any(rel.match(g) for g in globs) and "MODEL_CARD.md" in globs
+
+
+def test_shipped_prior_targets_beat_the_decoded_renders(coded):
+    from gscodec.metrics import psnr
+
+    g, d = coded
+    si = sideinfo.compute(g, d, 2, size=64, backend="cpu")
+    cams, targets = restore_targets(d, si, 1, extra_views=1, backend="cpu")
+    assert len(cams) == len(targets) == 3 and targets[2].shape == (64, 64, 3)
+    with torch.no_grad():
+        for cam, t in zip(cams[:2], targets[:2], strict=True):
+            ref = render(g, cam, backend="cpu").image
+            dec = render(d, cam, backend="cpu").image
+            assert psnr(t, ref) > psnr(dec, ref) + 0.5

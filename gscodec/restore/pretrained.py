@@ -21,7 +21,7 @@ from .model import RestoreConfig, RestoreNet
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / "restore-v1.pt"
 # SHA-256 of WEIGHTS_FILE: load_weights() refuses any other file content
-WEIGHTS_SHA256 = "UNSET"
+WEIGHTS_SHA256 = "4266f75c1776002dc8b12e9e4ab260e0d1e1e65784d3ec4ecbd3230652612225"
 
 
 class WeightsError(GscodecError):

@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     default=RestoreConfig().blocks)
     ap.add_argument("--init", type=Path, default=None, help="start from these weights")
     ap.add_argument("--report", type=Path, default=None, help="JSON report to write")
+    ap.add_argument("--skip-initial-validation", action="store_true",
+                    help="do not validate the untrained network (it equals the bilinear target)")
     ap.add_argument("--gen-only", action="store_true", help="make the cached pairs and stop")
     ap.add_argument("--time-inference", action="store_true",
                     help="print the time of one 512x512 restoration and stop")
@@ -358,8 +360,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out is None:
         ap.error("--out is required unless --gen-only or --time-inference")
 
-    base_rows = evaluate(model, val_sets)
-    _log("validation before training:\n" + format_rows(base_rows))
+    base_rows = [] if args.skip_initial_validation else evaluate(model, val_sets)
+    if base_rows:
+        _log("validation before training:\n" + format_rows(base_rows))
     sampler = Sampler(train_sets, args.crop, seed=args.seed)
 
     def meta(steps: int, seconds: float) -> dict[str, Any]:
@@ -381,10 +384,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    val_every=args.val_every, on_validate=checkpoint)
     gains = calibrate(model, train_sets)
     _log(f"correction gains (flag, preset) calibrated on training pairs: {gains}")
+    digest = save_weights(args.out, model, meta(result["steps"], result["seconds"]))
     rows = evaluate(model, val_sets)
     _log(f"validation after {result['steps']} steps ({result['seconds']:.0f} s):\n"
          + format_rows(rows))
-    digest = save_weights(args.out, model, meta(result["steps"], result["seconds"]))
     _log(f"wrote {args.out} (sha256 {digest})")
     report = {"meta": meta(result["steps"], result["seconds"]), "sha256": digest,
               "train_spec": train_spec.__dict__, "val_spec": val_spec.__dict__,
