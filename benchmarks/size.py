@@ -121,7 +121,8 @@ def bench_cli(n: int, tool: str | None, work: Path) -> dict[str, Any]:
     exe = shutil.which("gscodec") or "gscodec"
     gsz = work / f"synthetic{n}.gsz"
     out = work / f"synthetic{n}.decoded.ply"
-    enc = timed_process([exe, "encode", str(ply), "-o", str(gsz), "--force", "--quiet"])
+    enc = timed_process([exe, "encode", str(ply), "-o", str(gsz), "--force", "--quiet",
+                          "--views", "0"])
     dec = timed_process([exe, "decode", str(gsz), "-o", str(out), "--force", "--quiet"])
     result: dict[str, Any] = {
         "gaussians": n,
