@@ -277,13 +277,13 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
 def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str,
                         limits: Any = None, prior: str = "off", extra_views: int = 0) -> str:
     """What decode chose about refinement, for the summary line."""
-    from ..api import _prior_shipped, default_steps, inspect
+    from ..api import default_steps, inspect, refinement_plan
     from ..formats.gsz import DEFAULT_LIMITS
 
     info = inspect(path, limits=limits or DEFAULT_LIMITS)
     has_side = any(r["stream"] == "SIDE" for r in info["streams"])
-    use_prior = prior == "on" or (prior == "auto" and _prior_shipped())
-    if not has_side and not (use_prior and extra_views > 0):
+    refines, use_prior = refinement_plan(has_side, prior, extra_views)
+    if not refines:
         return ""
     if no_refine:
         return "not refined (--no-refine), "

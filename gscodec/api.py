@@ -299,15 +299,22 @@ def decode(
     g = Gaussians(values["means"], values["quats"], values["log_scales"],
                   values["opacity_logits"], sh)
     side = container.get("SIDE")
-    use_prior = prior == "on" or (prior == "auto" and _prior_shipped())
     has_side = side is not None and side.codec == 1
-    if refine and n > 0 and (has_side or (use_prior and extra_views > 0)):
+    refines, use_prior = refinement_plan(has_side, prior, extra_views)
+    if refine and n > 0 and refines:
         quality = meta.get("quality")
         g = _refine_decoded(g, side.payload if has_side else None, stream_meta, steps, device,
                             backend, report, limits,
                             prior=use_prior, extra_views=extra_views if use_prior else 0,
                             quality=quality if isinstance(quality, int) else 0)
     return g
+
+
+def refinement_plan(has_side: bool, prior: str, extra_views: int) -> tuple[bool, bool]:
+    """Whether decode refines a file (with or without side information) and whether it uses the
+    learned prior, for the ``prior`` and ``extra_views`` options of :func:`decode`."""
+    use_prior = prior == "on" or (prior == "auto" and _prior_shipped())
+    return has_side or (use_prior and extra_views > 0), use_prior
 
 
 def _prior_shipped() -> bool:
