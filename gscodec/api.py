@@ -389,6 +389,7 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any]) -> dict[str, A
     Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely)."""
     import torch
 
+    from .codec.attributes import _band_of
     from .gaussians import SH_C0
 
     def box(values: np.ndarray, half: Any) -> tuple[Any, Any]:
@@ -412,7 +413,7 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any]) -> dict[str, A
     if g.sh_degree:
         bands = stream_meta["SHRS"]["steps"]
         k = g.sh.shape[1] - 1
-        half = np.array([bands[0 if j < 3 else 1 if j < 8 else 2] / 2 for j in range(k)])
+        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(k)])
         cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None])
     return cells
 
