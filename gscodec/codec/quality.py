@@ -41,23 +41,28 @@ class QualityParams:
 
 #            pos bits  log-scale   rotation  opacity  dc(/255)  sh rest (band 1, 2, 3)
 _TABLE = {
-    1: QualityParams(10.5, 1 / 4, 0.04, 85, 6.5, (0.50, 0.70, 0.90), True),
-    2: QualityParams(11.0, 1 / 5, 0.03, 255, 5.3, (0.40, 0.55, 0.70), True),
-    3: QualityParams(11.5, 1 / 6.5, 0.022, 255, 4.3, (0.30, 0.42, 0.54), True),
-    4: QualityParams(12.0, 1 / 8, 0.016, 255, 3.3, (0.22, 0.30, 0.40), True),
-    5: QualityParams(12.3, 1 / 10.5, 0.011, 255, 2.6, (0.15, 0.20, 0.26), True),
-    6: QualityParams(12.3, 1 / 16.5, 0.00135, 255, 1.7, (0.10, 0.13, 0.16)),
-    7: QualityParams(13.75, 1 / 18, 0.0012, 255, 1.45, (0.085, 0.11, 0.14)),
+    1: QualityParams(10.75, 1 / 5, 0.03, 85, 6.5, (0.30, 0.40, 0.50), True),
+    2: QualityParams(11.5, 1 / 6.5, 0.025, 85, 5.3, (0.20, 0.26, 0.32), True),
+    3: QualityParams(12.25, 1 / 8, 0.022, 85, 5.3, (0.13, 0.17, 0.21), True),
+    4: QualityParams(12.75, 1 / 10.5, 0.018, 255, 4.3, (0.10, 0.13, 0.16), True),
+    5: QualityParams(13.25, 1 / 13, 0.016, 255, 2.6, (0.08, 0.10, 0.13), True),
+    6: QualityParams(13.25, 1 / 16.5, 0.00135, 255, 1.7, (0.08, 0.10, 0.13)),
+    7: QualityParams(13.75, 1 / 18, 0.0012, 255, 1.45, (0.07, 0.09, 0.12)),
     8: QualityParams(15.0, 1 / 24, 0.0009, 255, 1.0, (0.06, 0.08, 0.10)),
     9: QualityParams(16.0, 1 / 32, 0.0006, 510, 0.5, (0.035, 0.045, 0.055)),
     10: QualityParams(18.0, 1 / 64, 0.0003, 1020, 0.25, (0.015, 0.02, 0.025)),
 }
-"""Preset -> steps. Presets 1-5 spend bits where renders need them (measured: rotations and
-log-scales can be coarse long before positions, colours and opacities show in PSNR); presets
-6-10 keep every attribute within the errors of 8-bit formats such as SPZ (6 for scenes about 1
-unit across, 7 for larger ones), then finer. Non-integer colour steps avoid aliasing with 8-bit
-source colours; opacity levels are multiples of 255 from preset 2 on, so 8-bit alphas are
-reproduced exactly."""
+"""Preset -> steps. Presets 1-5 spend bits where renders need them. They were re-balanced on
+2026-11-27 from per-attribute rate/distortion sweeps on plant (SH 0) and playbot (SH 2) at 256 px
+renders (each attribute's stream bytes against the render error it alone causes; steps picked
+where the cost of a dB is about equal across attributes): positions and SH bands need finer steps
+than before, rotations, log-scales and opacity coarser ones. Rotations, log-scales and opacity
+were kept no coarser than 0.03, 1/5 and 85 levels although the 256 px sweeps allowed more: at
+768 px the same coarse rotations cost 7 dB more (measured on playbot), so the tables do not bet
+on small renders. Presets 6-10 keep every attribute within the errors of 8-bit formats such as
+SPZ (6 for scenes about 1 unit across, 7 for larger ones), then finer; no step grows from one
+preset to the next. Non-integer colour steps avoid aliasing with 8-bit source colours; opacity
+levels are 85 (a divisor of 255) or multiples of 255, so 8-bit alphas stay on the grid."""
 
 MIN_QUALITY = 1
 MAX_QUALITY = 10
