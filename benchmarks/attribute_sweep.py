@@ -1,0 +1,148 @@
+"""Per-attribute rate/distortion sweep: how the render error and the stream bytes of each attribute
+move with its quantizer step, the others held at a base preset.
+
+    python3 benchmarks/attribute_sweep.py SCENE.ply [--base 5] [--views 6] [--size 256]
+                                          [--out benchmarks/results] [--name sweep]
+
+For each attribute (positions, log-scales, rotations, opacity, DC colour, each SH band) and each
+step of its grid: encode with only that step changed, record the bytes of the attribute's stream,
+decode, and render the reference scene with *only that attribute* replaced by its decoded values
+(rotations and scales compared in the encoder's canonical form at presets that use it). The
+render MSE against the original's renders at the evaluation views is the error that attribute
+alone causes. Errors of different attributes roughly add, so a set of steps whose marginal cost
+per unit of error is about equal across attributes is close to the best allocation; the presets
+1-5 in ``gscodec/codec/quality.py`` were picked that way from runs of this script (plant, SH 0;
+playbot, SH 2). The SH bands share one stream: their rows give that stream's bytes with one band
+changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import gscodec
+from gscodec.api import encode_with_order, inspect
+from gscodec.cameras import evaluation_views
+from gscodec.codec.canonical import canonicalize
+from gscodec.codec.quality import preset
+from gscodec.render import resolve_backend
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import HERE, machine, write_report  # noqa: E402
+from rd import render_set  # noqa: E402
+
+GRID: dict[str, list[float]] = {
+    "position_bits": [10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14, 14.5],
+    "log_scale_step": [1 / 3, 1 / 4, 1 / 5, 1 / 6.5, 1 / 8, 1 / 10.5, 1 / 13, 1 / 16, 1 / 20,
+                       1 / 25],
+    "rotation_step": [0.004, 0.006, 0.008, 0.011, 0.016, 0.022, 0.03, 0.04, 0.06, 0.08],
+    "opacity_levels": [12, 16, 24, 32, 48, 64, 85, 128, 255],
+    "dc_step": [1.0, 1.45, 2.0, 2.6, 3.3, 4.3, 5.3, 6.5, 8.0, 10.0],
+    "sh_band1": [0.03, 0.05, 0.08, 0.12, 0.18, 0.26, 0.4, 0.6],
+    "sh_band2": [0.03, 0.05, 0.08, 0.12, 0.18, 0.26, 0.4, 0.6],
+    "sh_band3": [0.03, 0.05, 0.08, 0.12, 0.18, 0.26, 0.4, 0.6],
+}
+STREAM = {"position_bits": "POSN", "log_scale_step": "SCAL", "rotation_step": "ROTN",
+          "opacity_levels": "OPAC", "dc_step": "SHDC"}
+ATTRIBUTE = {"position_bits": "means", "log_scale_step": "log_scales", "rotation_step": "quats",
+             "opacity_levels": "opacity_logits"}
+SH_ROWS = {"dc_step": slice(0, 1), "sh_band1": slice(1, 4), "sh_band2": slice(4, 9),
+           "sh_band3": slice(9, 16)}
+
+
+def with_step(base: Any, param: str, value: float) -> Any:
+    if param.startswith("sh_band"):
+        steps = list(base.sh_rest_steps)
+        steps[int(param[-1]) - 1] = value
+        return dataclasses.replace(base, sh_rest_steps=tuple(steps))
+    return dataclasses.replace(base, **{param: type(getattr(base, param))(value)})
+
+
+def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    ref = gscodec.read_ply(ply)
+    cams = evaluation_views(ref.means, args.views, args.size)
+    ref_imgs = render_set(ref, cams, backend)
+    base = preset(args.base)
+    params = [p for p in GRID if not (p.startswith("sh_band") and int(p[-1]) > ref.sh_degree)]
+    rows = []
+    for param in params:
+        for value in GRID[param]:
+            p = with_step(base, param, value)
+            data, order = encode_with_order(ref, args.base, params=p)
+            kind = STREAM.get(param, "SHRS")
+            stream_bytes = sum(r["bytes"] for r in inspect(data)["streams"] if r["stream"] == kind)
+            dec = gscodec.decode(data)
+            mix = {a: np.asarray(x)[order] for a, x in ref.as_arrays().items()}
+            got = {a: np.asarray(x) for a, x in dec.as_arrays().items()}
+            if p.canonical:
+                # the encoder keeps whichever form codes smaller; compare in the form it kept
+                q, s = canonicalize(mix["quats"], mix["log_scales"])
+                if np.abs(s - got["log_scales"]).mean() < np.abs(
+                        mix["log_scales"] - got["log_scales"]).mean():
+                    mix["quats"], mix["log_scales"] = q, s
+            if param in SH_ROWS:
+                sh = mix["sh"].copy()
+                sh[:, SH_ROWS[param]] = got["sh"][:, SH_ROWS[param]]
+                mix["sh"] = sh
+            else:
+                mix[ATTRIBUTE[param]] = got[ATTRIBUTE[param]]
+            imgs = render_set(gscodec.Gaussians.from_arrays(mix), cams, backend)
+            mse = float(np.mean([((a - b) ** 2).mean().item()
+                                 for a, b in zip(ref_imgs, imgs, strict=True)]))
+            row = {"param": param, "value": value, "stream": kind, "stream_bytes": stream_bytes,
+                   "file_bytes": len(data), "mse": mse}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return {"scene": ply.stem, "gaussians": ref.n, "sh_degree": ref.sh_degree,
+            "base": args.base, "base_params": base.as_dict(), "rows": rows}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Per-attribute sweep ({report['date']})", "",
+             f"Command: `{report['command']}`", "",
+             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; "
+             f"{report['views']} evaluation views at {report['size']}x{report['size']}.", "",
+             "error = render PSNR with only that attribute decoded (others exact); bytes = the "
+             "attribute's stream.", ""]
+    for scene in report["scenes"]:
+        lines += [f"## {scene['scene']}: {scene['gaussians']:,} Gaussians, SH "
+                  f"{scene['sh_degree']}, other attributes at preset {scene['base']}", "",
+                  "| attribute step | value | stream bytes | PSNR, this attribute alone (dB) |",
+                  "|---|---:|---:|---:|"]
+        for r in scene["rows"]:
+            db = 10 * np.log10(1 / r["mse"]) if r["mse"] > 0 else float("inf")
+            lines.append(f"| {r['param']} | {r['value']:.4g} | {r['stream_bytes']:,} | {db:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenes", nargs="+", type=Path)
+    ap.add_argument("--base", type=int, default=5)
+    ap.add_argument("--views", type=int, default=6)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--name", default="sweep")
+    args = ap.parse_args(argv)
+    backend = resolve_backend("auto")
+    report = {"command": "python3 benchmarks/attribute_sweep.py " + " ".join(
+                  sys.argv[1:] if argv is None else argv),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": machine(), "renderer": backend, "views": args.views,
+              "size": args.size,
+              "scenes": [sweep_scene(p, args, backend) for p in args.scenes]}
+    write_report(args.out, args.name, report, markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
