@@ -4,8 +4,11 @@ Given Gaussians, a few cameras and one target image per camera, a few hundred Ad
 the Gaussians so that their renders match the targets, with loss ``(1 - w) * L1 + w * (1 - SSIM)``
 plus a penalty that keeps every parameter near its starting (decoded) value, so that a handful of
 views cannot pull the scene away from what the file says. Colours and opacities are optimized
-first; scales, rotations and positions join later with small learning rates. Deterministic for a
-given input and device (fixed view order, no randomness).
+first; scales, rotations and positions join later with small learning rates. One view per step
+in a fixed order; the learning rates decay to 0 on a cosine (with a constant rate the last views
+seen pulled the result their way: playbot, preset 1, 16 views, 100 steps, +0.48 dB over the
+decoded scene on held-out views with a constant rate, +0.77 dB with the cosine; plant +1.58 /
++1.64 dB). Deterministic for a given input and device (no randomness).
 
 The targets come from elsewhere: in the method of Shin, Park and Cho they are decoded renders
 restored with the side information and the learned image prior (later issues); the tests use
@@ -13,6 +16,8 @@ renders of the original scene.
 """
 
 from __future__ import annotations
+
+import math
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +55,9 @@ class RefineConfig:
     })
     pool: int = 1  # compare pool x pool block averages of render and target (1: pixels)
     cell_anchor: float = 1e-4  # squared-u penalty: the cell centre (the decoded value) is likeliest
+    # learning-rate schedule over the steps: "constant", or "cosine" (decays to 0, so that the
+    # last views seen do not pull the result their way)
+    schedule: str = "cosine"
 
 
 @dataclass
@@ -100,6 +108,8 @@ def refine(
     cfg = config or RefineConfig()
     if len(cameras) != len(targets) or not cameras:
         raise ValueError("need one target image per camera, and at least one camera")
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r}")
     # scatter-adds in the backward pass sum in thread order unless torch is told otherwise
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -145,6 +155,7 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
                "lr": cfg.cell_lr[k] if k in bounds else cfg.lr[k] * (extent if k == "means" else 1)}
               for k in free]
     opt = torch.optim.Adam(groups, eps=1e-15)
+    base_lrs = [grp["lr"] for grp in opt.param_groups]
     geometry = {"means", "quats", "log_scales"}
     targets = [t.to(device=device, dtype=torch.float32) for t in targets]
     losses: list[float] = []
@@ -165,6 +176,10 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
         if frozen:
             for k in geometry:
                 free[k].grad = None
+        if cfg.schedule == "cosine":
+            f = 0.5 * (1.0 + math.cos(math.pi * step / cfg.steps))
+            for grp, lr in zip(opt.param_groups, base_lrs, strict=True):
+                grp["lr"] = lr * f
         opt.step()
         losses.append(float(loss.detach()))
         if progress:

@@ -81,3 +81,15 @@ def test_refinement_within_quantization_cells(setup):
     before = _held_out_psnr(g, decoded, test)
     after = _held_out_psnr(g, out, test)
     assert after > before + 0.3, (before, after)
+
+
+def test_learning_rate_schedule(setup):
+    _, decoded, train, _, targets = setup
+    assert RefineConfig().schedule == "cosine"
+    out = {schedule: refine(decoded, train, targets, RefineConfig(steps=12, schedule=schedule),
+                            backend="cpu").gaussians
+           for schedule in ("constant", "cosine")}
+    # the schedule is applied: the two runs end in different places
+    assert not np.array_equal(out["constant"].sh, out["cosine"].sh)
+    with pytest.raises(ValueError, match="schedule"):
+        refine(decoded, train, targets, RefineConfig(steps=2, schedule="linear"), backend="cpu")
