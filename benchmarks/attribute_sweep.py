@@ -72,6 +72,9 @@ def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, 
     ref_imgs = render_set(ref, cams, backend)
     base = preset(args.base)
     params = [p for p in GRID if not (p.startswith("sh_band") and int(p[-1]) > ref.sh_degree)]
+    ref_arrays = ref.as_arrays()
+    # the canonical form of each Gaussian does not depend on the storage order: compute it once
+    canon_quats, canon_scales = canonicalize(ref_arrays["quats"], ref_arrays["log_scales"])
     rows = []
     for param in params:
         for value in GRID[param]:
@@ -80,14 +83,14 @@ def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, 
             kind = STREAM.get(param, "SHRS")
             stream_bytes = sum(r["bytes"] for r in inspect(data)["streams"] if r["stream"] == kind)
             dec = gscodec.decode(data)
-            mix = {a: np.asarray(x)[order] for a, x in ref.as_arrays().items()}
+            mix = {a: np.asarray(x)[order] for a, x in ref_arrays.items()}
             got = {a: np.asarray(x) for a, x in dec.as_arrays().items()}
             if p.canonical:
                 # the encoder keeps whichever form codes smaller; compare in the form it kept
-                q, s = canonicalize(mix["quats"], mix["log_scales"])
+                s = canon_scales[order]
                 if np.abs(s - got["log_scales"]).mean() < np.abs(
                         mix["log_scales"] - got["log_scales"]).mean():
-                    mix["quats"], mix["log_scales"] = q, s
+                    mix["quats"], mix["log_scales"] = canon_quats[order], s
             if param in SH_ROWS:
                 sh = mix["sh"].copy()
                 sh[:, SH_ROWS[param]] = got["sh"][:, SH_ROWS[param]]

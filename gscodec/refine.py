@@ -155,7 +155,9 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
                "lr": cfg.cell_lr[k] if k in bounds else cfg.lr[k] * (extent if k == "means" else 1)}
               for k in free]
     opt = torch.optim.Adam(groups, eps=1e-15)
-    base_lrs = [grp["lr"] for grp in opt.param_groups]
+    schedule = (torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / cfg.steps)))
+        if cfg.schedule == "cosine" else None)
     geometry = {"means", "quats", "log_scales"}
     targets = [t.to(device=device, dtype=torch.float32) for t in targets]
     losses: list[float] = []
@@ -176,11 +178,9 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
         if frozen:
             for k in geometry:
                 free[k].grad = None
-        if cfg.schedule == "cosine":
-            f = 0.5 * (1.0 + math.cos(math.pi * step / cfg.steps))
-            for grp, lr in zip(opt.param_groups, base_lrs, strict=True):
-                grp["lr"] = lr * f
         opt.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(float(loss.detach()))
         if progress:
             progress(step + 1, cfg.steps, losses[-1])
