@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .codec.attributes import REGISTRY, RowView, morton_order
+from .codec import adaptive
+from .codec.attributes import REGISTRY, ImportanceCodec, RowView, morton_order
 from .codec.canonical import canonicalize
 from .codec.meta import get_dict, get_int
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
@@ -30,6 +31,7 @@ from .formats.gsz import (
     write_container,
 )
 from .formats.ply import read_ply_arrays, write_ply_arrays
+from .cameras import encoder_views
 from .gaussians import Gaussians
 
 Progress = Callable[[int, int, str], None]
@@ -37,7 +39,8 @@ Progress = Callable[[int, int, str], None]
 
 CODEC_CHANNELS_V1 = 1
 ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
-OTHER_STREAMS = {"META": "metadata", "SIDE": "side information"}
+OTHER_STREAMS = {"META": "metadata", "SIDE": "side information", "IMPC": "importance classes"}
+IMPORTANCE = ImportanceCodec()
 FORMAT_NAME = "gsz"
 SMALL_FILE_GAUSSIANS = 1 << 16
 MAX_GAUSSIANS_PER_BYTE = 64
@@ -114,6 +117,7 @@ def encode_with_order(
     sideinfo_step: float = 1.0 / 255,
     sideinfo_size: int = 256,
     backend: str = "auto",
+    importance: bool | None = None,
 ) -> tuple[bytes, np.ndarray]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
@@ -123,7 +127,12 @@ def encode_with_order(
     coarse residuals between renders of the original and of the decoded base layer at that many
     encoder views of ``sideinfo_size`` pixels, averaged over ``sideinfo_scale`` blocks and
     quantized with ``sideinfo_step`` (image units); no stream when every residual quantizes to
-    zero (nothing to refine towards)."""
+    zero (nothing to refine towards).
+
+    ``importance`` (default: on for the presets that send the canonical form, 1-5, when the
+    scene has at least :data:`codec.adaptive.MIN_GAUSSIANS` Gaussians) measures how much each
+    Gaussian matters to renders at the encoder views (:mod:`gscodec.importance`) and gives the
+    less important ones coarser steps at the same estimated fidelity (:mod:`codec.adaptive`)."""
     report = progress or _noop
     params = preset(quality) if params is None else params
     arrays = _validated_arrays(gaussians)
@@ -141,6 +150,12 @@ def encode_with_order(
         canon = dict(arrays)
         canon["quats"], canon["log_scales"] = canonicalize(arrays["quats"], arrays["log_scales"])
         shapes.append(canon)
+    if importance is None:
+        importance = params.canonical and n >= adaptive.MIN_GAUSSIANS
+    classes, adapts = None, {}
+    if importance and n > 0:
+        report(0, total, "measuring importance")
+        classes, adapts = _importance(shapes[-1], order, backend)
     features: dict[str, np.ndarray] = {}
     streams: list[Stream] = []
     stream_meta: dict[str, Any] = {}
@@ -151,9 +166,11 @@ def encode_with_order(
         if name == "log_scales":
             best = None
             for shape in shapes:
-                scal = codec.encode(shape["log_scales"][order], params, features)
+                scal = codec.encode(shape["log_scales"][order], params, features,
+                                    adapts.get("log_scales"))
                 rotn = REGISTRY["quats"].encode(shape["quats"][order], params,
-                                                {**features, **scal.features})
+                                                {**features, **scal.features},
+                                                adapts.get("quats"))
                 size = len(scal.payload) + len(rotn.payload)
                 if best is None or size < best[0]:
                     best = (size, scal, rotn)
@@ -163,7 +180,13 @@ def encode_with_order(
             source = _attribute(arrays, name)
             # the SH rows are gathered block by block inside the codec, not copied whole
             values = RowView(source, order) if name == "sh_rest" else source[order]
-            pair = [(codec, codec.encode(values, params, features))]
+            if name in adapts:
+                pair = [(codec, codec.encode(values, params, features, adapts[name]))]
+            else:
+                pair = [(codec, codec.encode(values, params, features))]
+        if name == "means" and classes is not None:
+            pair.append((IMPORTANCE, IMPORTANCE.encode(classes, adaptive.DEFAULT_CLASSES,
+                                                       {**features, **pair[0][1].features})))
         for c, out in pair:
             features.update(out.features)
             streams.append(Stream(c.kind, CODEC_CHANNELS_V1, True, out.payload))
@@ -195,6 +218,25 @@ def encode_with_order(
                                    + streams)
     report(total, total, "done")
     return data, order
+
+
+IMPORTANCE_VIEWS = 16
+IMPORTANCE_SIZE = 128
+IMPORTANCE_PROBES = 1
+
+
+def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str
+                ) -> tuple[np.ndarray, dict[str, tuple[float, list[int]]]]:
+    """Importance class of each Gaussian (storage order) and the per-class steps of each
+    attribute that uses them."""
+    from .importance import sensitivities
+
+    g = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
+    cams = encoder_views(arrays["means"], IMPORTANCE_VIEWS, IMPORTANCE_SIZE)
+    sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
+    k = adaptive.DEFAULT_CLASSES
+    classes = adaptive.classes(sens, k)
+    return classes, {name: adaptive.class_steps(j, classes, k) for name, j in sens.items()}
 
 
 def encode(
@@ -273,7 +315,8 @@ def decode(
     container, meta, n, degree = _header(data, limits)
     stream_meta = get_dict(meta, "streams")
     for s in container.streams[1:]:
-        known = s.kind in ATTRIBUTE_OF_KIND or (s.kind == "SIDE" and s.codec == 1)
+        known = (s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind
+                 or (s.kind == "SIDE" and s.codec == 1))
         if s.required and not known:
             raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
     codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
@@ -289,6 +332,13 @@ def decode(
         out = codec.decode(s.payload, get_dict(stream_meta, codec.kind, "streams."), n, features)
         features.update(out.features)
         values[name] = out.values
+        imp = container.get(IMPORTANCE.kind) if name == "means" else None
+        if imp is not None:
+            if imp.codec != CODEC_CHANNELS_V1:
+                raise ContainerError(f"unsupported .gsz file: stream 'IMPC' uses codec {imp.codec}")
+            out = IMPORTANCE.decode(imp.payload, get_dict(stream_meta, IMPORTANCE.kind,
+                                                          "streams."), n, features)
+            features.update(out.features)
     report(len(codecs), len(codecs), "done")
     sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
     sh[:, 0, :] = values["sh_dc"]

@@ -19,6 +19,7 @@ MAGIC = b"\x89GSZ\r\n\x1a\n"
 SH_C0 = 0.28209479177387814
 FEATURES = {
     "POSN": (),
+    "IMPC": ("dens",),
     "SCAL": ("dens",),
     "ROTN": ("dens", "aniso"),
     "OPAC": ("dens", "aniso", "size"),
@@ -252,6 +253,35 @@ def decode_matrix(meta, payload, n, nch, features, allowed) -> list[list[int]]:
     return X
 
 
+def decode_attribute(meta, payload, n, nch, features, allowed):
+    """A matrix with or without per-class steps (section 5.7): the integers of every row and
+    each row's step multiplier."""
+    if "mult" not in meta:
+        return decode_matrix(meta, payload, n, nch, features, allowed), [1] * n
+    if "imp" not in features:
+        raise Reject("per-class steps without classes")
+    mult, sizes, parts = meta["mult"], meta["sizes"], meta["parts"]
+    k = len(mult)
+    cls = features["imp"]
+    if not 1 <= k <= 16 or any(not 1 <= x <= 64 for x in mult) or any(c >= k for c in cls):
+        raise Reject("mult")
+    if len(sizes) != k or len(parts) != k or sum(sizes) != len(payload):
+        raise Reject("sizes")
+    X = [[0] * n for _ in range(nch)]
+    mults = [0] * n
+    pos = 0
+    for c in range(k):
+        rows = [i for i in range(n) if cls[i] == c]
+        sub = {f: [v[i] for i in rows] for f, v in features.items()}
+        Xc = decode_matrix(parts[c], payload[pos : pos + sizes[c]], len(rows), nch, sub, allowed)
+        pos += sizes[c]
+        for j, i in enumerate(rows):
+            mults[i] = mult[c]
+            for ch in range(nch):
+                X[ch][i] = Xc[ch][j]
+    return X, mults
+
+
 # --- section 6: attributes --------------------------------------------------------------------
 
 
@@ -300,27 +330,37 @@ def decode(data: bytes) -> dict[str, list]:
         dens.append((2 * sum(lengths[lo:hi]) + cnt // 2) // cnt)
     features["dens"] = dens
 
+    # importance classes
+    if "IMPC" in streams:
+        m = sm["IMPC"]
+        cls = decode_matrix(m, streams["IMPC"][2], n, 1, features, FEATURES["IMPC"])[0]
+        if not 1 <= m["k"] <= 16 or any(not 0 <= c < m["k"] for c in cls):
+            raise Reject("class")
+        features["imp"] = cls
+
     # log-scales
     m = sm["SCAL"]
-    X = decode_matrix(m, streams["SCAL"][2], n, 3, features, FEATURES["SCAL"])
+    X, mu = decode_attribute(m, streams["SCAL"][2], n, 3, features, FEATURES["SCAL"])
     origin = m["origin"]
     if len(origin) != 3 or any(abs(o) > 1e6 for o in origin):
         raise Reject("origin")
-    log_scales = [[f32(X[a][i] * m["step"] + origin[a]) for a in range(3)] for i in range(n)]
-    Y = [[x + round(origin[a] / m["step"]) for x in X[a]] for a in range(3)]
+    log_scales = [[f32(X[a][i] * (m["step"] * mu[i]) + origin[a]) for a in range(3)]
+                  for i in range(n)]
+    Y = [[x * mu[i] + round(origin[a] / m["step"]) for i, x in enumerate(X[a])]
+         for a in range(3)]
     features["aniso"] = [max(Y[a][i] for a in range(3)) - min(Y[a][i] for a in range(3))
                          for i in range(n)]
     features["size"] = [Y[0][i] + Y[1][i] + Y[2][i] for i in range(n)]
 
     # rotations
     m = sm["ROTN"]
-    X = decode_matrix(m, streams["ROTN"][2], n, 4, features, FEATURES["ROTN"])
+    X, mu = decode_attribute(m, streams["ROTN"][2], n, 4, features, FEATURES["ROTN"])
     quats = []
     for i in range(n):
         j = X[0][i]
         if not 0 <= j <= 3:
             raise Reject("rotation index")
-        v = [X[k][i] * m["step"] for k in (1, 2, 3)]
+        v = [X[k][i] * (m["step"] * mu[i]) for k in (1, 2, 3)]
         w = math.sqrt(max(0.0, 1.0 - ((v[0] * v[0] + v[1] * v[1]) + v[2] * v[2])))
         q = v[:j] + [w] + v[j:]
         quats.append([f32(x) for x in q])
@@ -339,19 +379,20 @@ def decode(data: bytes) -> dict[str, list]:
 
     # colours
     m = sm["SHDC"]
-    X = decode_matrix(m, streams["SHDC"][2], n, 3, features, FEATURES["SHDC"])
-    sh = [[[f32((X[c][i] * (m["step"] / 255) - 0.5) / SH_C0) for c in range(3)]]
+    X, mu = decode_attribute(m, streams["SHDC"][2], n, 3, features, FEATURES["SHDC"])
+    sh = [[[f32((X[c][i] * ((m["step"] / 255) * mu[i]) - 0.5) / SH_C0) for c in range(3)]]
           for i in range(n)]
     if d:
         m = sm["SHRS"]
         coeffs = m["coeffs"]
         if coeffs != (d + 1) ** 2 - 1:
             raise Reject("coeffs")
-        X = decode_matrix(m, streams["SHRS"][2], n, 3 * coeffs, features, FEATURES["SHRS"])
+        X, mu = decode_attribute(m, streams["SHRS"][2], n, 3 * coeffs, features,
+                                 FEATURES["SHRS"])
         for j in range(coeffs):
             band = 1 if j + 1 <= 3 else 2 if j + 1 <= 8 else 3
             step = m["steps"][band - 1]
             for i in range(n):
-                sh[i].append([f32(X[3 * j + c][i] * step) for c in range(3)])
+                sh[i].append([f32(X[3 * j + c][i] * (step * mu[i])) for c in range(3)])
     return {"means": means, "log_scales": log_scales, "quats": quats,
             "opacity_logits": opacity, "sh": sh}

@@ -113,6 +113,7 @@ def test_low_presets_keep_covariances_when_they_reparametrize(scene_sh0):
     assert covariance_error(scene_sh0, same) < 1e-5
     assert (np.abs(q[:, 0]) >= np.abs(q[:, 1:]).max(axis=1) - 1e-6).all()
     assert (np.diff(s, axis=1) <= 0).all()
-    data, order = encode_with_order(scene_sh0, quality=3)
+    # uniform steps (importance classes would coarsen some covariances on purpose)
+    data, order = encode_with_order(scene_sh0, quality=3, importance=False)
     err = attribute_errors(scene_sh0.take(order), gscodec.decode(data))
     assert err["covariance"] < 0.25

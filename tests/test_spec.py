@@ -11,7 +11,8 @@ import reference_decoder
 
 import gscodec
 import gscodec.formats
-from gscodec.codec.attributes import REGISTRY
+from gscodec.api import encode_with_order
+from gscodec.codec.attributes import REGISTRY, ImportanceCodec
 from gscodec.formats.gsz import decode_meta, read_container
 from gscodec.synthetic import make_scene
 
@@ -46,6 +47,14 @@ def test_reference_decoder_agrees_on_palette_and_neighbour_prediction():
     _compare(data)
 
 
+@pytest.mark.parametrize("degree", [0, 2])
+def test_reference_decoder_agrees_on_importance_classes(degree):
+    data, _ = encode_with_order(make_scene(700, sh_degree=degree, seed=7), 2, importance=True)
+    info = decode_meta(read_container(data).streams[0].payload)
+    assert "IMPC" in info["streams"] and "mult" in info["streams"]["ROTN"]
+    _compare(data)
+
+
 def test_reference_decoder_rejects_what_gscodec_rejects():
     data = bytearray(gscodec.encode(make_scene(50, sh_degree=0, seed=1), quality=3))
     data[-1] ^= 1
@@ -57,5 +66,5 @@ def test_reference_decoder_rejects_what_gscodec_rejects():
 
 def test_spec_lists_every_stream_kind():
     spec = Path(gscodec.formats.__file__).with_name("GSZ.md").read_text(encoding="utf-8")
-    for codec in REGISTRY.values():
+    for codec in [*REGISTRY.values(), ImportanceCodec()]:
         assert f"`{codec.kind}`" in spec

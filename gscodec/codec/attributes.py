@@ -35,11 +35,15 @@ from .entropy import (
     table_from_counts,
     write_table,
 )
-from .meta import get_float, get_float_list, get_int, get_str
+from .adaptive import MAX_CLASSES, MAX_MULT
+from .meta import get_float, get_float_list, get_int, get_int_list, get_str
 from .payload import Unpacked, pack
 from .quality import QualityParams, robust_diagonal
 
 Features = dict[str, np.ndarray]
+Adapt = tuple[float, list[int]]
+"""Per-class steps of an attribute (codec.adaptive): the preset's step times ``factor`` is the
+unit, class c takes ``unit * mults[c]``."""
 INT_LIMIT = 1 << 30  # quantized values are clamped to +-2**30 so that they fit int32
 
 
@@ -192,6 +196,96 @@ def decode_matrix(
     return X
 
 
+
+# ---------------------------------------------------------------------------------------------
+# importance classes (codec.adaptive): one coded part per class, steps unit * mult[class]
+
+
+def _class_rows(cls: np.ndarray, k: int) -> list[np.ndarray]:
+    """The rows of each class 0..k-1, in increasing (Morton) order."""
+    order = np.argsort(cls, kind="stable")
+    counts = np.bincount(cls, minlength=k)
+    return np.split(order, np.cumsum(counts)[:-1])
+
+
+def _rows_of(features: Features, rows: np.ndarray) -> Features:
+    return {name: np.asarray(v)[rows] for name, v in features.items()}
+
+
+def encode_classes(
+    values: np.ndarray | RowView, unit: float | np.ndarray, offset: float | np.ndarray,
+    mults: list[int], spec: GroupSpec, features: Features, *, allow_palette: bool = False,
+) -> tuple[bytes, dict[str, Any], np.ndarray]:
+    """Quantize the rows of class c with step ``unit * mults[c]`` (and ``offset``) and code each
+    class as its own matrix (its Gaussians in Morton order, the features restricted to them).
+    Returns the payload (the parts one after the other), the metadata and the integers of every
+    row in units of ``unit`` (int64 [C, N])."""
+    cls = np.asarray(features["imp"], np.int64)
+    rows = _class_rows(cls, len(mults))
+    payloads, parts = [], []
+    n = values.shape[0]
+    c = int(np.prod(values.shape[1:]))
+    common = np.zeros((c, n), np.int64)
+    for r, m in zip(rows, mults, strict=True):
+        sub = RowView(values.array, values.order[r]) if isinstance(values, RowView) else values[r]
+        X = _quantize(sub, np.asarray(unit, np.float64) * m, offset)
+        payload, meta = encode_matrix(X, spec, _rows_of(features, r), allow_palette=allow_palette)
+        payloads.append(payload)
+        parts.append(meta)
+        common[:, r] = X.astype(np.int64) * m
+    meta = {"mult": [int(m) for m in mults], "sizes": [len(p) for p in payloads], "parts": parts}
+    return b"".join(payloads), meta, common
+
+
+def decode_classes(
+    payload: bytes, meta: dict[str, Any], n: int, n_channels: int, spec: GroupSpec,
+    features: Features,
+) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
+    """Inverse of :func:`encode_classes`: ``(rows, mults, X)`` with one channel-major integer
+    matrix per class (in that class's step)."""
+    if "imp" not in features:
+        raise ContainerError("bad metadata: per-class steps without an IMPC stream")
+    mults = get_int_list(meta, "mult", MAX_CLASSES, 1, MAX_MULT)
+    k = len(mults)
+    cls = np.asarray(features["imp"], np.int64)
+    if k == 0 or (n and int(cls.max()) >= k):
+        raise ContainerError("bad metadata: fewer step multipliers than importance classes")
+    sizes = get_int_list(meta, "sizes", k, 0, len(payload))
+    parts = meta.get("parts")
+    if len(sizes) != k or sum(sizes) != len(payload) or not isinstance(parts, list) \
+            or len(parts) != k:
+        raise ContainerError("corrupt stream: class parts do not match the payload")
+    rows = _class_rows(cls, k)
+    out, pos = [], 0
+    for r, size, part in zip(rows, sizes, parts, strict=True):
+        out.append(decode_matrix(payload[pos : pos + size], part, r.size, n_channels, spec,
+                                 _rows_of(features, r)))
+        pos += size
+    return rows, mults, out
+
+
+class ImportanceCodec:
+    """Importance classes (codec.adaptive): one integer 0..k-1 per Gaussian, coded after the
+    positions; later attributes may use a quantizer step per class."""
+
+    kind: ClassVar[str] = "IMPC"
+    SPEC: ClassVar[GroupSpec] = GroupSpec(((),), ((),), True, ("dens",))
+
+    def encode(self, cls: np.ndarray, k: int, features: Features) -> Encoded:
+        X = np.asarray(cls, np.int32)[None, :]
+        payload, meta = encode_matrix(X, self.SPEC, features)
+        meta["k"] = int(k)
+        return Encoded(payload, meta, {"imp": X[0].astype(np.int64)})
+
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+        k = get_int(meta, "k", 1, MAX_CLASSES)
+        X = decode_matrix(payload, meta, n, 1, self.SPEC, features)
+        if n and (int(X.min()) < 0 or int(X.max()) >= k):
+            raise ContainerError("corrupt stream: importance class out of range")
+        return Decoded(X[0], {"imp": X[0].astype(np.int64)})
+
+
+
 # ---------------------------------------------------------------------------------------------
 # positions
 
@@ -321,12 +415,18 @@ class LogScaleCodec:
     kind: ClassVar[str] = "SCAL"
     SPEC: ClassVar[GroupSpec] = GroupSpec.simple(3, features=("dens",))
 
-    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features,
+               adapt: Adapt | None = None) -> Encoded:
         step = params.log_scale_step
         origin = (np.quantile(values, 0.5, axis=0, method="lower").astype(np.float32)
                   if values.shape[0] else np.zeros(3, np.float32))
-        X = _quantize(values, step, offset=-origin.astype(np.float64))
-        payload, meta = encode_matrix(X, self.SPEC, features)
+        if adapt is not None:
+            step *= adapt[0]
+            payload, meta, X = encode_classes(values, step, -origin.astype(np.float64),
+                                              adapt[1], self.SPEC, features)
+        else:
+            X = _quantize(values, step, offset=-origin.astype(np.float64))
+            payload, meta = encode_matrix(X, self.SPEC, features)
         meta["step"] = step
         meta["origin"] = [float(v) for v in origin]
         return Encoded(payload, meta, self._features(X, step, origin))
@@ -342,8 +442,16 @@ class LogScaleCodec:
         origin = np.asarray(get_float_list(meta, "origin", 3), np.float64)
         if np.abs(origin).max() > 1e6:
             raise ContainerError("bad metadata: SCAL origin out of range")
-        X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
-        values = _dequantize(X, step, offset=-origin)
+        if "mult" in meta:
+            rows, mults, parts = decode_classes(payload, meta, n, 3, self.SPEC, features)
+            values = np.empty((n, 3), np.float32)
+            X = np.empty((3, n), np.int64)
+            for r, m, Xc in zip(rows, mults, parts, strict=True):
+                values[r] = _dequantize(Xc, step * m, offset=-origin)
+                X[:, r] = Xc.astype(np.int64) * m
+        else:
+            X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
+            values = _dequantize(X, step, offset=-origin)
         return Decoded(_finite(values, "scales"), self._features(X, step, origin))
 
 
@@ -366,7 +474,8 @@ class RotationCodec:
         features=("dens", "aniso"),
     )
 
-    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features,
+               adapt: Adapt | None = None) -> Encoded:
         q = values.astype(np.float64)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         idx = np.abs(q).argmax(axis=1) if q.shape[0] else np.zeros(0, np.int64)
@@ -374,20 +483,51 @@ class RotationCodec:
         q *= np.where(q[rows, idx] < 0, -1.0, 1.0)[:, None]
         rest = np.take_along_axis(q, _OTHERS[idx], axis=1)
         step = params.rotation_step
-        X = np.empty((4, q.shape[0]), np.int32)
-        X[0] = idx
-        X[1:] = _quantize(rest, step)
-        payload, meta = encode_matrix(X, self.SPEC, features)
+        if adapt is not None:
+            # per class: the index as channel 0, the components with that class's step
+            step *= adapt[0]
+            both = np.concatenate([idx[:, None].astype(np.float64), rest], axis=1)
+            payload, meta = self._encode_classes(both, step, adapt[1], features)
+        else:
+            X = np.empty((4, q.shape[0]), np.int32)
+            X[0] = idx
+            X[1:] = _quantize(rest, step)
+            payload, meta = encode_matrix(X, self.SPEC, features)
         meta["step"] = step
         return Encoded(payload, meta)
 
+    def _encode_classes(self, both: np.ndarray, step: float, mults: list[int],
+                        features: Features) -> tuple[bytes, dict[str, Any]]:
+        cls = np.asarray(features["imp"], np.int64)
+        rows = _class_rows(cls, len(mults))
+        payloads, parts = [], []
+        for r, m in zip(rows, mults, strict=True):
+            X = np.empty((4, r.size), np.int32)
+            X[0] = both[r, 0]
+            X[1:] = _quantize(both[r, 1:], step * m)
+            payload, meta = encode_matrix(X, self.SPEC, _rows_of(features, r))
+            payloads.append(payload)
+            parts.append(meta)
+        meta = {"mult": [int(m) for m in mults], "sizes": [len(p) for p in payloads],
+                "parts": parts}
+        return b"".join(payloads), meta
+
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
         step = get_float(meta, "step", 1e-9, 1.0)
-        X = decode_matrix(payload, meta, n, 4, self.SPEC, features)
+        if "mult" in meta:
+            rows, mults, parts = decode_classes(payload, meta, n, 4, self.SPEC, features)
+            X = np.empty((4, n), np.int64)
+            steps = np.empty(n, np.float64)
+            for r, m, Xc in zip(rows, mults, parts, strict=True):
+                X[:, r] = Xc
+                steps[r] = step * m
+        else:
+            X = decode_matrix(payload, meta, n, 4, self.SPEC, features)
+            steps = np.full(n, step)
         idx = X[0].astype(np.int64)
         if n and (idx.min() < 0 or idx.max() > 3):
             raise ContainerError("corrupt stream: rotation index out of range")
-        rest = X[1:].T.astype(np.float64) * step
+        rest = X[1:].T.astype(np.float64) * steps[:, None]
         w = np.sqrt(np.maximum(0.0, 1.0 - (rest * rest).sum(axis=1)))
         quats = np.empty((n, 4), np.float64)
         rows = np.arange(n)
@@ -441,17 +581,30 @@ class ShDcCodec:
     kind: ClassVar[str] = "SHDC"
     SPEC: ClassVar[GroupSpec] = GroupSpec.simple(3, features=("dens", "opa"))
 
-    def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
-        step = params.dc_step / 255.0 / SH_C0
-        X = _quantize(values, step, offset=0.5 / SH_C0)
-        payload, meta = encode_matrix(X, self.SPEC, features)
-        meta["step"] = params.dc_step
+    def encode(self, values: np.ndarray, params: QualityParams, features: Features,
+               adapt: Adapt | None = None) -> Encoded:
+        dc_step = params.dc_step * (1.0 if adapt is None else adapt[0])
+        step = dc_step / 255.0 / SH_C0
+        if adapt is not None:
+            payload, meta, _ = encode_classes(values, step, 0.5 / SH_C0, adapt[1], self.SPEC,
+                                              features)
+        else:
+            X = _quantize(values, step, offset=0.5 / SH_C0)
+            payload, meta = encode_matrix(X, self.SPEC, features)
+        meta["step"] = dc_step
         return Encoded(payload, meta)
 
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
         step = get_float(meta, "step", 1e-6, 1e6) / 255.0
-        X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
-        return Decoded(_finite(_dequantize(X, step, offset=0.5, scale=SH_C0), "colours"))
+        if "mult" in meta:
+            rows, mults, parts = decode_classes(payload, meta, n, 3, self.SPEC, features)
+            values = np.empty((n, 3), np.float32)
+            for r, m, Xc in zip(rows, mults, parts, strict=True):
+                values[r] = _dequantize(Xc, step * m, offset=0.5, scale=SH_C0)
+        else:
+            X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
+            values = _dequantize(X, step, offset=0.5, scale=SH_C0)
+        return Decoded(_finite(values, "colours"))
 
 
 def _band_of(coeff: int) -> int:
@@ -478,13 +631,19 @@ class ShRestCodec:
     kind: ClassVar[str] = "SHRS"
 
     def encode(
-        self, values: np.ndarray | RowView, params: QualityParams, features: Features
+        self, values: np.ndarray | RowView, params: QualityParams, features: Features,
+        adapt: Adapt | None = None,
     ) -> Encoded:
         k = values.shape[1]
-        steps = np.repeat([params.sh_rest_steps[_band_of(j + 1) - 1] for j in range(k)], 3)
-        X = _quantize(values, steps)
-        payload, meta = encode_matrix(X, _sh_rest_spec(k), features, allow_palette=True)
-        meta["steps"] = list(params.sh_rest_steps)
+        bands = [b * (1.0 if adapt is None else adapt[0]) for b in params.sh_rest_steps]
+        steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(k)], 3)
+        if adapt is not None:
+            payload, meta, _ = encode_classes(values, steps, 0.0, adapt[1], _sh_rest_spec(k),
+                                              features, allow_palette=True)
+        else:
+            X = _quantize(values, steps)
+            payload, meta = encode_matrix(X, _sh_rest_spec(k), features, allow_palette=True)
+        meta["steps"] = bands
         meta["coeffs"] = k
         return Encoded(payload, meta)
 
@@ -493,9 +652,17 @@ class ShRestCodec:
         bands = get_float_list(meta, "steps", 3)
         if min(bands) <= 0:
             raise ContainerError("bad metadata: SH steps must be positive")
-        X = decode_matrix(payload, meta, n, n_coeffs * 3, _sh_rest_spec(n_coeffs), features)
         steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(n_coeffs)], 3)
-        values = _dequantize(X, steps).reshape(n, n_coeffs, 3)
+        spec = _sh_rest_spec(n_coeffs)
+        if "mult" in meta:
+            rows, mults, parts = decode_classes(payload, meta, n, n_coeffs * 3, spec, features)
+            flat = np.empty((n, n_coeffs * 3), np.float32)
+            for r, m, Xc in zip(rows, mults, parts, strict=True):
+                flat[r] = _dequantize(Xc, steps * m)
+        else:
+            flat = _dequantize(decode_matrix(payload, meta, n, n_coeffs * 3, spec, features),
+                               steps)
+        values = flat.reshape(n, n_coeffs, 3)
         return Decoded(_finite(values, "SH coefficients"))
 
 

@@ -1,0 +1,92 @@
+"""How much each Gaussian's attributes matter to the renders: the encoder's importance estimate.
+
+For an attribute ``a`` of Gaussian ``i`` the sensitivity is the squared norm of the Jacobian of
+the rendered images with respect to ``a_i``, summed over a set of encoder views and pixels and
+averaged over the attribute's components:
+
+    J_i = mean_c  sum_views sum_pixels (d image / d a_ic)^2
+
+Small quantization noise of variance ``s^2/12`` on ``a_i`` raises the render's squared error by
+about ``J_i s^2 / 12``, so Gaussians with small ``J`` (hidden, faint, tiny, or, for rotations,
+nearly round) can take coarser steps at the same fidelity (:mod:`gscodec.codec.adaptive`).
+
+The Jacobian norms are estimated without forming the Jacobian (Hutchinson's estimator): for a
+random +-1 image ``v`` the gradient of ``<v, image>`` with respect to ``a_ic`` has expected
+square ``sum_pixels (d image / d a_ic)^2``. ``probes`` such images per view, from a fixed seed,
+so the estimate (and the file) is the same on every run on one machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .cameras import Camera
+from .gaussians import Gaussians
+from .render import render
+
+ATTRIBUTES = ("log_scales", "quats", "sh_dc", "sh_rest")
+
+
+def sensitivities(
+    gaussians: Gaussians,
+    cameras: Sequence[Camera],
+    *,
+    probes: int = 2,
+    seed: int = 0,
+    backend: str = "auto",
+) -> dict[str, np.ndarray]:
+    """``{attribute: J [N] float64}`` for the log-scales, rotations (the three components other
+    than the largest, as the rotation codec sends them), DC colour and, for SH degree > 0, the
+    higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not)."""
+    # the CPU rasterizer's backward scatters with index_add, whose multithreaded sums vary
+    # between runs at the last bit; the deterministic kernels make the classes (and the file)
+    # the same on every run (warn only: gsplat's CUDA kernels are what they are)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _sensitivities(gaussians, cameras, probes, seed, backend)
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int, seed: int,
+                   backend: str) -> dict[str, np.ndarray]:
+    n = gaussians.n
+    degree = gaussians.sh_degree
+    arrays = gaussians.as_arrays()
+    params = {
+        k: torch.tensor(np.asarray(arrays[k], np.float32), requires_grad=k != "opacity_logits")
+        for k in ("means", "quats", "log_scales", "opacity_logits")
+    }
+    sh = torch.tensor(np.asarray(arrays["sh"], np.float32), requires_grad=True)
+    acc = {k: torch.zeros(n, dtype=torch.float64) for k in ("log_scales", "quats", "sh")}
+    acc_sh = torch.zeros(n, sh.shape[1], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    quats = np.asarray(arrays["quats"], np.float64)
+    largest = np.abs(quats).argmax(axis=1) if n else np.zeros(0, np.int64)
+    others = torch.from_numpy(np.ones((n, 4), bool))
+    others[torch.arange(n), torch.from_numpy(largest)] = False
+    for cam in cameras:
+        for _ in range(probes):
+            g = Gaussians(params["means"], params["quats"], params["log_scales"],
+                          params["opacity_logits"], sh)
+            image = render(g, cam, backend=backend).image
+            v = torch.randint(0, 2, tuple(image.shape), generator=gen).to(image) * 2 - 1
+            dq, ds, dsh = torch.autograd.grad((image * v).sum(),
+                                              [params["quats"], params["log_scales"], sh])
+            dq = dq.detach().cpu().double() ** 2
+            acc["quats"] += (dq * others).sum(dim=1) / 3
+            acc["log_scales"] += (ds.detach().cpu().double() ** 2).mean(dim=1)
+            acc_sh += (dsh.detach().cpu().double() ** 2).mean(dim=2)
+    scale = 1.0 / max(1, probes)
+    out = {
+        "log_scales": (acc["log_scales"] * scale).numpy(),
+        "quats": (acc["quats"] * scale).numpy(),
+        "sh_dc": (acc_sh[:, 0] * scale).numpy(),
+    }
+    if degree > 0:
+        out["sh_rest"] = (acc_sh[:, 1:].mean(dim=1) * scale).numpy()
+    return out

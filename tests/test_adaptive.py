@@ -1,0 +1,151 @@
+"""Importance classes: sensitivities, class and step choice, per-class coding, the IMPC stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gscodec
+from gscodec.api import encode_with_order
+from gscodec.cameras import encoder_views
+from gscodec.codec import adaptive
+from gscodec.codec.attributes import REGISTRY, ImportanceCodec, morton_order
+from gscodec.codec.quality import preset
+from gscodec.formats.errors import ContainerError
+from gscodec.formats.gsz import decode_meta, read_container
+from gscodec.gaussians import SH_C0, Gaussians
+from gscodec.importance import sensitivities
+from gscodec.synthetic import make_scene
+
+PARAMS = preset(3)
+
+
+def test_classes_are_quantiles_of_the_sensitivity():
+    rng = np.random.default_rng(0)
+    j = rng.lognormal(size=4000)
+    cls = adaptive.classes({"a": j, "b": 2 * j}, 4)
+    assert np.bincount(cls).tolist() == [1000] * 4
+    # higher class = more sensitive
+    means = [j[cls == k].mean() for k in range(4)]
+    assert means == sorted(means)
+
+
+def test_class_steps_follow_the_inverse_square_root_and_keep_the_estimated_error():
+    cls = np.repeat(np.arange(4), 100)
+    w = np.repeat([1 / 16, 1 / 4, 1.0, 4.0], 100)
+    factor, mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0)
+    # step ratio to the most sensitive class: sqrt(4 / w) -> 8, 4, 2, 1 (capped at 6)
+    assert mults == [12, 8, 4, 2]
+    err = sum(w[cls == k].sum() * (factor * m) ** 2 for k, m in enumerate(mults))
+    assert err == pytest.approx(w.sum())
+    # nothing seen at all: uniform half-steps
+    assert adaptive.class_steps(np.zeros(400), cls, 4) == (0.5, [2, 2, 2, 2])
+
+
+def _sorted(n, degree, seed=0):
+    g = make_scene(n, sh_degree=degree, seed=seed)
+    return g.take(morton_order(g.means, PARAMS))
+
+
+@pytest.mark.parametrize("name", ["log_scales", "quats", "sh_dc", "sh_rest"])
+def test_per_class_steps_round_trip_within_half_the_class_step(name):
+    g = _sorted(3000, 3)
+    values = {"log_scales": g.log_scales, "quats": g.quats, "sh_dc": g.sh[:, 0, :],
+              "sh_rest": g.sh[:, 1:, :]}[name]
+    values = np.ascontiguousarray(values)
+    if name == "quats":
+        values = values / np.linalg.norm(values, axis=1, keepdims=True)
+        values *= np.where(values[np.arange(len(values)), np.abs(values).argmax(1)] < 0,
+                           -1, 1)[:, None]
+    rng = np.random.default_rng(1)
+    imp = rng.integers(0, 3, 3000)
+    feats = {"imp": imp, "dens": rng.integers(0, 9, 3000)}
+    adapt = (0.5, [6, 4, 2])
+    codec = REGISTRY[name]
+    out = codec.encode(values, PARAMS, dict(feats), adapt)
+    assert out.meta["mult"] == [6, 4, 2]
+    back = codec.decode(out.payload, out.meta, 3000, dict(feats))
+    unit = {"log_scales": PARAMS.log_scale_step, "quats": PARAMS.rotation_step,
+            "sh_dc": PARAMS.dc_step / 255 / SH_C0, "sh_rest": PARAMS.sh_rest_steps[2]}[name] * 0.5
+    err = np.abs(back.values.reshape(3000, -1) - values.reshape(3000, -1)).max(axis=1)
+    mult = np.asarray([6, 4, 2])[imp]
+    if name == "quats":  # the largest is recomputed from the other three: compare those only
+        others = np.ones((3000, 4), bool)
+        others[np.arange(3000), np.abs(values).argmax(axis=1)] = False
+        err = np.where(others, np.abs(back.values - values), 0).max(axis=1)
+    assert (err <= 0.5 * unit * mult * 1.001 + 1e-6).all()
+    # coarser classes really are coarser
+    assert err[imp == 0].max() > 1.5 * err[imp == 2].max()
+    for key, v in out.features.items():
+        np.testing.assert_array_equal(v, back.features[key])
+
+
+def test_per_class_stream_needs_the_classes():
+    g = _sorted(500, 0)
+    feats = {"imp": np.zeros(500, np.int64)}
+    out = REGISTRY["sh_dc"].encode(np.ascontiguousarray(g.sh[:, 0, :]), PARAMS, feats,
+                                   (0.5, [2]))
+    with pytest.raises(ContainerError, match="IMPC"):
+        REGISTRY["sh_dc"].decode(out.payload, out.meta, 500, {})
+    bad = dict(out.meta, sizes=[len(out.payload) - 1])
+    with pytest.raises(ContainerError, match="class parts"):
+        REGISTRY["sh_dc"].decode(out.payload, bad, 500, feats)
+
+
+def test_importance_codec_round_trip_and_range_check():
+    cls = np.random.default_rng(2).integers(0, 4, 2000)
+    codec = ImportanceCodec()
+    out = codec.encode(cls, 4, {})
+    back = codec.decode(out.payload, out.meta, 2000, {})
+    np.testing.assert_array_equal(back.values, cls)
+    with pytest.raises(ContainerError, match="out of range"):
+        codec.decode(out.payload, dict(out.meta, k=3), 2000, {})
+
+
+def _one(mean, log_scales, quat=(1.0, 0.0, 0.0, 0.0)):
+    return dict(means=mean, quats=quat, log_scales=log_scales)
+
+
+def test_sensitivities_see_what_the_views_see():
+    # a visible elongated Gaussian, a visible round one, and one far outside every view
+    rows = [_one((0.0, 0.0, 0.0), (-1.0, -2.5, -2.5), (0.9, 0.3, 0.2, 0.1)),
+            _one((0.3, 0.0, 0.0), (-1.8, -1.8, -1.8), (0.9, 0.3, 0.2, 0.1)),
+            _one((0.0, 0.0, 0.0), (-1.8, -1.8, -1.8))]
+    g = Gaussians(
+        means=np.asarray([r["means"] for r in rows], np.float32),
+        quats=np.asarray([r["quats"] for r in rows], np.float32),
+        log_scales=np.asarray([r["log_scales"] for r in rows], np.float32),
+        opacity_logits=np.full(3, 2.0, np.float32),
+        sh=np.full((3, 1, 3), 1.0, np.float32),
+    )
+    cams = encoder_views(g.means[:2], 4, 48)
+    hidden = g.means.copy()
+    hidden[2] = (1e4, 1e4, 1e4)
+    g = Gaussians(hidden, g.quats, g.log_scales, g.opacity_logits, g.sh)
+    j = sensitivities(g, cams, probes=2, backend="cpu")
+    assert set(j) == {"log_scales", "quats", "sh_dc"}
+    for name in j:
+        assert j[name][2] == 0.0 and j[name][:2].min() > 0.0
+    # a round Gaussian's rotation does not matter (up to float noise), an elongated one's does
+    assert j["quats"][1] < 1e-6 * j["quats"][0]
+
+
+def test_encoder_codes_importance_classes_when_asked():
+    g = make_scene(1500, sh_degree=1, seed=4)
+    plain, _ = encode_with_order(g, 3, importance=False)
+    data, order = encode_with_order(g, 3, importance=True)
+    kinds = [s.kind for s in read_container(data).streams]
+    assert "IMPC" in kinds and "IMPC" not in [s.kind for s in read_container(plain).streams]
+    assert kinds.index("IMPC") == kinds.index("POSN") + 1
+    container = read_container(data)
+    meta = decode_meta(container.streams[0].payload)["streams"]
+    for kind in ("SCAL", "ROTN", "SHDC", "SHRS"):
+        assert len(meta[kind]["mult"]) == adaptive.DEFAULT_CLASSES
+    dec = gscodec.decode(data, refine=False)
+    ref = g.take(order)
+    # coarser steps never reach the geometry: positions are coded as before
+    np.testing.assert_array_equal(dec.means, gscodec.decode(plain, refine=False).means)
+    assert np.abs(dec.sh[:, 0] - ref.sh[:, 0]).max() < 0.5
+    # small scenes are coded without classes by default
+    default, _ = encode_with_order(g, 3)
+    assert "IMPC" not in [s.kind for s in read_container(default).streams]
