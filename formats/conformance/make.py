@@ -58,16 +58,17 @@ HERE = Path(__file__).resolve().parent
 _HEADER = struct.Struct("<8sHHIIQI")
 _ENTRY = struct.Struct("<4sHHQQII")
 
-# (name, Gaussians, SH degree, quality, side-information views)
+# (name, Gaussians, SH degree, quality, side-information views, importance classes)
 SCENES = [
-    ("sh0-n0", 0, 0, 7, 0),
-    ("sh3-n0", 0, 3, 7, 0),
-    ("sh0-n1", 1, 0, 7, 0),
-    ("sh3-n1", 1, 3, 7, 0),
-    ("sh0-n40", 40, 0, 7, 0),
-    ("sh3-n12", 12, 3, 5, 0),
-    ("sh0-n40-side", 40, 0, 7, 2),
-    ("sh3-n12-side", 12, 3, 5, 1),
+    ("sh0-n0", 0, 0, 7, 0, False),
+    ("sh3-n0", 0, 3, 7, 0, False),
+    ("sh0-n1", 1, 0, 7, 0, False),
+    ("sh3-n1", 1, 3, 7, 0, False),
+    ("sh0-n40", 40, 0, 7, 0, False),
+    ("sh3-n12", 12, 3, 5, 0, False),
+    ("sh0-n40-side", 40, 0, 7, 2, False),
+    ("sh3-n12-side", 12, 3, 5, 1, False),
+    ("sh1-n60-classes", 60, 1, 2, 0, True),
 ]
 SIDE_SIZE = 32  # render size of the side-information views (pixels)
 SIDE_SCALE = 8
@@ -182,10 +183,10 @@ def expected_side(data: bytes) -> dict[str, Any]:
 
 def valid_files() -> dict[str, bytes]:
     out = {}
-    for name, n, degree, quality, views in SCENES:
+    for name, n, degree, quality, views, classes in SCENES:
         g = make_scene(n, sh_degree=degree, seed=100 + n + degree)
         out[name] = gscodec.encode(g, quality=quality, views=views, sideinfo_size=SIDE_SIZE,
-                                   sideinfo_scale=SIDE_SCALE, backend="cpu")
+                                   sideinfo_scale=SIDE_SCALE, backend="cpu", importance=classes)
     return out
 
 
@@ -327,6 +328,12 @@ def invalid_files(v: dict[str, bytes]) -> list[tuple[str, bytes, str, str, str]]
                    posn_payload + b"\x01\x00\x00\x00" if x.kind == "POSN" else x.payload)
             for x in s]),
          "ContainerError", "corrupt stream: ANS data left over", "5.3"),
+        ("classes-missing", with_streams(v["sh1-n60-classes"],
+                                         lambda s: [x for x in s if x.kind != "IMPC"]),
+         "ContainerError", "bad metadata: per-class steps without an IMPC stream", "5.7"),
+        ("class-parts-mismatch", with_meta(v["sh1-n60-classes"], lambda m: m["streams"]["SHDC"]
+                                           .update(sizes=[0] * len(m["streams"]["SHDC"]["sizes"]))),
+         "ContainerError", "corrupt stream: class parts do not match the payload", "5.7"),
     ]
 
 
@@ -346,7 +353,7 @@ def build(out: Path) -> list[dict[str, Any]]:
         (out / sub).mkdir(parents=True, exist_ok=True)
         for old in (out / sub).iterdir():
             old.unlink()
-    for name, n, degree, quality, views in SCENES:
+    for name, n, degree, quality, views, classes in SCENES:
         data = v[name]
         (out / "valid" / f"{name}.gsz").write_bytes(data)
         base_name = name.removesuffix("-side")
@@ -354,7 +361,8 @@ def build(out: Path) -> list[dict[str, Any]]:
             "file": f"valid/{name}.gsz", "valid": True,
             "expected": f"expected/{base_name}.json",
             "description": f"{n} Gaussians, SH degree {degree}, quality {quality}"
-                           + (f", side information at {views} views" if views else ""),
+                           + (f", side information at {views} views" if views else "")
+                           + (", importance classes (6.1a, 5.7)" if classes else ""),
         }
         if views:
             side = expected_side(data)
