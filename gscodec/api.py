@@ -470,6 +470,21 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any]) -> dict[str, A
     return cells
 
 
+def _table_bytes(payload: bytes, meta: Any) -> int | None:
+    """Bytes of a channel-coded payload spent on probability tables (each part's, for a stream
+    with per-class steps); None where the payload does not parse that far."""
+    sizes = meta.get("sizes") if isinstance(meta, dict) and "mult" in meta else [len(payload)]
+    if not isinstance(sizes, list) or not all(isinstance(v, int) and v >= 0 for v in sizes):
+        return None
+    total, pos = 0, 0
+    for size in sizes:
+        if size < 4 or pos + size > len(payload):
+            return None
+        total += 4 + struct.unpack_from("<I", payload, pos)[0]
+        pos += size
+    return total
+
+
 def inspect(
     data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
     *,
@@ -481,10 +496,11 @@ def inspect(
     container, meta, n, degree = _header(data, limits)
     per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
     rows = []
+    stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
     for s in container.streams:
         tables = None
-        if s.kind in ATTRIBUTE_OF_KIND and len(s.payload) >= 4:
-            tables = 4 + struct.unpack_from("<I", s.payload, 0)[0]
+        if s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind:
+            tables = _table_bytes(s.payload, stream_meta.get(s.kind))
         rows.append({
             "stream": s.kind,
             "attribute": ATTRIBUTE_OF_KIND.get(s.kind, OTHER_STREAMS.get(s.kind)),

@@ -33,11 +33,12 @@ def test_classes_are_quantiles_of_the_sensitivity():
 def test_class_steps_follow_the_inverse_square_root_and_keep_the_estimated_error():
     cls = np.repeat(np.arange(4), 100)
     w = np.repeat([1 / 16, 1 / 4, 1.0, 4.0], 100)
-    factor, mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0)
-    # step ratio to the most sensitive class: sqrt(4 / w) -> 8, 4, 2, 1 (capped at 6)
-    assert mults == [12, 8, 4, 2]
-    err = sum(w[cls == k].sum() * (factor * m) ** 2 for k, m in enumerate(mults))
-    assert err == pytest.approx(w.sum())
+    for ratio in (1.0, 0.5):
+        factor, mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0, error_ratio=ratio)
+        # step ratio to the most sensitive class: sqrt(4 / w) -> 8, 4, 2, 1 (capped at 6)
+        assert mults == [12, 8, 4, 2]
+        err = sum(w[cls == k].sum() * (factor * m) ** 2 for k, m in enumerate(mults))
+        assert err == pytest.approx(ratio * w.sum())
     # nothing seen at all: uniform half-steps
     assert adaptive.class_steps(np.zeros(400), cls, 4) == (0.5, [2, 2, 2, 2])
 

@@ -41,6 +41,22 @@ def test_encode_decode_report_with_default_names(ply_path, scene_sh3):
     assert _digest(ply_path) == before  # the input is never modified
 
 
+def test_importance_switch(ply_path, tmp_path):
+    # the fixture scene has 6000 Gaussians: classes by default at quality 3, not with the switch
+    kinds = {}
+    for flag in ("--importance", "--no-importance"):
+        out = tmp_path / f"{flag}.gsz"
+        r = run("encode", str(ply_path), "-o", str(out), "-q", "3", "--views", "0", flag)
+        assert r.exit_code == 0, r.output
+        kinds[flag] = [s["stream"] for s in gscodec.inspect(out)["streams"]]
+    assert "IMPC" in kinds["--importance"] and "IMPC" not in kinds["--no-importance"]
+    r = run("bitrate", "report", str(tmp_path / "--importance.gsz"))
+    assert r.exit_code == 0 and "IMPC" in r.output and "importance" in r.output
+    rows = {row["stream"]: row for row in gscodec.inspect(tmp_path / "--importance.gsz")["streams"]}
+    # per-class streams hold one table blob per class
+    assert rows["IMPC"]["table_bytes"] > 0 and rows["ROTN"]["table_bytes"] > 4 * 4
+
+
 def test_quiet_prints_nothing(ply_path, tmp_path):
     r = run("encode", str(ply_path), "-o", str(tmp_path / "x.gsz"), "--quiet", "--views", "0")
     assert r.exit_code == 0 and r.output == ""
