@@ -235,7 +235,7 @@ def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str
     cams = encoder_views(arrays["means"], IMPORTANCE_VIEWS, IMPORTANCE_SIZE)
     sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
     k = adaptive.DEFAULT_CLASSES
-    classes = adaptive.classes(sens, k)
+    classes = adaptive.classes(sens)
     return classes, {name: adaptive.class_steps(j, classes, k) for name, j in sens.items()}
 
 

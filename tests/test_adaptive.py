@@ -23,8 +23,9 @@ PARAMS = preset(3)
 def test_classes_are_quantiles_of_the_sensitivity():
     rng = np.random.default_rng(0)
     j = rng.lognormal(size=4000)
-    cls = adaptive.classes({"a": j, "b": 2 * j}, 4)
+    cls = adaptive.classes({"a": j, "b": 2 * j}, (0.25, 0.5, 0.75))
     assert np.bincount(cls).tolist() == [1000] * 4
+    assert np.bincount(adaptive.classes({"a": j})).tolist() == [2000, 1000, 600, 400]
     # higher class = more sensitive
     means = [j[cls == k].mean() for k in range(4)]
     assert means == sorted(means)
@@ -35,7 +36,7 @@ def test_class_steps_follow_the_inverse_square_root_and_keep_the_estimated_error
     w = np.repeat([1 / 16, 1 / 4, 1.0, 4.0], 100)
     for ratio in (1.0, 0.5):
         factor, mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0, error_ratio=ratio)
-        # step ratio to the most sensitive class: sqrt(4 / w) -> 8, 4, 2, 1 (capped at 6)
+        # step ratio to the most sensitive class: sqrt(4 / w) -> 8, 4, 2, 1 (capped at 6 here)
         assert mults == [12, 8, 4, 2]
         err = sum(w[cls == k].sum() * (factor * m) ** 2 for k, m in enumerate(mults))
         assert err == pytest.approx(ratio * w.sum())
