@@ -356,7 +356,8 @@ def decode(
         g = _refine_decoded(g, side.payload if has_side else None, stream_meta, steps, device,
                             backend, report, limits,
                             prior=use_prior, extra_views=extra_views if use_prior else 0,
-                            quality=quality if isinstance(quality, int) else 0)
+                            quality=quality if isinstance(quality, int) else 0,
+                            classes=features.get("imp"))
     return g
 
 
@@ -399,7 +400,8 @@ def default_steps(device: str, n: int = 0) -> int:
 def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, Any],
                     steps: int | None, device: str, backend: str, report: Progress,
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
-                    extra_views: int = 0, quality: int = 0) -> Gaussians:
+                    extra_views: int = 0, quality: int = 0,
+                    classes: np.ndarray | None = None) -> Gaussians:
     import torch
 
     from . import sideinfo
@@ -430,31 +432,38 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
         cams, targets = si.cameras, sideinfo.targets(g, si, backend=backend, device=device)
     pool = si.scale if si is not None else 1
     result = refine(g, cams, targets, RefineConfig(steps=n_steps, pool=pool), backend=backend,
-                    device=device, cells=quantization_cells(g, stream_meta),
+                    device=device, cells=quantization_cells(g, stream_meta, classes),
                     progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
     return result.gaussians
 
 
-def quantization_cells(g: Gaussians, stream_meta: dict[str, Any]) -> dict[str, Any]:
+def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
+                       classes: np.ndarray | None = None) -> dict[str, Any]:
     """For each parameter group of decoded Gaussians, the (low, high) bounds of the quantization
     cell each value came from (torch tensors): refinement may move values within them only.
-    Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely)."""
+    Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely).
+    ``classes`` (the decoded importance classes) widens the cells of streams with per-class
+    steps by each row's multiplier."""
     import torch
 
     from .codec.attributes import _band_of
     from .gaussians import SH_C0
 
-    def box(values: np.ndarray, half: Any) -> tuple[Any, Any]:
+    def box(values: np.ndarray, half: Any, kind: str | None = None) -> tuple[Any, Any]:
+        half = np.asarray(half, np.float64)
+        if kind is not None and "mult" in stream_meta[kind] and classes is not None:
+            mult = np.asarray(stream_meta[kind]["mult"], np.float64)[classes]
+            half = half * mult.reshape((-1,) + (1,) * (values.ndim - 1))
         t = torch.from_numpy(np.ascontiguousarray(values, np.float32))
-        h = torch.as_tensor(np.asarray(half, np.float32))
+        h = torch.as_tensor(half.astype(np.float32))
         return t - h, t + h
 
     pos = stream_meta["POSN"]["step"] / 2
     cells = {
         "means": box(g.means, pos),
-        "log_scales": box(g.log_scales, stream_meta["SCAL"]["step"] / 2),
-        "quats": box(g.quats, stream_meta["ROTN"]["step"] / 2),
-        "sh_dc": box(g.sh[:, :1], stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2),
+        "log_scales": box(g.log_scales, stream_meta["SCAL"]["step"] / 2, "SCAL"),
+        "quats": box(g.quats, stream_meta["ROTN"]["step"] / 2, "ROTN"),
+        "sh_dc": box(g.sh[:, :1], stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2, "SHDC"),
     }
     levels = stream_meta["OPAC"]["levels"]
     alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
@@ -466,7 +475,7 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any]) -> dict[str, A
         bands = stream_meta["SHRS"]["steps"]
         k = g.sh.shape[1] - 1
         half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(k)])
-        cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None])
+        cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None], "SHRS")
     return cells
 
 

@@ -151,3 +151,29 @@ def test_encoder_codes_importance_classes_when_asked():
     # small scenes are coded without classes by default
     default, _ = encode_with_order(g, 3)
     assert "IMPC" not in [s.kind for s in read_container(default).streams]
+
+
+def test_refinement_cells_widen_with_the_class_step():
+    from gscodec.api import quantization_cells
+
+    g = make_scene(1500, sh_degree=1, seed=5)
+    data, order = encode_with_order(g, 2, importance=True)
+    container = read_container(data)
+    meta = decode_meta(container.streams[0].payload)["streams"]
+    n = g.n
+    pos = REGISTRY["means"].decode(container.get("POSN").payload, meta["POSN"], n, {})
+    classes = ImportanceCodec().decode(container.get("IMPC").payload, meta["IMPC"], n,
+                                       pos.features).values
+    dec = gscodec.decode(data, refine=False)
+    ref = g.take(order)
+    cells = quantization_cells(dec, meta, classes)
+    narrow = quantization_cells(dec, meta)
+    # every original DC colour and SH coefficient lies in its cell (the scales may have been
+    # reordered by the canonical form, so they are not compared)
+    for name, values in (("sh_dc", ref.sh[:, :1]), ("sh_rest", ref.sh[:, 1:])):
+        lo, hi = cells[name]
+        assert (values >= lo.numpy() - 1e-5).all() and (values <= hi.numpy() + 1e-5).all()
+    mult = np.asarray(meta["SHDC"]["mult"])[classes]
+    width = (cells["sh_dc"][1] - cells["sh_dc"][0]).numpy()[:, 0, 0]
+    narrow_width = (narrow["sh_dc"][1] - narrow["sh_dc"][0]).numpy()[:, 0, 0]
+    np.testing.assert_allclose(width, narrow_width * mult, rtol=1e-4)
