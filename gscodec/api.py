@@ -236,7 +236,8 @@ def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str
     sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
     k = adaptive.DEFAULT_CLASSES
     classes = adaptive.classes(sens)
-    return classes, {name: adaptive.class_steps(j, classes, k) for name, j in sens.items()}
+    return classes, {name: adaptive.class_steps(sens[name], classes, k)
+                     for name in adaptive.ADAPTED if name in sens}
 
 
 def encode(

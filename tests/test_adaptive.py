@@ -141,8 +141,9 @@ def test_encoder_codes_importance_classes_when_asked():
     assert kinds.index("IMPC") == kinds.index("POSN") + 1
     container = read_container(data)
     meta = decode_meta(container.streams[0].payload)["streams"]
-    for kind in ("SCAL", "ROTN", "SHDC", "SHRS"):
+    for kind in ("SCAL", "ROTN", "SHDC"):
         assert len(meta[kind]["mult"]) == adaptive.DEFAULT_CLASSES
+    assert "mult" not in meta["SHRS"]  # allowed by the format, not used (codec.adaptive.ADAPTED)
     dec = gscodec.decode(data, refine=False)
     ref = g.take(order)
     # coarser steps never reach the geometry: positions are coded as before
