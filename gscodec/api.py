@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .cameras import encoder_views
 from .codec import adaptive
 from .codec.attributes import REGISTRY, ImportanceCodec, RowView, morton_order
 from .codec.canonical import canonicalize
@@ -31,7 +32,6 @@ from .formats.gsz import (
     write_container,
 )
 from .formats.ply import read_ply_arrays, write_ply_arrays
-from .cameras import encoder_views
 from .gaussians import Gaussians
 
 Progress = Callable[[int, int, str], None]

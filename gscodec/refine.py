@@ -18,7 +18,6 @@ renders of the original scene.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 

@@ -16,6 +16,7 @@ quantized integers and deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ import numpy as np
 from ..formats.errors import ContainerError
 from ..gaussians import SH_C0
 from . import morton
+from .adaptive import MAX_CLASSES, MAX_MULT
 from .channels import GroupSpec, decode_group, encode_group
 from .entropy import (
     AnsEncoder,
@@ -35,7 +37,6 @@ from .entropy import (
     table_from_counts,
     write_table,
 )
-from .adaptive import MAX_CLASSES, MAX_MULT
 from .meta import get_float, get_float_list, get_int, get_int_list, get_str
 from .payload import Unpacked, pack
 from .quality import QualityParams, robust_diagonal
@@ -196,7 +197,6 @@ def decode_matrix(
     return X
 
 
-
 # ---------------------------------------------------------------------------------------------
 # importance classes (codec.adaptive): one coded part per class, steps unit * mult[class]
 
@@ -213,28 +213,44 @@ def _rows_of(features: Features, rows: np.ndarray) -> Features:
 
 
 def encode_classes(
-    values: np.ndarray | RowView, unit: float | np.ndarray, offset: float | np.ndarray,
-    mults: list[int], spec: GroupSpec, features: Features, *, allow_palette: bool = False,
-) -> tuple[bytes, dict[str, Any], np.ndarray]:
-    """Quantize the rows of class c with step ``unit * mults[c]`` (and ``offset``) and code each
-    class as its own matrix (its Gaussians in Morton order, the features restricted to them).
-    Returns the payload (the parts one after the other), the metadata and the integers of every
-    row in units of ``unit`` (int64 [C, N])."""
-    cls = np.asarray(features["imp"], np.int64)
-    rows = _class_rows(cls, len(mults))
-    payloads, parts = [], []
-    n = values.shape[0]
-    c = int(np.prod(values.shape[1:]))
-    common = np.zeros((c, n), np.int64)
+    quantize: Callable[[np.ndarray, int], np.ndarray], mults: list[int], spec: GroupSpec,
+    features: Features, *, allow_palette: bool = False,
+) -> tuple[bytes, dict[str, Any], list[np.ndarray], list[np.ndarray]]:
+    """Code each importance class as its own matrix ``quantize(rows, mults[c])`` (the class's
+    Gaussians in Morton order, the features restricted to them). Returns the payload (the parts
+    one after the other), the metadata, and each class's rows and integer matrix."""
+    rows = _class_rows(np.asarray(features["imp"], np.int64), len(mults))
+    payloads, parts, matrices = [], [], []
     for r, m in zip(rows, mults, strict=True):
-        sub = RowView(values.array, values.order[r]) if isinstance(values, RowView) else values[r]
-        X = _quantize(sub, np.asarray(unit, np.float64) * m, offset)
+        X = quantize(r, m)
         payload, meta = encode_matrix(X, spec, _rows_of(features, r), allow_palette=allow_palette)
         payloads.append(payload)
         parts.append(meta)
-        common[:, r] = X.astype(np.int64) * m
+        matrices.append(X)
     meta = {"mult": [int(m) for m in mults], "sizes": [len(p) for p in payloads], "parts": parts}
-    return b"".join(payloads), meta, common
+    return b"".join(payloads), meta, rows, matrices
+
+
+def _class_quantizer(values: np.ndarray | RowView, unit: float | np.ndarray,
+                     offset: float | np.ndarray = 0.0) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``quantize(rows, mult)`` for :func:`encode_classes`: those rows of ``values`` with step
+    ``unit * mult``."""
+
+    def quantize(rows: np.ndarray, mult: int) -> np.ndarray:
+        sub = (RowView(values.array, values.order[rows]) if isinstance(values, RowView)
+               else values[rows])
+        return _quantize(sub, np.asarray(unit, np.float64) * mult, offset)
+
+    return quantize
+
+
+def _in_units(rows: list[np.ndarray], mults: list[int], matrices: list[np.ndarray],
+              n: int) -> np.ndarray:
+    """Every row's integers in units of the finest step (int64 [C, n])."""
+    out = np.zeros((matrices[0].shape[0] if matrices else 0, n), np.int64)
+    for r, m, X in zip(rows, mults, matrices, strict=True):
+        out[:, r] = X.astype(np.int64) * m
+    return out
 
 
 def decode_classes(
@@ -283,7 +299,6 @@ class ImportanceCodec:
         if n and (int(X.min()) < 0 or int(X.max()) >= k):
             raise ContainerError("corrupt stream: importance class out of range")
         return Decoded(X[0], {"imp": X[0].astype(np.int64)})
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,8 +437,9 @@ class LogScaleCodec:
                   if values.shape[0] else np.zeros(3, np.float32))
         if adapt is not None:
             step *= adapt[0]
-            payload, meta, X = encode_classes(values, step, -origin.astype(np.float64),
-                                              adapt[1], self.SPEC, features)
+            quantize = _class_quantizer(values, step, -origin.astype(np.float64))
+            payload, meta, rows, parts = encode_classes(quantize, adapt[1], self.SPEC, features)
+            X = _in_units(rows, adapt[1], parts, values.shape[0])
         else:
             X = _quantize(values, step, offset=-origin.astype(np.float64))
             payload, meta = encode_matrix(X, self.SPEC, features)
@@ -445,10 +461,9 @@ class LogScaleCodec:
         if "mult" in meta:
             rows, mults, parts = decode_classes(payload, meta, n, 3, self.SPEC, features)
             values = np.empty((n, 3), np.float32)
-            X = np.empty((3, n), np.int64)
             for r, m, Xc in zip(rows, mults, parts, strict=True):
                 values[r] = _dequantize(Xc, step * m, offset=-origin)
-                X[:, r] = Xc.astype(np.int64) * m
+            X = _in_units(rows, mults, parts, n)
         else:
             X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
             values = _dequantize(X, step, offset=-origin)
@@ -484,10 +499,15 @@ class RotationCodec:
         rest = np.take_along_axis(q, _OTHERS[idx], axis=1)
         step = params.rotation_step
         if adapt is not None:
-            # per class: the index as channel 0, the components with that class's step
             step *= adapt[0]
-            both = np.concatenate([idx[:, None].astype(np.float64), rest], axis=1)
-            payload, meta = self._encode_classes(both, step, adapt[1], features)
+
+            def quantize(r: np.ndarray, mult: int) -> np.ndarray:
+                X = np.empty((4, r.size), np.int32)
+                X[0] = idx[r]
+                X[1:] = _quantize(rest[r], step * mult)
+                return X
+
+            payload, meta, _, _ = encode_classes(quantize, adapt[1], self.SPEC, features)
         else:
             X = np.empty((4, q.shape[0]), np.int32)
             X[0] = idx
@@ -495,22 +515,6 @@ class RotationCodec:
             payload, meta = encode_matrix(X, self.SPEC, features)
         meta["step"] = step
         return Encoded(payload, meta)
-
-    def _encode_classes(self, both: np.ndarray, step: float, mults: list[int],
-                        features: Features) -> tuple[bytes, dict[str, Any]]:
-        cls = np.asarray(features["imp"], np.int64)
-        rows = _class_rows(cls, len(mults))
-        payloads, parts = [], []
-        for r, m in zip(rows, mults, strict=True):
-            X = np.empty((4, r.size), np.int32)
-            X[0] = both[r, 0]
-            X[1:] = _quantize(both[r, 1:], step * m)
-            payload, meta = encode_matrix(X, self.SPEC, _rows_of(features, r))
-            payloads.append(payload)
-            parts.append(meta)
-        meta = {"mult": [int(m) for m in mults], "sizes": [len(p) for p in payloads],
-                "parts": parts}
-        return b"".join(payloads), meta
 
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
         step = get_float(meta, "step", 1e-9, 1.0)
@@ -586,8 +590,8 @@ class ShDcCodec:
         dc_step = params.dc_step * (1.0 if adapt is None else adapt[0])
         step = dc_step / 255.0 / SH_C0
         if adapt is not None:
-            payload, meta, _ = encode_classes(values, step, 0.5 / SH_C0, adapt[1], self.SPEC,
-                                              features)
+            payload, meta, _, _ = encode_classes(_class_quantizer(values, step, 0.5 / SH_C0),
+                                                 adapt[1], self.SPEC, features)
         else:
             X = _quantize(values, step, offset=0.5 / SH_C0)
             payload, meta = encode_matrix(X, self.SPEC, features)
@@ -638,8 +642,8 @@ class ShRestCodec:
         bands = [b * (1.0 if adapt is None else adapt[0]) for b in params.sh_rest_steps]
         steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(k)], 3)
         if adapt is not None:
-            payload, meta, _ = encode_classes(values, steps, 0.0, adapt[1], _sh_rest_spec(k),
-                                              features, allow_palette=True)
+            payload, meta, _, _ = encode_classes(_class_quantizer(values, steps), adapt[1],
+                                                 _sh_rest_spec(k), features, allow_palette=True)
         else:
             X = _quantize(values, steps)
             payload, meta = encode_matrix(X, _sh_rest_spec(k), features, allow_palette=True)
