@@ -62,7 +62,11 @@ were kept no coarser than 0.03, 1/5 and 85 levels although the 256 px sweeps all
 on small renders. Presets 6-10 keep every attribute within the errors of 8-bit formats such as
 SPZ (6 for scenes about 1 unit across, 7 for larger ones), then finer; no step grows from one
 preset to the next. Non-integer colour steps avoid aliasing with 8-bit source colours; opacity
-levels are 85 (a divisor of 255) or multiples of 255, so 8-bit alphas stay on the grid."""
+levels are 85 (a divisor of 255) or multiples of 255, so 8-bit alphas stay on the grid.
+
+At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
+steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of
+the uniform steps listed here with fewer bytes."""
 
 MIN_QUALITY = 1
 MAX_QUALITY = 10
