@@ -92,6 +92,8 @@ def test_per_class_stream_needs_the_classes():
     bad = dict(out.meta, sizes=[len(out.payload) - 1])
     with pytest.raises(ContainerError, match="class parts"):
         REGISTRY["sh_dc"].decode(out.payload, bad, 500, feats)
+    with pytest.raises(ContainerError, match="must be an object"):
+        REGISTRY["sh_dc"].decode(out.payload, dict(out.meta, parts=[7]), 500, feats)
 
 
 def test_importance_codec_round_trip_and_range_check():

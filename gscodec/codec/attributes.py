@@ -177,6 +177,8 @@ def decode_matrix(
     payload: bytes, meta: dict[str, Any], n: int, n_channels: int, spec: GroupSpec,
     features: Features,
 ) -> np.ndarray:
+    if not isinstance(meta, dict):
+        raise ContainerError("bad metadata: a matrix description must be an object")
     mode = get_str(meta, "mode", ("direct", "palette"))
     unpacked = Unpacked(payload)
     if mode == "direct":
