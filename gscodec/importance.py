@@ -25,9 +25,7 @@ import torch
 
 from .cameras import Camera
 from .gaussians import Gaussians
-from .render import render
-
-ATTRIBUTES = ("log_scales", "quats", "sh_dc", "sh_rest")
+from .render import deterministic, render
 
 
 def sensitivities(
@@ -41,15 +39,9 @@ def sensitivities(
     """``{attribute: J [N] float64}`` for the log-scales, rotations (the three components other
     than the largest, as the rotation codec sends them), DC colour and, for SH degree > 0, the
     higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not)."""
-    # the CPU rasterizer's backward scatters with index_add, whose multithreaded sums vary
-    # between runs at the last bit; the deterministic kernels make the classes (and the file)
-    # the same on every run (warn only: gsplat's CUDA kernels are what they are)
-    was = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    # deterministic kernels: the same classes, and so the same file, on every run
+    with deterministic(warn_only=True):
         return _sensitivities(gaussians, cameras, probes, seed, backend)
-    finally:
-        torch.use_deterministic_algorithms(was)
 
 
 def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int, seed: int,
@@ -62,7 +54,7 @@ def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int,
         for k in ("means", "quats", "log_scales", "opacity_logits")
     }
     sh = torch.tensor(np.asarray(arrays["sh"], np.float32), requires_grad=True)
-    acc = {k: torch.zeros(n, dtype=torch.float64) for k in ("log_scales", "quats", "sh")}
+    acc = {k: torch.zeros(n, dtype=torch.float64) for k in ("log_scales", "quats")}
     acc_sh = torch.zeros(n, sh.shape[1], dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
     quats = np.asarray(arrays["quats"], np.float64)

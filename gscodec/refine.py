@@ -25,7 +25,7 @@ import torch
 
 from .cameras import Camera
 from .gaussians import Gaussians
-from .render import render
+from .render import deterministic, render
 
 PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
@@ -109,14 +109,9 @@ def refine(
         raise ValueError("need one target image per camera, and at least one camera")
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r}")
-    # scatter-adds in the backward pass sum in thread order unless torch is told otherwise
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
+    with deterministic():
         return _refine(gaussians, cameras, targets, cfg, backend, torch.device(device), progress,
                        cells or {})
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
 
 
 def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[torch.Tensor],

@@ -282,6 +282,41 @@ def decode_classes(
     return rows, mults, out
 
 
+def _encode_values(
+    values: np.ndarray | RowView, step: float | np.ndarray, offset: float | np.ndarray,
+    mults: list[int] | None, spec: GroupSpec, features: Features, *,
+    allow_palette: bool = False, units: bool = False,
+) -> tuple[bytes, dict[str, Any], np.ndarray | None]:
+    """Quantize ``values`` with ``step`` and ``offset`` (with ``mults``: ``step * mults[c]`` for
+    the rows of class c) and code them. Returns the payload, the metadata and, with ``units``
+    (or without classes, where it costs nothing), the integers in units of ``step``."""
+    if mults is None:
+        X = _quantize(values, step, offset)
+        payload, meta = encode_matrix(X, spec, features, allow_palette=allow_palette)
+        return payload, meta, X
+    payload, meta, rows, parts = encode_classes(_class_quantizer(values, step, offset), mults,
+                                                spec, features, allow_palette=allow_palette)
+    return payload, meta, _in_units(rows, mults, parts, values.shape[0]) if units else None
+
+
+def _decode_values(
+    payload: bytes, meta: dict[str, Any], n: int, n_channels: int, spec: GroupSpec,
+    features: Features, step: float | np.ndarray, offset: float | np.ndarray = 0.0,
+    scale: float = 1.0, *, units: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inverse of :func:`_encode_values` (uniform or per-class steps, as the metadata says):
+    ``[n, n_channels]`` float32 values and, with ``units`` or without classes, the integers in
+    units of ``step``."""
+    if "mult" not in meta:
+        X = decode_matrix(payload, meta, n, n_channels, spec, features)
+        return _dequantize(X, step, offset, scale), X
+    rows, mults, parts = decode_classes(payload, meta, n, n_channels, spec, features)
+    values = np.empty((n, n_channels), np.float32)
+    for r, m, Xc in zip(rows, mults, parts, strict=True):
+        values[r] = _dequantize(Xc, np.asarray(step, np.float64) * m, offset, scale)
+    return values, _in_units(rows, mults, parts, n) if units else None
+
+
 class ImportanceCodec:
     """Importance classes (codec.adaptive): one integer 0..k-1 per Gaussian, coded after the
     positions; later attributes may use a quantizer step per class."""
@@ -439,12 +474,10 @@ class LogScaleCodec:
                   if values.shape[0] else np.zeros(3, np.float32))
         if adapt is not None:
             step *= adapt[0]
-            quantize = _class_quantizer(values, step, -origin.astype(np.float64))
-            payload, meta, rows, parts = encode_classes(quantize, adapt[1], self.SPEC, features)
-            X = _in_units(rows, adapt[1], parts, values.shape[0])
-        else:
-            X = _quantize(values, step, offset=-origin.astype(np.float64))
-            payload, meta = encode_matrix(X, self.SPEC, features)
+        payload, meta, X = _encode_values(values, step, -origin.astype(np.float64),
+                                          None if adapt is None else adapt[1], self.SPEC,
+                                          features, units=True)
+        assert X is not None
         meta["step"] = step
         meta["origin"] = [float(v) for v in origin]
         return Encoded(payload, meta, self._features(X, step, origin))
@@ -460,15 +493,9 @@ class LogScaleCodec:
         origin = np.asarray(get_float_list(meta, "origin", 3), np.float64)
         if np.abs(origin).max() > 1e6:
             raise ContainerError("bad metadata: SCAL origin out of range")
-        if "mult" in meta:
-            rows, mults, parts = decode_classes(payload, meta, n, 3, self.SPEC, features)
-            values = np.empty((n, 3), np.float32)
-            for r, m, Xc in zip(rows, mults, parts, strict=True):
-                values[r] = _dequantize(Xc, step * m, offset=-origin)
-            X = _in_units(rows, mults, parts, n)
-        else:
-            X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
-            values = _dequantize(X, step, offset=-origin)
+        values, X = _decode_values(payload, meta, n, 3, self.SPEC, features, step, -origin,
+                                   units=True)
+        assert X is not None
         return Decoded(_finite(values, "scales"), self._features(X, step, origin))
 
 
@@ -591,25 +618,15 @@ class ShDcCodec:
                adapt: Adapt | None = None) -> Encoded:
         dc_step = params.dc_step * (1.0 if adapt is None else adapt[0])
         step = dc_step / 255.0 / SH_C0
-        if adapt is not None:
-            payload, meta, _, _ = encode_classes(_class_quantizer(values, step, 0.5 / SH_C0),
-                                                 adapt[1], self.SPEC, features)
-        else:
-            X = _quantize(values, step, offset=0.5 / SH_C0)
-            payload, meta = encode_matrix(X, self.SPEC, features)
+        payload, meta, _ = _encode_values(values, step, 0.5 / SH_C0,
+                                          None if adapt is None else adapt[1], self.SPEC,
+                                          features)
         meta["step"] = dc_step
         return Encoded(payload, meta)
 
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
         step = get_float(meta, "step", 1e-6, 1e6) / 255.0
-        if "mult" in meta:
-            rows, mults, parts = decode_classes(payload, meta, n, 3, self.SPEC, features)
-            values = np.empty((n, 3), np.float32)
-            for r, m, Xc in zip(rows, mults, parts, strict=True):
-                values[r] = _dequantize(Xc, step * m, offset=0.5, scale=SH_C0)
-        else:
-            X = decode_matrix(payload, meta, n, 3, self.SPEC, features)
-            values = _dequantize(X, step, offset=0.5, scale=SH_C0)
+        values, _ = _decode_values(payload, meta, n, 3, self.SPEC, features, step, 0.5, SH_C0)
         return Decoded(_finite(values, "colours"))
 
 
@@ -643,12 +660,8 @@ class ShRestCodec:
         k = values.shape[1]
         bands = [b * (1.0 if adapt is None else adapt[0]) for b in params.sh_rest_steps]
         steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(k)], 3)
-        if adapt is not None:
-            payload, meta, _, _ = encode_classes(_class_quantizer(values, steps), adapt[1],
-                                                 _sh_rest_spec(k), features, allow_palette=True)
-        else:
-            X = _quantize(values, steps)
-            payload, meta = encode_matrix(X, _sh_rest_spec(k), features, allow_palette=True)
+        payload, meta, _ = _encode_values(values, steps, 0.0, None if adapt is None else adapt[1],
+                                          _sh_rest_spec(k), features, allow_palette=True)
         meta["steps"] = bands
         meta["coeffs"] = k
         return Encoded(payload, meta)
@@ -659,15 +672,8 @@ class ShRestCodec:
         if min(bands) <= 0:
             raise ContainerError("bad metadata: SH steps must be positive")
         steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(n_coeffs)], 3)
-        spec = _sh_rest_spec(n_coeffs)
-        if "mult" in meta:
-            rows, mults, parts = decode_classes(payload, meta, n, n_coeffs * 3, spec, features)
-            flat = np.empty((n, n_coeffs * 3), np.float32)
-            for r, m, Xc in zip(rows, mults, parts, strict=True):
-                flat[r] = _dequantize(Xc, steps * m)
-        else:
-            flat = _dequantize(decode_matrix(payload, meta, n, n_coeffs * 3, spec, features),
-                               steps)
+        flat, _ = _decode_values(payload, meta, n, n_coeffs * 3, _sh_rest_spec(n_coeffs),
+                                 features, steps)
         values = flat.reshape(n, n_coeffs, 3)
         return Decoded(_finite(values, "SH coefficients"))
 

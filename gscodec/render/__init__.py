@@ -3,6 +3,8 @@ backend behind one function, :func:`render`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,21 @@ class RenderResult:
 
     image: torch.Tensor
     alpha: torch.Tensor
+
+
+@contextmanager
+def deterministic(warn_only: bool = False) -> Iterator[None]:
+    """Run the body with torch's deterministic kernels: the CPU rasterizer's backward scatters
+    with ``index_add``, whose multithreaded sums otherwise vary between runs at the last bit.
+    ``warn_only``: ops without a deterministic kernel (gsplat's CUDA ones) warn instead of
+    raising. The previous setting is restored."""
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=warn_only)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
 
 
 def gsplat_available() -> bool:
