@@ -39,8 +39,9 @@ def sensitivities(
     """``{attribute: J [N] float64}`` for the log-scales, rotations (the three components other
     than the largest, as the rotation codec sends them), DC colour and, for SH degree > 0, the
     higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not)."""
-    # deterministic kernels: the same classes, and so the same file, on every run
-    with deterministic(warn_only=True):
+    # deterministic kernels: the same classes, and so the same file, on every run; gradients
+    # on even where the caller encodes under torch.no_grad()
+    with deterministic(warn_only=True), torch.enable_grad():
         return _sensitivities(gaussians, cameras, probes, seed, backend)
 
 

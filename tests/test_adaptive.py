@@ -154,6 +154,13 @@ def test_encoder_codes_importance_classes_when_asked():
     # small scenes are coded without classes by default
     default, _ = encode_with_order(g, 3)
     assert "IMPC" not in [s.kind for s in read_container(default).streams]
+    # the estimate needs gradients, also when the caller encodes under no_grad (the
+    # restoration network's pair maker does)
+    import torch
+
+    with torch.no_grad():
+        again, _ = encode_with_order(g, 3, importance=True)
+    assert again == data
 
 
 def test_refinement_cells_widen_with_the_class_step():
