@@ -1,13 +1,14 @@
 """Ablation of side information + refinement against the plain base layer, at equal total bytes.
 
-    python3 benchmarks/refine.py SCENE.ply [...] [--qualities 1-3] [--views 8] [--side-size 256]
+    python3 benchmarks/refine.py SCENE.ply [...] [--qualities 1-3] [--views K] [--side-size 256]
                                  [--scale 4] [--step 1.0] [--steps 100] [--eval-views 6]
                                  [--eval-size 256] [--out benchmarks/results] [--name refine]
 
 For each scene and preset: the base layer alone (bytes, PSNR/SSIM on the evaluation views, which
 the codec never sees), and base + side information + refinement (bytes including the SIDE
 stream, PSNR/SSIM after ``--steps`` refinement steps, decode seconds, device); with
-``--configs`` also the learned prior with side information (full method) and without it.
+``--configs`` also the learned prior with side information (full method; ``full-extra`` adds
+``--extra-views`` views restored without residual) and without it (``prior``: extra views only).
 "At equal total bytes" compares the refined PSNR with the base layer's PSNR interpolated at the
 same bytes between presets (linear in log bytes), over all presets of ``--base-qualities``. One
 plot per scene (PSNR against bits per Gaussian, with and without refinement) goes beside the
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 import gscodec
+from gscodec.api import default_views
 from gscodec.cameras import evaluation_views
 from gscodec.metrics import psnr, ssim
 from gscodec.render import render
@@ -63,7 +65,7 @@ def plot(scene: dict[str, Any], path: Path) -> None:
     ax.plot([8 * r["bytes"] / n for r in base], [r["psnr"] for r in base], "o-",
             label="base layer")
     labels = {"side": "+ side info + refinement", "full": "+ side info + prior (full)",
-              "prior": "+ prior, no side info"}
+              "full-extra": "full + extra views", "prior": "+ prior, no side info"}
     for config in dict.fromkeys(r.get("config", "side") for r in scene["refined"]):
         ref = sorted((r for r in scene["refined"] if r.get("config", "side") == config),
                      key=lambda r: r["bytes"])
@@ -87,17 +89,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("scenes", nargs="+", type=Path)
     ap.add_argument("--qualities", type=parse_int_list, default=[1, 2, 3])
     ap.add_argument("--base-qualities", type=parse_int_list, default=list(range(1, 11)))
-    ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--views", type=int, default=None,
+                    help="side-information views (default: the CLI's, gscodec.api.default_views)")
     ap.add_argument("--side-size", type=int, default=256)
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--step", type=float, default=1.0, help="residual step in 1/255 units")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--configs", type=lambda t: t.split(","), default=["side"],
                     help="comma list of: side (side info + refinement, no prior), full (side "
-                         "info + learned prior), prior (learned prior on extra views, no side "
+                         "info + learned prior), full-extra (full + --extra-views restored "
+                         "without residual), prior (learned prior on --extra-views, no side "
                          "info)")
-    ap.add_argument("--extra-views", type=int, default=0,
-                    help="views restored by the prior without side information (full, prior)")
+    ap.add_argument("--extra-views", type=int, default=8,
+                    help="views restored by the prior without side information (full-extra, "
+                         "prior)")
     ap.add_argument("--eval-views", type=int, default=6)
     ap.add_argument("--eval-size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -115,19 +120,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with torch.no_grad():
             ref_imgs = [render(g, c).image.clamp(0, 1) for c in cams]
         curve = []
+        files: dict[tuple[bool, int], bytes] = {}  # "side" and "full" decode the same file
         for q in sorted(set(args.base_qualities) | set(args.qualities)):
-            data = gscodec.encode(g, quality=q, views=0)
+            data = files[False, q] = gscodec.encode(g, quality=q, views=0)
             curve.append({"quality": q, "bytes": len(data), **score(ref_imgs,
                                                                     gscodec.decode(data), cams)})
         rows = []
         for config in args.configs:
-            side = config in ("side", "full")
-            prior = "on" if config in ("full", "prior") else "off"
-            extra = args.extra_views if config in ("full", "prior") else 0
+            side = config in ("side", "full", "full-extra")
+            prior = "on" if config in ("full", "full-extra", "prior") else "off"
+            extra = args.extra_views if config in ("full-extra", "prior") else 0
             for q in args.qualities:
-                data = gscodec.encode(g, quality=q, views=args.views if side else 0,
-                                      sideinfo_size=args.side_size, sideinfo_scale=args.scale,
-                                      sideinfo_step=args.step / 255)
+                if (side, q) not in files:
+                    files[side, q] = gscodec.encode(
+                        g, quality=q, views=(args.views or default_views(g)) if side else 0,
+                        sideinfo_size=args.side_size, sideinfo_scale=args.scale,
+                        sideinfo_step=args.step / 255)
+                data = files[side, q]
                 t0 = time.perf_counter()
                 refined = gscodec.decode(data, steps=args.steps, device=device, prior=prior,
                                          extra_views=extra)

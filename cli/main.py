@@ -229,10 +229,11 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
                    "300,000 Gaussians).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
-@click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="off",
+@click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="auto",
               show_default=True,
-              help="Refinement targets from the learned image prior (on; auto: when its "
-                   "weights ship with the package) or decoded render + coarse residual (off).")
+              help="Refinement targets from the learned image prior (auto: where the file "
+                   "carries the encoder's gains for the shipped network; on: always) or "
+                   "decoded render + coarse residual (off).")
 @click.option("--extra-views", type=click.IntRange(0, 64), default=0, show_default=True,
               help="With the prior: views without side information restored by the network "
                    "alone, added to the refinement targets.")
@@ -281,14 +282,15 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
 
 
 def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str,
-                        limits: Any = None, prior: str = "off", extra_views: int = 0) -> str:
+                        limits: Any = None, prior: str = "auto", extra_views: int = 0) -> str:
     """What decode chose about refinement, for the summary line."""
     from ..api import default_steps, inspect, refinement_plan
     from ..formats.gsz import DEFAULT_LIMITS
 
     info = inspect(path, limits=limits or DEFAULT_LIMITS)
     has_side = any(r["stream"] == "SIDE" for r in info["streams"])
-    refines, use_prior = refinement_plan(has_side, prior, extra_views)
+    refines, use_prior = refinement_plan(has_side, prior, extra_views,
+                                         {"prior": info["side_prior"]})
     if not refines:
         return ""
     if no_refine:

@@ -53,6 +53,9 @@ class RefineConfig:
         "sh_dc": 0.05, "sh_rest": 0.05,
     })
     pool: int = 1  # compare pool x pool block averages of render and target (1: pixels)
+    # with pool > 1: weight of an added pixel-level loss (targets whose detail inside the
+    # blocks is worth matching, e.g. the learned prior's restorations)
+    pixel_weight: float = 0.0
     cell_anchor: float = 1e-4  # squared-u penalty: the cell centre (the decoded value) is likeliest
     # learning-rate schedule over the steps: "constant", or "cosine" (decays to 0, so that the
     # last views seen do not pull the result their way)
@@ -164,6 +167,8 @@ def _refine(gaussians: Gaussians, cameras: Sequence[Camera], targets: Sequence[t
                                                            dim=1))
         image = render(g, cameras[i], backend=backend, device=device).image
         loss = _loss(image, targets[i], cfg.ssim_weight, cfg.pool)
+        if cfg.pool > 1 and cfg.pixel_weight > 0:
+            loss = loss + cfg.pixel_weight * _loss(image, targets[i], cfg.ssim_weight)
         reg = sum(cfg.cell_anchor * (free[k] ** 2).mean() if k in bounds
                   else cfg.anchor[k] * ((free[k] - origin[k]) ** 2).mean()
                   for k in free if free[k].numel())

@@ -32,6 +32,7 @@ MAX_VIEWS = 64
 MAX_SIDE = 4096
 SMALL_ROWS = 1 << 16  # residual pixels allowed whatever the payload size
 MAX_ROWS_PER_BYTE = 64
+PRIOR_ID_LENGTH = 16  # hex digits of the weights' SHA-256 that name them in the SIDE metadata
 
 
 @dataclass
@@ -42,6 +43,10 @@ class SideInfo:
     residuals: list[np.ndarray]
     scale: int
     step: float
+    # the encoder's gains for the learned prior's correction (gscodec.restore.fit_gains):
+    # ``{"weights": first 16 hex digits of the weights' SHA-256, "gain": [without residual,
+    # with residual]}``, or None
+    prior: dict[str, Any] | None = None
 
 
 def compute(original: Gaussians, decoded: Gaussians, views: int, *, scale: int = 4,
@@ -75,6 +80,9 @@ def encode(si: SideInfo) -> tuple[bytes, dict[str, Any]]:
                    "K": [float(c.K[0, 0]), float(c.K[1, 1]), float(c.K[0, 2]), float(c.K[1, 2])],
                    "width": c.width, "height": c.height} for c in si.cameras],
     })
+    if si.prior is not None:
+        meta["prior"] = {"weights": si.prior["weights"],
+                         "gain": [float(g) for g in si.prior["gain"]]}
     return payload, meta
 
 
@@ -113,7 +121,24 @@ def decode(payload: bytes, meta: dict[str, Any], limits: Limits = DEFAULT_LIMITS
         block = X[:, start : start + a * b].T.reshape(a, b, 3)
         residuals.append((block.astype(np.float64) * step).astype(np.float32))
         start += a * b
-    return SideInfo(cams, residuals, scale, step)
+    return SideInfo(cams, residuals, scale, step, _prior_meta(meta))
+
+
+def _prior_meta(meta: dict[str, Any]) -> dict[str, Any] | None:
+    if "prior" not in meta:
+        return None
+    p = meta["prior"]
+    if not isinstance(p, dict):
+        raise ContainerError("bad metadata: SIDE prior must be an object")
+    w = p.get("weights")
+    if not (isinstance(w, str) and len(w) == PRIOR_ID_LENGTH
+            and all(c in "0123456789abcdef" for c in w)):
+        raise ContainerError(f"bad metadata: SIDE prior weights must be {PRIOR_ID_LENGTH} "
+                             "lowercase hex digits")
+    gain = get_float_list(p, "gain", 2, "SIDE prior: ")
+    if not all(0.0 <= g <= 1.0 for g in gain):
+        raise ContainerError("bad metadata: SIDE prior gains must be in [0, 1]")
+    return {"weights": w, "gain": gain}
 
 
 def targets(decoded: Gaussians, si: SideInfo, *, backend: str = "auto",

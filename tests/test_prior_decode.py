@@ -64,3 +64,24 @@ def test_prior_on_without_usable_weights_is_one_clear_error(tmp_path, monkeypatc
     assert r.exit_code == 1 and "restoration weights" in r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "s.decoded.ply").exists()
+
+
+def test_encoder_fits_prior_gains_for_the_shipped_weights():
+    from gscodec.api import refinement_plan
+    from gscodec.restore.pretrained import WEIGHTS_SHA256
+
+    g = make_scene(400, sh_degree=0, seed=8)
+    data = gscodec.encode(g, quality=1, **OPTIONS)
+    p = gscodec.inspect(data)["side_prior"]
+    assert p["weights"] == WEIGHTS_SHA256[:16] and len(p["gain"]) == 2
+    assert all(0 <= x <= 1 and (x * 64) == int(x * 64) for x in p["gain"])
+    # "auto" uses the prior for files with gains for the shipped weights, and only those
+    assert refinement_plan(True, "auto", 0, {"prior": {**p, "gain": [0.5, 0.25]}}) == (True, True)
+    assert refinement_plan(True, "auto", 0, {"prior": {**p, "gain": [0, 0]}}) == (True, False)
+    assert refinement_plan(True, "auto", 0, {"prior": {**p, "weights": "0" * 16}}) == (True, False)
+    assert refinement_plan(True, "auto", 0, None) == (True, False)
+    assert refinement_plan(True, "on", 0, None) == (True, True)
+    assert gscodec.inspect(gscodec.encode(g, quality=1, prior_gains=False,
+                                          **OPTIONS))["side_prior"] is None
+    # presets the network was not trained for get no gains
+    assert gscodec.inspect(gscodec.encode(g, quality=9, **OPTIONS))["side_prior"] is None

@@ -18,6 +18,7 @@ from gscodec.render import render  # noqa: E402
 from gscodec.restore import (  # noqa: E402
     EXTRA_VIEW_OFFSET,
     extra_views_for,
+    fit_gains,
     restore_image,
     restore_targets,
 )
@@ -125,6 +126,24 @@ def test_inference_shape_dtype_and_flags():
                                (img + 2 / 255).clamp(0, 1))
 
 
+def test_zero_mean_block_correction_never_changes_a_block_average(tmp_path):
+    cfg = RestoreConfig((4, 8, 8, 8), (1, 1, 1, 1), zero_mean_block=4)
+    net = RestoreNet(cfg)
+    torch.manual_seed(2)
+    torch.nn.init.normal_(net.tail.weight, std=0.5)
+    torch.nn.init.constant_(net.tail.bias, 1.0)
+    x = make_input(torch.rand(2, 3, 32, 48), torch.rand(2, 3, 8, 12) / 255, 2)
+    with torch.no_grad():
+        c = net(x)
+    assert float(c.abs().mean()) > 0.1
+    assert float(torch.nn.functional.avg_pool2d(c, 4).abs().max()) < 1e-5
+    digest = save_weights(tmp_path / "w.pt", net)
+    back, _ = load_weights(tmp_path / "w.pt", sha256=digest)
+    assert back.config == cfg and back.digest == digest
+    with pytest.raises(ValueError):
+        RestoreConfig.from_dict({**cfg.to_dict(), "zero_mean_block": 3})
+
+
 def test_training_improves_held_out_views(coded):
     g, _ = coded
     torch.manual_seed(0)
@@ -141,6 +160,20 @@ def test_training_improves_held_out_views(coded):
     assert row["gain_bilinear"] > 1.0  # the residual alone helps a lot at 64 px, preset 1
     assert row["psnr_prior_residual"] > row["psnr_bilinear"] + 0.1
     assert row["psnr_prior"] >= row["psnr_decoded"] - 0.01
+    # the encoder's per-file gain for this network: the share of the correction that helps at
+    # the side-information views; the decoder's targets there then beat the plain ones
+    net.digest = "ab" * 32
+    d = gscodec.decode(gscodec.encode(g, quality=1), refine=False)
+    si = sideinfo.compute(g, d, 3, size=64, backend="cpu")
+    si.prior = fit_gains(g, d, si, 1, model=net, backend="cpu")
+    assert si.prior["weights"] == "ab" * 8 and si.prior["gain"][1] > 0.25
+    cams, prior_targets = restore_targets(d, si, 1, model=net, backend="cpu")
+    plain = sideinfo.targets(d, si, backend="cpu")
+    with torch.no_grad():
+        truth = [render(g, c, backend="cpu").image.clamp(0, 1) for c in cams]
+    err = [float(((t - o) ** 2).mean()) for t, o in zip(prior_targets, truth, strict=True)]
+    err0 = [float(((t - o) ** 2).mean()) for t, o in zip(plain, truth, strict=True)]
+    assert sum(err) < 0.97 * sum(err0)
 
 
 def test_calibration_switches_off_a_harmful_correction(coded):
@@ -156,6 +189,20 @@ def test_calibration_switches_off_a_harmful_correction(coded):
     assert float(net.gain.max()) < 0.2
     for r in evaluate(net, {"s": pairs}):
         assert r["gain_prior"] > -0.2 and r["gain_prior_residual"] > r["gain_bilinear"] - 0.2
+    # the encoder's per-file gains switch it off too: the targets are then the plain ones,
+    # whatever the training calibration says
+    net.gain.fill_(1.0)
+    net.digest = "cd" * 32
+    d = gscodec.decode(gscodec.encode(g, quality=1), refine=False)
+    si = sideinfo.compute(g, d, 2, size=32, backend="cpu")
+    si.prior = fit_gains(g, d, si, 1, model=net, backend="cpu")
+    assert si.prior["gain"] == [0.0, 0.0]
+    _, targets = restore_targets(d, si, 1, model=net, backend="cpu")
+    for a, b in zip(targets, sideinfo.targets(d, si, backend="cpu"), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    si.prior = {**si.prior, "weights": "ef" * 8}  # gains for other weights: not used
+    _, targets = restore_targets(d, si, 1, model=net, backend="cpu")
+    assert not torch.allclose(targets[0], sideinfo.targets(d, si, backend="cpu")[0], atol=1e-3)
 
 
 def test_weights_round_trip_and_checksum(tmp_path):
@@ -231,7 +278,7 @@ def test_shipped_weights_load_and_match_their_checksum():
     assert len(data) <= 5 * 2**20
     assert hashlib.sha256(data).hexdigest() == WEIGHTS_SHA256
     net, meta = load_weights()
-    assert net.qualities == (1, 2, 3, 4, 5)
+    assert net.qualities == (1, 2, 3)
     assert not net.training and next(net.parameters()).dtype == torch.float32
     assert "plant" not in meta["train_scenes"] and "playbot" not in meta["train_scenes"]
     assert meta["parameters"] == sum(p.numel() for p in net.parameters())
@@ -243,7 +290,7 @@ def test_tampered_shipped_weights_are_refused(tmp_path, monkeypatch):
 
     data = bytearray(pretrained.WEIGHTS_FILE.read_bytes())
     data[-100] ^= 0x40
-    bad = tmp_path / "restore-v1.pt"
+    bad = tmp_path / "restore-v2.pt"
     bad.write_bytes(bytes(data))
     monkeypatch.setattr(pretrained, "WEIGHTS_FILE", bad)
     with pytest.raises(WeightsError, match="checksum"):

@@ -53,7 +53,9 @@ def test_side_information_round_trips_exactly(scene):
     si = sideinfo.compute(g, gscodec.decode(base), 3, scale=4, step=1 / 255, size=32)
     payload, meta = sideinfo.encode(si)
     back = sideinfo.decode(payload, meta)
-    assert back.scale == 4 and len(back.cameras) == 3
+    assert back.scale == 4 and len(back.cameras) == 3 and back.prior is None
+    si.prior = {"weights": "0123456789abcdef", "gain": [0.0, 0.515625]}
+    assert sideinfo.decode(*sideinfo.encode(si)).prior == si.prior
     for a, b in zip(si.residuals, back.residuals, strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(si.cameras, back.cameras, strict=True):
@@ -83,6 +85,10 @@ def test_refinement_with_side_information_helps_unseen_views(scene):
         lambda m: m["views"][0].update(K=[0, 1, 2, 3]),
         lambda m: m["views"][0].update(viewmat=[1, 2]),
         lambda m: m.update(views="x"),
+        lambda m: m.update(prior=3),
+        lambda m: m.update(prior={"weights": "not hex digits!!", "gain": [0, 0]}),
+        lambda m: m.update(prior={"weights": "0" * 16, "gain": [0, 1.5]}),
+        lambda m: m.update(prior={"weights": "0" * 16, "gain": [0]}),
     ],
 )
 def test_bad_side_metadata_is_refused(scene, change):

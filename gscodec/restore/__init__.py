@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXTRA_VIEW_OFFSET", "RestoreConfig", "RestoreNet", "WEIGHTS_FILE", "WEIGHTS_SHA256",
-    "WeightsError", "extra_views_for", "load_weights", "parameter_count", "restore_image",
-    "restore_targets", "save_weights",
+    "WeightsError", "extra_views_for", "file_gains", "fit_gains", "load_weights",
+    "parameter_count", "restore_image", "restore_targets", "save_weights", "shipped_model",
+    "weights_id",
 ]
 
 # orbit offset of the extra views: not 0 (the encoder's side-information views) and far from 0.5
@@ -45,8 +46,13 @@ def _model(model: RestoreNet | None, device: torch.device) -> RestoreNet:
     return _cached[key]
 
 
+def shipped_model(device: str | torch.device = "cpu") -> RestoreNet:
+    """The shipped network (checksum-verified, loaded once per device)."""
+    return _model(None, torch.device(device))
+
+
 def restore_image(image: torch.Tensor, residual: torch.Tensor | None, quality: int, *,
-                  model: RestoreNet | None = None) -> torch.Tensor:
+                  model: RestoreNet | None = None, gain: float | None = None) -> torch.Tensor:
     """Restore one decoded render.
 
     Args:
@@ -58,6 +64,8 @@ def restore_image(image: torch.Tensor, residual: torch.Tensor | None, quality: i
             the result is what the untrained network gives: ``image`` plus the bilinearly
             upsampled residual (exactly :func:`gscodec.sideinfo.targets`), or ``image``.
         model: a network (default: the shipped weights, loaded once per device).
+        gain: the share of the network's correction to apply (a file's gain, see
+            :func:`fit_gains`); default: the gain calibrated in training for the preset.
 
     Returns the restored ``[H, W, 3]`` image in [0, 1] on ``image``'s device."""
     net = _model(model, image.device)
@@ -68,7 +76,63 @@ def restore_image(image: torch.Tensor, residual: torch.Tensor | None, quality: i
         inp = make_input(x, r, quality)
         if net.qualities and quality not in net.qualities:
             return compose(inp, torch.zeros_like(x)).clamp(0, 1)[0].permute(1, 2, 0)
-        return net.restore(inp)[0].permute(1, 2, 0)
+        return net.restore(inp, gain)[0].permute(1, 2, 0)
+
+
+def weights_id(model: RestoreNet) -> str:
+    """How a file names the weights its prior gains were fitted for: the first
+    :data:`gscodec.sideinfo.PRIOR_ID_LENGTH` hex digits of the weights file's SHA-256 ("" for a
+    network not loaded from a file)."""
+    from ..sideinfo import PRIOR_ID_LENGTH
+
+    return model.digest[:PRIOR_ID_LENGTH]
+
+
+def file_gains(si: SideInfo | None, model: RestoreNet) -> tuple[float, float] | None:
+    """The (without residual, with residual) gains the encoder fitted for ``model``, from the
+    side information, or None (no gains, or gains fitted for other weights)."""
+    if si is None or si.prior is None or not model.digest:
+        return None
+    if si.prior["weights"] != weights_id(model):
+        return None
+    g0, g1 = si.prior["gain"]
+    return float(g0), float(g1)
+
+
+GAIN_STEP = 1.0 / 64  # the fitted gains are rounded to this
+
+
+def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: int, *,
+              model: RestoreNet | None = None, backend: str = "auto",
+              device: str | torch.device = "cpu") -> dict[str, object] | None:
+    """Encoder side: the share of the network's correction that best restores the renders at
+    the side-information views, with and without their residuals (least squares over all
+    pixels of all views, clipped to [0, 1], rounded to :data:`GAIN_STEP`), as the
+    ``SideInfo.prior`` entry ``{"weights": id, "gain": [without, with]}``. Where the prior
+    does not help this scene its gain is 0 and the decoder's targets are the plain ones.
+    None when the network does not apply to ``quality`` or has no file identity."""
+    dev = torch.device(device)
+    net = _model(model, dev)
+    if (net.qualities and quality not in net.qualities) or not net.digest or not si.cameras:
+        return None
+    num = [0.0, 0.0]
+    den = [0.0, 0.0]
+    with torch.no_grad():
+        for cam, res in zip(si.cameras, si.residuals, strict=True):
+            orig = render(original, cam, backend=backend, device=dev).image.clamp(0, 1)
+            dec = render(decoded, cam, backend=backend, device=dev).image.clamp(0, 1)
+            x_img = dec.permute(2, 0, 1)[None]
+            r = torch.as_tensor(res, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
+            truth = orig.permute(2, 0, 1)[None]
+            for flag in (0, 1):
+                inp = make_input(x_img, r if flag else None, quality)
+                c = net.restore(inp, 1.0) - compose(inp, torch.zeros_like(x_img)).clamp(0, 1)
+                e = truth - compose(inp, torch.zeros_like(x_img)).clamp(0, 1)
+                num[flag] += float((c * e).sum())
+                den[flag] += float((c * c).sum())
+    gains = [min(1.0, max(0.0, n / d)) if d > 0 else 0.0 for n, d in zip(num, den, strict=True)]
+    return {"weights": weights_id(net),
+            "gain": [round(g / GAIN_STEP) * GAIN_STEP for g in gains]}
 
 
 def extra_views_for(decoded: Gaussians, count: int, size: int = 256) -> list[Camera]:
@@ -106,19 +170,21 @@ def restore_targets(decoded: Gaussians, si: SideInfo | None, quality: int, extra
     ``si=None`` and ``extra_views=0`` both lists are empty."""
     dev = torch.device(device)
     net = _model(model, dev)
+    gains = file_gains(si, net)
+    g0, g1 = gains if gains is not None else (None, None)
     cams: list[Camera] = []
     out: list[torch.Tensor] = []
     with torch.no_grad():
         if si is not None:
             for cam, res in zip(si.cameras, si.residuals, strict=True):
                 img = render(decoded, cam, backend=backend, device=dev).image
-                out.append(restore_image(img, torch.as_tensor(res), quality, model=net))
+                out.append(restore_image(img, torch.as_tensor(res), quality, model=net, gain=g1))
                 cams.append(cam)
         if extra_views > 0:
             if size is None:
                 size = si.cameras[0].width if si is not None and si.cameras else 256
             for cam in extra_views_for(decoded, extra_views, size):
                 img = render(decoded, cam, backend=backend, device=dev).image
-                out.append(restore_image(img, None, quality, model=net))
+                out.append(restore_image(img, None, quality, model=net, gain=g0))
                 cams.append(cam)
     return cams, out

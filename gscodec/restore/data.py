@@ -25,7 +25,7 @@ from ..cameras import Camera, intrinsics, look_at, orbit_views, robust_bounds
 from ..gaussians import Gaussians
 from ..render import render
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pairs from the codec with importance classes (encoder of 2026-11-27)
 
 
 @dataclass(frozen=True)

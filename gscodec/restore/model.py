@@ -24,7 +24,7 @@ reflection and crops back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,14 +42,23 @@ class RestoreConfig:
 
     widths: tuple[int, int, int, int] = (16, 32, 64, 128)
     blocks: tuple[int, int, int, int] = (1, 1, 2, 2)
+    # > 0: the correction is projected to zero mean over every ``block x block`` pixel block
+    # (aligned at the top left, as the side-information residual's blocks), so the network
+    # only redistributes within blocks and never changes a block's average colour
+    zero_mean_block: int = 0
 
-    def to_dict(self) -> dict[str, list[int]]:
-        return {k: list(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, list[int] | int]:
+        return {"widths": list(self.widths), "blocks": list(self.blocks),
+                "zero_mean_block": self.zero_mean_block}
 
     @classmethod
     def from_dict(cls, d: dict) -> RestoreConfig:
+        block = int(d.get("zero_mean_block", 0))
+        if block < 0 or (block and MULTIPLE % block):
+            raise ValueError(f"zero_mean_block {block} does not divide {MULTIPLE}")
         return cls(widths=tuple(int(x) for x in d["widths"]),  # type: ignore[arg-type]
-                   blocks=tuple(int(x) for x in d["blocks"]))  # type: ignore[arg-type]
+                   blocks=tuple(int(x) for x in d["blocks"]),  # type: ignore[arg-type]
+                   zero_mean_block=block)
 
 
 class ResBlock(nn.Module):
@@ -75,6 +84,7 @@ class RestoreNet(nn.Module):
         super().__init__()
         self.config = cfg = config or RestoreConfig()
         self.qualities: tuple[int, ...] = ()
+        self.digest = ""  # SHA-256 (hex) of the weights file it was loaded from, if any
         w, b = cfg.widths, cfg.blocks
         self.head = nn.Conv2d(IN_CHANNELS, w[0], 3, padding=1)
         self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w[i]) for _ in range(b[i])])
@@ -90,8 +100,18 @@ class RestoreNet(nn.Module):
         # correction) where the correction does not pay on average
         self.register_buffer("gain", torch.ones(2, 11))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The correction in grey levels, ``[B, 3, H, W]`` (H, W multiples of 8)."""
+    def forward(self, x: torch.Tensor, gain: float | None = None) -> torch.Tensor:
+        """The correction in grey levels, ``[B, 3, H, W]`` (H, W multiples of 8), scaled by the
+        calibrated ``gain[flag, preset]``, or by ``gain`` where given (a per-file gain)."""
+        c = self.correction(x)
+        if gain is not None:
+            return c * gain
+        flag = x[:, 6, 0, 0].round().long().clamp(0, 1)
+        q = (x[:, 7, 0, 0] * 10).round().long().clamp(0, 10)
+        return c * self.gain[flag, q].view(-1, 1, 1, 1)
+
+    def correction(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's correction before any gain (grey levels)."""
         h = self.head(x)
         skips = []
         for i in range(3):
@@ -101,17 +121,20 @@ class RestoreNet(nn.Module):
         h = self.enc[3](h)
         for i in reversed(range(3)):
             h = self.dec[i](self.up[i](h) + skips[i])
-        flag = x[:, 6, 0, 0].round().long().clamp(0, 1)
-        q = (x[:, 7, 0, 0] * 10).round().long().clamp(0, 10)
-        return self.tail(h) * self.gain[flag, q].view(-1, 1, 1, 1)
+        c = self.tail(h)
+        b = self.config.zero_mean_block
+        if b:
+            c = c - F.interpolate(F.avg_pool2d(c, b), scale_factor=b, mode="nearest")
+        return c
 
-    def restore(self, x: torch.Tensor) -> torch.Tensor:
+    def restore(self, x: torch.Tensor, gain: float | None = None) -> torch.Tensor:
         """The restored images ``[B, 3, H, W]`` in [0, 1] for inputs from :func:`make_input`
-        (any size: padded to a multiple of 8 by reflection, cropped back)."""
+        (any size: padded to a multiple of 8 by reflection, cropped back); ``gain`` as in
+        :meth:`forward`."""
         h, w = x.shape[-2:]
         ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
         xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
-        corr = self(xp)[..., :h, :w]
+        corr = self(xp, gain)[..., :h, :w]
         return compose(x, corr).clamp(0, 1)
 
 

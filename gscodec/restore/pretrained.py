@@ -19,9 +19,9 @@ from ..formats.errors import GscodecError
 from .model import RestoreConfig, RestoreNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = WEIGHTS_DIR / "restore-v1.pt"
+WEIGHTS_FILE = WEIGHTS_DIR / "restore-v2.pt"
 # SHA-256 of WEIGHTS_FILE: load_weights() refuses any other file content
-WEIGHTS_SHA256 = "4266f75c1776002dc8b12e9e4ab260e0d1e1e65784d3ec4ecbd3230652612225"
+WEIGHTS_SHA256 = "b660f8f95a5dcaf58fa03aec53c0663706276be39ab5afdf781335af24cec1a8"
 
 
 class WeightsError(GscodecError):
@@ -65,8 +65,8 @@ def load_weights(path: str | os.PathLike[str] | None = None, *,
         data = p.read_bytes()
     except OSError as e:
         raise WeightsError(f"cannot read restoration weights {p}: {e.strerror or e}") from None
+    got = hashlib.sha256(data).hexdigest()
     if sha256 is not None:
-        got = hashlib.sha256(data).hexdigest()
         if got != sha256:
             raise WeightsError(f"restoration weights {p} fail their checksum (SHA-256 {got}, "
                                f"expected {sha256}): the file is damaged or not the one "
@@ -78,6 +78,7 @@ def load_weights(path: str | os.PathLike[str] | None = None, *,
         model = RestoreNet(RestoreConfig.from_dict(obj["config"]))
         model.load_state_dict({k: v.float() for k, v in obj["state"].items()})
         model.qualities = tuple(int(q) for q in obj.get("meta", {}).get("qualities", ()))
+        model.digest = got
     except WeightsError:
         raise
     except Exception as e:  # unpickling refused, wrong keys or shapes

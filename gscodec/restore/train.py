@@ -304,6 +304,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     default=RestoreConfig().widths)
     ap.add_argument("--blocks", type=lambda s: tuple(int(x) for x in s.split(",")),
                     default=RestoreConfig().blocks)
+    ap.add_argument("--zero-mean-block", type=int, default=RestoreConfig().zero_mean_block,
+                    help="project the correction to zero mean over these pixel blocks (the "
+                         "side information's scale; 0: no projection)")
+    ap.add_argument("--p-residual", type=float, default=0.5,
+                    help="share of training samples shown with their residual")
     ap.add_argument("--init", type=Path, default=None, help="start from these weights")
     ap.add_argument("--report", type=Path, default=None, help="JSON report to write")
     ap.add_argument("--skip-initial-validation", action="store_true",
@@ -317,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.init:
         model, _ = load_weights(args.init)
     else:
-        model = RestoreNet(RestoreConfig(args.widths, args.blocks))
+        model = RestoreNet(RestoreConfig(args.widths, args.blocks, args.zero_mean_block))
     if args.time_inference:
         s = time_inference(model)
         print(json.dumps({"seconds_512": s, "threads": torch.get_num_threads(),
@@ -363,13 +368,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base_rows = [] if args.skip_initial_validation else evaluate(model, val_sets)
     if base_rows:
         _log("validation before training:\n" + format_rows(base_rows))
-    sampler = Sampler(train_sets, args.crop, seed=args.seed)
+    if not 0 <= args.p_residual <= 1:
+        ap.error("--p-residual must be in [0, 1]")
+    sampler = Sampler(train_sets, args.crop, seed=args.seed, p_residual=args.p_residual)
 
     def meta(steps: int, seconds: float) -> dict[str, Any]:
         return {"train_scenes": ",".join(train_names), "val_scenes": ",".join(args.val),
                 "steps": steps, "seconds": round(seconds, 1),
                 "crop": args.crop, "batch": args.batch, "lr": args.lr,
                 "ssim_weight": args.ssim_weight, "pairs": n_pairs,
+                "p_residual": args.p_residual,
                 "qualities": list(args.qualities), "residual_scale": train_spec.scale,
                 "residual_step": train_spec.step, "render_size": args.size,
                 "parameters": parameter_count(model)}
