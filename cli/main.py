@@ -183,12 +183,16 @@ def main(json_errors: bool) -> None:
                    "important ones coarser steps at the same estimated fidelity (default: on "
                    "at quality 1-5 for scenes of 4096+ Gaussians; it renders the scene at 16 "
                    "small views, which takes seconds per 100k Gaussians on a CPU).")
+@click.option("--prior-gains/--no-prior-gains", default=None,
+              help="With side information: measure how much the shipped learned prior's "
+                   "correction helps this scene and store it for the decoder (default: on at "
+                   "the presets the prior was trained for).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def encode(input_path: Path, output: Path | None, quality: int, views: int | None,
-           sideinfo_scale: str, sideinfo_step: float, importance: bool | None, force: bool,
-           quiet: bool) -> None:
+           sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
+           prior_gains: bool | None, force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json."""
     from ..api import default_views, encode_with_order, load_scene
@@ -206,7 +210,7 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
         data, _ = encode_with_order(g, quality, progress=report, views=views,
                                     sideinfo_scale=int(sideinfo_scale),
                                     sideinfo_step=sideinfo_step / 255.0,
-                                    importance=importance)
+                                    importance=importance, prior_gains=prior_gains)
         atomic_write_bytes(out, data, force=force)
     if not quiet:
         in_bytes = input_path.stat().st_size

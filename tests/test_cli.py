@@ -57,6 +57,21 @@ def test_importance_switch(ply_path, tmp_path):
     assert rows["IMPC"]["table_bytes"] > 0 and rows["ROTN"]["table_bytes"] > 4 * 4
 
 
+def test_prior_gains_switch(tmp_path):
+    from gscodec.synthetic import make_scene
+
+    ply = tmp_path / "small.ply"
+    gscodec.write_ply(ply, make_scene(400, sh_degree=0, seed=6))
+    priors = {}
+    for flag in ("--prior-gains", "--no-prior-gains"):
+        out = tmp_path / f"{flag}.gsz"
+        r = run("encode", str(ply), "-o", str(out), "-q", "1", "--views", "2", flag)
+        assert r.exit_code == 0, r.output
+        priors[flag] = gscodec.inspect(out)["side_prior"]
+    assert priors["--no-prior-gains"] is None
+    assert len(priors["--prior-gains"]["gain"]) == 2
+
+
 def test_quiet_prints_nothing(ply_path, tmp_path):
     r = run("encode", str(ply_path), "-o", str(tmp_path / "x.gsz"), "--quiet", "--views", "0")
     assert r.exit_code == 0 and r.output == ""
