@@ -215,12 +215,14 @@ def encode_with_order(
 
         ref = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
         base = decode(data, refine=False)
-        si = sideinfo.compute(ref, base, views, scale=sideinfo_scale,
-                              step=sideinfo_step, size=sideinfo_size, backend=backend)
+        renders: list[Any] = []
+        si = sideinfo.compute(ref, base, views, scale=sideinfo_scale, step=sideinfo_step,
+                              size=sideinfo_size, backend=backend, renders=renders)
         # residuals that all quantize to zero carry nothing to refine towards: no stream
         if any(r.any() for r in si.residuals):
             if prior_gains is not False:
-                si.prior = _prior_gains(ref, base, si, quality, backend, prior_gains is None)
+                si.prior = _prior_gains(ref, base, si, quality, backend, prior_gains is None,
+                                        renders)
             payload, side_meta = sideinfo.encode(si)
             stream_meta[sideinfo.KIND] = side_meta
             streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
@@ -236,14 +238,14 @@ IMPORTANCE_PROBES = 1
 
 
 def _prior_gains(ref: Gaussians, base: Gaussians, si: Any, quality: int, backend: str,
-                 optional: bool) -> dict[str, Any] | None:
+                 optional: bool, renders: list[Any]) -> dict[str, Any] | None:
     """The SIDE ``prior`` entry for the shipped weights; where they cannot be loaded, None if
     ``optional`` (the default encoder setting), else the WeightsError."""
     from .restore import fit_gains
     from .restore.pretrained import WeightsError
 
     try:
-        return fit_gains(ref, base, si, quality, backend=backend)
+        return fit_gains(ref, base, si, quality, backend=backend, renders=renders)
     except WeightsError:
         if optional:
             return None

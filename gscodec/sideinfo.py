@@ -50,9 +50,11 @@ class SideInfo:
 
 
 def compute(original: Gaussians, decoded: Gaussians, views: int, *, scale: int = 4,
-            step: float = 1.0 / 255, size: int = 256, backend: str = "auto") -> SideInfo:
+            step: float = 1.0 / 255, size: int = 256, backend: str = "auto",
+            renders: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> SideInfo:
     """Render both scenes at ``views`` encoder views of ``size`` pixels and keep the coarse
-    residuals, already quantized (multiples of ``step``)."""
+    residuals, already quantized (multiples of ``step``). ``renders``, where given, receives
+    the (original, decoded) renders of every view, clamped to [0, 1]."""
     if size % scale:
         raise ValueError("the render size must be a multiple of the side-information scale")
     cams = encoder_views(original.means, views, size)
@@ -61,6 +63,8 @@ def compute(original: Gaussians, decoded: Gaussians, views: int, *, scale: int =
         for cam in cams:
             a = render(original, cam, backend=backend).image.clamp(0, 1)
             b = render(decoded, cam, backend=backend).image.clamp(0, 1)
+            if renders is not None:
+                renders.append((a, b))
             r = (a - b).cpu().numpy().astype(np.float64)
             h, w = r.shape[0] // scale, r.shape[1] // scale
             coarse = r.reshape(h, scale, w, scale, 3).mean(axis=(1, 3))

@@ -164,9 +164,13 @@ def test_training_improves_held_out_views(coded):
     # the side-information views; the decoder's targets there then beat the plain ones
     net.digest = "ab" * 32
     d = gscodec.decode(gscodec.encode(g, quality=1), refine=False)
-    si = sideinfo.compute(g, d, 3, size=64, backend="cpu")
+    renders: list = []
+    si = sideinfo.compute(g, d, 3, size=64, backend="cpu", renders=renders)
     si.prior = fit_gains(g, d, si, 1, model=net, backend="cpu")
     assert si.prior["weights"] == "ab" * 8 and si.prior["gain"][1] > 0.25
+    # the encoder passes the renders it made for the residuals: the same gains
+    assert len(renders) == 3
+    assert fit_gains(g, d, si, 1, model=net, backend="cpu", renders=renders) == si.prior
     cams, prior_targets = restore_targets(d, si, 1, model=net, backend="cpu")
     plain = sideinfo.targets(d, si, backend="cpu")
     with torch.no_grad():

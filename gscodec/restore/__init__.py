@@ -100,17 +100,24 @@ def file_gains(si: SideInfo | None, model: RestoreNet) -> tuple[float, float] | 
 
 
 GAIN_STEP = 1.0 / 64  # the fitted gains are rounded to this
+# smaller fitted gains are sent as 0: the correction explains next to nothing of the error, and
+# with both gains 0 the decoder does not run the network at all (``--prior auto``)
+MIN_GAIN = 0.1
 
 
 def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: int, *,
               model: RestoreNet | None = None, backend: str = "auto",
-              device: str | torch.device = "cpu") -> dict[str, object] | None:
+              device: str | torch.device = "cpu",
+              renders: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+              ) -> dict[str, object] | None:
     """Encoder side: the share of the network's correction that best restores the renders at
     the side-information views, with and without their residuals (least squares over all
-    pixels of all views, clipped to [0, 1], rounded to :data:`GAIN_STEP`), as the
-    ``SideInfo.prior`` entry ``{"weights": id, "gain": [without, with]}``. Where the prior
-    does not help this scene its gain is 0 and the decoder's targets are the plain ones.
-    None when the network does not apply to ``quality`` or has no file identity."""
+    pixels of all views, clipped to [0, 1], rounded to :data:`GAIN_STEP`, 0 below
+    :data:`MIN_GAIN`), as the ``SideInfo.prior`` entry ``{"weights": id, "gain": [without,
+    with]}``. Where the prior does not help this scene its gain is 0 and the decoder's targets
+    are the plain ones. ``renders``: the (original, decoded) renders at ``si.cameras`` if the
+    caller has them (:func:`gscodec.sideinfo.compute` can keep them), else they are rendered
+    here. None when the network does not apply to ``quality`` or has no file identity."""
     dev = torch.device(device)
     net = _model(model, dev)
     if (net.qualities and quality not in net.qualities) or not net.digest or not si.cameras:
@@ -118,9 +125,12 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
     num = [0.0, 0.0]
     den = [0.0, 0.0]
     with torch.no_grad():
-        for cam, res in zip(si.cameras, si.residuals, strict=True):
-            orig = render(original, cam, backend=backend, device=dev).image.clamp(0, 1)
-            dec = render(decoded, cam, backend=backend, device=dev).image.clamp(0, 1)
+        for i, (cam, res) in enumerate(zip(si.cameras, si.residuals, strict=True)):
+            if renders is not None:
+                orig, dec = (t.to(dev) for t in renders[i])
+            else:
+                orig = render(original, cam, backend=backend, device=dev).image.clamp(0, 1)
+                dec = render(decoded, cam, backend=backend, device=dev).image.clamp(0, 1)
             x_img = dec.permute(2, 0, 1)[None]
             r = torch.as_tensor(res, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
             truth = orig.permute(2, 0, 1)[None]
@@ -132,7 +142,7 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
                 den[flag] += float((c * c).sum())
     gains = [min(1.0, max(0.0, n / d)) if d > 0 else 0.0 for n, d in zip(num, den, strict=True)]
     return {"weights": weights_id(net),
-            "gain": [round(g / GAIN_STEP) * GAIN_STEP for g in gains]}
+            "gain": [round(g / GAIN_STEP) * GAIN_STEP if g >= MIN_GAIN else 0.0 for g in gains]}
 
 
 def extra_views_for(decoded: Gaussians, count: int, size: int = 256) -> list[Camera]:
