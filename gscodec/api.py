@@ -471,9 +471,9 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
         cams, targets = restore_targets(g, si, quality, extra_views, backend=backend,
                                         device=device)
         # the restorations' detail inside the residual's blocks is worth matching, as much as
-        # the encoder found the network's correction worth for this scene (measured on cat,
-        # preset 1, gain 1: +0.45 dB on held-out views over block averages alone; on plant,
-        # gain 0.06, matching pixels of the plain targets lost 0.3 dB)
+        # the encoder found the network's correction worth for this scene (cat, preset 1, gain
+        # 1: +0.45 dB on the evaluation views over block averages alone; plant, preset 1, with
+        # a network whose gain there was 0.06: pixels alone lost 0.3 dB against block averages)
         gains = file_gains(si, shipped_model(device))
         pixel_weight = gains[1] if gains is not None else 1.0
     else:

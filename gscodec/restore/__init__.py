@@ -136,8 +136,9 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
             truth = orig.permute(2, 0, 1)[None]
             for flag in (0, 1):
                 inp = make_input(x_img, r if flag else None, quality)
-                c = net.restore(inp, 1.0) - compose(inp, torch.zeros_like(x_img)).clamp(0, 1)
-                e = truth - compose(inp, torch.zeros_like(x_img)).clamp(0, 1)
+                plain = compose(inp, torch.zeros_like(x_img)).clamp(0, 1)  # gain 0
+                c = net.restore(inp, 1.0) - plain
+                e = truth - plain
                 num[flag] += float((c * e).sum())
                 den[flag] += float((c * c).sum())
     gains = [min(1.0, max(0.0, n / d)) if d > 0 else 0.0 for n, d in zip(num, den, strict=True)]
@@ -173,6 +174,10 @@ def restore_targets(decoded: Gaussians, si: SideInfo | None, quality: int, extra
         model: a :class:`RestoreNet` (default: the shipped weights, checksum-verified).
         backend, device: rendering backend and device (as :func:`gscodec.render.render`); the
             network runs on the same device.
+
+    Where ``si.prior`` holds the encoder's gains for ``model``'s weights (:func:`fit_gains`),
+    they scale the network's correction (with residual at the side-information views, without
+    at the extra views); otherwise the network's own calibrated gains do.
 
     Returns the side-information cameras first (in ``si.cameras`` order, each restored with its
     residual), then the extra views; one target image ``[H, W, 3]`` in [0, 1] (float32, on
