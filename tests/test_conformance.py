@@ -70,6 +70,7 @@ def test_side_information_decodes_to_the_expected_residuals(entry):
     meta = decode_meta(c.streams[0].payload)["streams"]["SIDE"]
     si = sideinfo.decode(c.get("SIDE").payload, meta)
     assert si.scale == side["scale"] and len(si.cameras) == len(side["views"]) > 0
+    assert si.prior == side.get("prior")  # the learned prior's gains (6.8), where present
     for cam, res, view in zip(si.cameras, si.residuals, side["views"], strict=True):
         assert (cam.width, cam.height) == (view["width"], view["height"])
         want = _floats(view["residuals"], res.shape)

@@ -71,6 +71,8 @@ SCENES = [
     ("sh1-n60-classes", 60, 1, 2, 0, True),
 ]
 SIDE_SIZE = 32  # render size of the side-information views (pixels)
+# a SIDE ``prior`` entry (6.8) naming weights no decoder ships: decoders ignore its gains
+PRIOR = {"weights": "0123456789abcdef", "gain": [0.25, 0.75]}
 SIDE_SCALE = 8
 
 
@@ -171,6 +173,7 @@ def expected_side(data: bytes) -> dict[str, Any]:
     si = sideinfo.decode(c.get("SIDE").payload, meta)
     return {
         "scale": si.scale,
+        **({"prior": si.prior} if si.prior is not None else {}),
         "views": [{"width": cam.width, "height": cam.height,
                    "residuals": _hex_rows(r.reshape(-1, 3))}
                   for cam, r in zip(si.cameras, si.residuals, strict=True)],
@@ -228,6 +231,9 @@ def variants(v: dict[str, bytes]) -> list[tuple[str, str, bytes, str]]:
         ("reordered-payloads", "sh0-n1", reordered(base),
          "payloads in reverse order with gaps between them: a decoder must not rely on the "
          "encoder's layout (2)"),
+        ("sh0-n40-side-prior", "sh0-n40",
+         with_meta(v["sh0-n40-side"], lambda m: m["streams"]["SIDE"].update(prior=PRIOR)),
+         "side information with the learned prior's gains for some weights (6.8)"),
     ]
 
 
@@ -328,6 +334,9 @@ def invalid_files(v: dict[str, bytes]) -> list[tuple[str, bytes, str, str, str]]
                    posn_payload + b"\x01\x00\x00\x00" if x.kind == "POSN" else x.payload)
             for x in s]),
          "ContainerError", "corrupt stream: ANS data left over", "5.3"),
+        ("side-prior-gain", with_meta(v["sh0-n40-side"], lambda m: m["streams"]["SIDE"].update(
+            prior={**PRIOR, "gain": [0.5, 2.0]})),
+         "ContainerError", "bad metadata: SIDE prior gains must be in [0, 1]", "6.8"),
         ("classes-missing", with_streams(v["sh1-n60-classes"],
                                          lambda s: [x for x in s if x.kind != "IMPC"]),
          "ContainerError", "bad metadata: per-class steps without an IMPC stream", "5.7"),
@@ -376,6 +385,9 @@ def build(out: Path) -> list[dict[str, Any]]:
         (out / "valid" / f"{name}.gsz").write_bytes(data)
         index.append({"file": f"valid/{name}.gsz", "valid": True,
                       "expected": f"expected/{values_of}.json", "description": description})
+        if read_container(data).get("SIDE") is not None:
+            _write_json(out / "expected" / f"{name}.json", {"side": expected_side(data)})
+            index[-1]["expected_side"] = f"expected/{name}.json"
     for name, data, error, message, rule in invalid_files(v):
         (out / "invalid" / f"{name}.gsz").write_bytes(data)
         index.append({"file": f"invalid/{name}.gsz", "valid": False, "error": error,
