@@ -435,6 +435,10 @@ def report(input_path: Path, as_json: bool) -> None:
     table.add_row("total", "", f"{total:,}", f"{info['bits_per_gaussian']:.2f}", "100.0%", "",
                   style="bold")
     Console().print(table)
+    prior = info.get("side_prior")
+    if isinstance(prior, dict):
+        click.echo(f"side information carries learned-prior gains {prior.get('gain')} "
+                   f"(without, with residual) for weights {prior.get('weights')}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def test_prior_gains_switch(tmp_path):
         priors[flag] = gscodec.inspect(out)["side_prior"]
     assert priors["--no-prior-gains"] is None
     assert len(priors["--prior-gains"]["gain"]) == 2
+    r = run("bitrate", "report", str(tmp_path / "--prior-gains.gsz"))
+    assert r.exit_code == 0 and "learned-prior gains" in r.output
+    r = run("bitrate", "report", str(tmp_path / "--no-prior-gains.gsz"))
+    assert r.exit_code == 0 and "learned-prior gains" not in r.output
 
 
 def test_quiet_prints_nothing(ply_path, tmp_path):
