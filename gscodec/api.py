@@ -215,7 +215,8 @@ def encode_with_order(
 
         ref = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
         base = decode(data, refine=False)
-        renders: list[Any] = []
+        # the gains are fitted on the renders the residuals come from: kept only for them
+        renders: list[Any] | None = [] if prior_gains is not False else None
         si = sideinfo.compute(ref, base, views, scale=sideinfo_scale, step=sideinfo_step,
                               size=sideinfo_size, backend=backend, renders=renders)
         # residuals that all quantize to zero carry nothing to refine towards: no stream
@@ -238,7 +239,7 @@ IMPORTANCE_PROBES = 1
 
 
 def _prior_gains(ref: Gaussians, base: Gaussians, si: Any, quality: int, backend: str,
-                 optional: bool, renders: list[Any]) -> dict[str, Any] | None:
+                 optional: bool, renders: list[Any] | None) -> dict[str, Any] | None:
     """The SIDE ``prior`` entry for the shipped weights; where they cannot be loaded, None if
     ``optional`` (the default encoder setting), else the WeightsError."""
     from .restore import fit_gains
@@ -568,6 +569,7 @@ def inspect(
             "table_bytes": tables,
         })
     overhead = HEADER_SIZE + ENTRY_SIZE * len(container.streams)
+    side_meta = stream_meta.get("SIDE")
     return {
         "file_bytes": len(data),
         "gaussians": n,
@@ -579,6 +581,5 @@ def inspect(
         "streams": rows,
         "bits_per_gaussian": per_g(len(data)),
         # the encoder's gains for the learned prior (SIDE metadata), as stored, or None
-        "side_prior": (stream_meta.get("SIDE") or {}).get("prior")
-        if isinstance(stream_meta.get("SIDE"), dict) else None,
+        "side_prior": side_meta.get("prior") if isinstance(side_meta, dict) else None,
     }

@@ -10,18 +10,14 @@ gscodec.restore.train``); see ``MODEL_CARD.md`` beside this file.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from ..cameras import Camera, orbit_views
 from ..gaussians import Gaussians
 from ..render import render
+from ..sideinfo import PRIOR_ID_LENGTH, SideInfo
 from .model import RestoreConfig, RestoreNet, compose, make_input, parameter_count
 from .pretrained import WEIGHTS_FILE, WEIGHTS_SHA256, WeightsError, load_weights, save_weights
-
-if TYPE_CHECKING:
-    from ..sideinfo import SideInfo
 
 __all__ = [
     "EXTRA_VIEW_OFFSET", "RestoreConfig", "RestoreNet", "WEIGHTS_FILE", "WEIGHTS_SHA256",
@@ -83,8 +79,6 @@ def weights_id(model: RestoreNet) -> str:
     """How a file names the weights its prior gains were fitted for: the first
     :data:`gscodec.sideinfo.PRIOR_ID_LENGTH` hex digits of the weights file's SHA-256 ("" for a
     network not loaded from a file)."""
-    from ..sideinfo import PRIOR_ID_LENGTH
-
     return model.digest[:PRIOR_ID_LENGTH]
 
 
