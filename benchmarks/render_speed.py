@@ -1,13 +1,14 @@
 """Renderer speed: forward, and forward + backward, at several scene sizes and resolutions.
 
     python3 benchmarks/render_speed.py [--sizes 100000,1000000] [--pixels 256,512]
-                                       [--backends cpu,gsplat] [--repeats 3]
+                                       [--backends cpu,gsplat,cpu:cuda] [--repeats 3]
                                        [--out benchmarks/results] [--name render_speed]
 
 Scenes are synthetic (``gscodec.synthetic.make_scene``, SH degree 3) and viewed from the first
 evaluation view. Each figure is the median of ``--repeats`` runs after one warm-up; the backward
 pass is that of the sum of the image with respect to every attribute. The gsplat backend is
-measured where CUDA is present (elsewhere it is listed as skipped). Writes ``OUT/NAME.json`` and
+measured where CUDA is present (elsewhere it is listed as skipped), and so is ``cpu:cuda``, the
+pure-PyTorch renderer on the GPU. Writes ``OUT/NAME.json`` and
 ``OUT/NAME.md`` with the command, machine and date.
 """
 
@@ -39,8 +40,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(g, cam, backend: str, repeats: int) -> dict[str, float]:
-    device = "cuda" if backend == "gsplat" else "cpu"
+def measure(g, cam, spec: str, repeats: int) -> dict[str, float]:
+    backend, _, device = spec.partition(":")
+    device = device or ("cuda" if backend == "gsplat" else "cpu")
     t = g.torch(device)
     fwd, both = [], []
     for i in range(repeats + 1):
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--pixels", default="256,512")
-    ap.add_argument("--backends", default="cpu,gsplat")
+    ap.add_argument("--backends", default="cpu,gsplat",
+                    help="comma list of cpu, gsplat, cpu:cuda (the pure-PyTorch renderer on "
+                         "the GPU, what 'auto' falls back to where gsplat does not render)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="render_speed")
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for backend in args.backends.split(","):
                 row: dict[str, Any] = {"gaussians": n, "pixels": px, "backend": backend}
                 if backend == "gsplat" and not gsplat_available():
+                    row["skipped"] = "no CUDA"
+                elif backend.endswith(":cuda") and not torch.cuda.is_available():
                     row["skipped"] = "no CUDA"
                 else:
                     row.update(measure(g, cam, backend, args.repeats))

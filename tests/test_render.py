@@ -205,3 +205,23 @@ def test_gsplat_and_cpu_backends_agree():
             cos = torch.nn.functional.cosine_similarity(ga[name].flatten(), gb[name].flatten(),
                                                         dim=0)
             assert cos > 0.98, name
+
+
+def test_gsplat_probe_falls_back_with_a_warning_when_gsplat_cannot_render(monkeypatch):
+    import gscodec.render as r
+    from gscodec.render import gsplat_backend
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernels failed to compile")
+
+    monkeypatch.setattr(gsplat_backend, "render_gsplat", broken)
+    # (without CUDA the probe fails earlier, at its first CUDA tensor; either way: no gsplat)
+    with pytest.warns(RuntimeWarning, match="gsplat does not render on this machine"):
+        assert r._probe_gsplat() is False
+    # the answer is remembered: a machine with CUDA probes once per process
+    monkeypatch.setattr(r.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(r, "_GSPLAT_STATE", {})
+    with pytest.warns(RuntimeWarning):
+        assert r.gsplat_available() is False
+    assert r.resolve_backend("auto") == "cpu"
+    assert r._GSPLAT_STATE == {"ok": False}

@@ -44,15 +44,45 @@ def deterministic(warn_only: bool = False) -> Iterator[None]:
         torch.use_deterministic_algorithms(was, warn_only=was_warn)
 
 
+_GSPLAT_STATE: dict[str, Any] = {}
+
+
 def gsplat_available() -> bool:
-    """True where CUDA is present and gsplat imports (its kernels need CUDA)."""
+    """True where CUDA is present and gsplat renders: gsplat compiles its CUDA kernels on first
+    use (minutes, once per machine), so importing it is not enough. The first call on a CUDA
+    machine renders one Gaussian with gsplat; if that fails (no compiler, a CUDA version gsplat
+    does not build with), "auto" falls back to the pure-PyTorch renderer with a warning, once.
+    The answer is remembered for the process."""
     if not torch.cuda.is_available():
         return False
+    if "ok" not in _GSPLAT_STATE:
+        _GSPLAT_STATE["ok"] = _probe_gsplat()
+    return bool(_GSPLAT_STATE["ok"])
+
+
+def _probe_gsplat() -> bool:
     try:
-        import gsplat  # noqa: F401
-    except Exception:
+        from .gsplat_backend import render_gsplat
+
+        def t(values: Any) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32, device="cuda")
+
+        # one grey Gaussian 2 units in front of an 8x8 camera at the origin
+        image, _ = render_gsplat(t([[0.0, 0.0, 2.0]]), t([[1.0, 0.0, 0.0, 0.0]]),
+                                 t([[-2.0, -2.0, -2.0]]), t([1.0]), t([[[0.5, 0.5, 0.5]]]),
+                                 torch.eye(4, device="cuda"),
+                                 t([[8.0, 0.0, 4.0], [0.0, 8.0, 4.0], [0.0, 0.0, 1.0]]),
+                                 8, 8, 0, 0.3, 0.01)
+        torch.cuda.synchronize()
+        if not bool(torch.isfinite(image).all()) or float(image.max()) <= 0.0:
+            raise RuntimeError("a test Gaussian rendered empty or non-finite")
+        return True
+    except Exception as e:  # noqa: BLE001 - any failure means: do not use gsplat
+        import warnings
+
+        warnings.warn(f"gsplat does not render on this machine ({type(e).__name__}: {e}); "
+                      "using the pure-PyTorch renderer", RuntimeWarning, stacklevel=3)
         return False
-    return True
 
 
 def resolve_backend(backend: str) -> str:

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Everything gscodec checks on a CUDA machine, in one run (a lent GPU is held for minutes):
+#   bash benchmarks/gpu_check.sh SCENE_DIR OUT_DIR [DEADLINE_SECONDS]
+# 1. installs the wheels in .whl/ (gsplat, constriction, plyfile, zstandard, pytorch-msssim;
+#    the machine has torch) and gscodec itself (editable, no dependencies);
+# 2. compiles gsplat's CUDA kernels once (TORCH_CUDA_ARCH_LIST defaults to the card's) and
+#    checks that gsplat renders (gscodec.render.gsplat_available);
+# 3. runs the GPU test (gsplat and the pure-PyTorch renderer agree, images and gradients), then
+#    the whole suite with CUDA present (where "auto" means gsplat);
+# 4. times rendering (benchmarks/render_speed.py, gsplat against the pure-PyTorch renderer on
+#    the GPU and on the CPU), the CLI's encode and decode (default steps: 300 on a GPU), and runs
+#    the refinement ablation at 300 steps (benchmarks/refine.py) on the scenes in SCENE_DIR.
+# Each stage has its own time limit so that what ran comes back even when one stage hangs;
+# everything is written under OUT_DIR (log.txt, suite.txt, the benchmarks' reports).
+set -u
+DATA=${1:?scene folder}
+OUT=${2:?output folder}
+DEADLINE=${3:-540}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+START=$SECONDS
+say() { echo "[$((SECONDS - START)) s] $*"; }
+left() { echo $((DEADLINE - (SECONDS - START))); }
+
+say "install"
+[ "${SKIP_INSTALL:-0}" = 1 ] || {
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
+}
+GS=(python3 -c 'import sys; from gscodec.cli.main import main; sys.argv[0] = "gscodec"; main()')
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+python3 -c "import torch, gsplat; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+    'gpu', torch.cuda.get_device_name(), 'gsplat', gsplat.__version__)"
+nvcc --version | tail -1
+nproc
+
+say "compile gsplat (MAX_JOBS=${MAX_JOBS:=$(nproc)})"
+export MAX_JOBS
+timeout 360 python3 -W always -c "
+import time
+t = time.time()
+from gscodec.render import gsplat_available
+ok = gsplat_available()
+print(f'gsplat renders: {ok} ({time.time() - t:.0f} s, compile included)')
+raise SystemExit(0 if ok else 3)
+"
+say "gsplat rc=$?"
+
+say "GPU test"
+timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu -rs -v tests/test_render.py
+
+say "render speed"
+timeout 120 python3 benchmarks/render_speed.py --sizes 100000,1000000 --pixels 512 \
+    --backends cpu,cpu:cuda,gsplat --repeats 3 --out "$OUT" --name render_speed-gpu >/dev/null
+
+# the suite runs beside the benchmarks (16 cores, one GPU with memory to spare)
+say "suite (background)"
+( timeout 240 python3 -m pytest -q -p no:cacheprovider -n 6 >"$OUT/suite.txt" 2>&1;
+  echo "suite rc=$?" >>"$OUT/suite.txt" ) &
+SUITE=$!
+
+say "CLI encode + decode (cat, preset 2, default steps: 300 on a GPU)"
+if [ -f "$DATA/cat.ply" ]; then
+    TIMEFORMAT="encode: %R s wall"
+    time timeout 120 "${GS[@]}" encode "$DATA/cat.ply" -q 2 -o /tmp/cat.gsz
+    TIMEFORMAT="decode: %R s wall"
+    time timeout 120 "${GS[@]}" decode /tmp/cat.gsz -o /tmp/cat.out.ply
+    "${GS[@]}" bitrate report /tmp/cat.gsz | tail -4
+fi
+
+say "refinement ablation, 300 steps"
+SCENES=()
+for s in cat plant playbot; do [ -f "$DATA/$s.ply" ] && SCENES+=("$DATA/$s.ply"); done
+timeout $(( $(left) - 15 )) python3 benchmarks/refine.py "${SCENES[@]}" --qualities 1,2 \
+    --base-qualities 1-4 --configs side,full --steps 300 --out "$OUT" --name refine-gpu \
+    >/dev/null
+say "refine rc=$?"
+
+wait $SUITE
+tail -5 "$OUT/suite.txt"
+say "done"
