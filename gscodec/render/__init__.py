@@ -157,25 +157,24 @@ def render(
     full_degree = gaussians.sh_degree
     degree = full_degree if sh_degree is None else min(sh_degree, full_degree)
 
-    if backend == "gsplat":
+    if means.shape[0] == 0:  # (gsplat 1.5.3 dies with SIGFPE on zero Gaussians)
+        image = torch.zeros(camera.height, camera.width, 3, device=device)
+        alpha = torch.zeros(camera.height, camera.width, 1, device=device)
+    elif backend == "gsplat":
         from .gsplat_backend import render_gsplat
 
         image, alpha = render_gsplat(means, quats, log_scales, opacities, sh, viewmat, K,
                                      camera.width, camera.height, degree, eps2d, near_plane)
     else:
-        if means.shape[0] == 0:
-            image = torch.zeros(camera.height, camera.width, 3, device=device)
-            alpha = torch.zeros(camera.height, camera.width, 1, device=device)
-        else:
-            covars = covariances(quats, log_scales)
-            means2d, conics, depths, radii = project(
-                means, covars, opacities, viewmat, K, camera.width, camera.height,
-                eps2d=eps2d, near=near_plane)
-            cam_pos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-            dirs = means - cam_pos
-            dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-            colors = sh_to_rgb(sh, dirs, degree)
-            image, alpha = cpu.rasterize(means2d, conics, colors, opacities, depths, radii,
-                                         camera.width, camera.height, max_pairs=max_pairs)
+        covars = covariances(quats, log_scales)
+        means2d, conics, depths, radii = project(
+            means, covars, opacities, viewmat, K, camera.width, camera.height,
+            eps2d=eps2d, near=near_plane)
+        cam_pos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+        dirs = means - cam_pos
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        colors = sh_to_rgb(sh, dirs, degree)
+        image, alpha = cpu.rasterize(means2d, conics, colors, opacities, depths, radii,
+                                     camera.width, camera.height, max_pairs=max_pairs)
     image = image + (1.0 - alpha) * bg
     return RenderResult(image, alpha)
