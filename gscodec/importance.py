@@ -13,7 +13,11 @@ nearly round) can take coarser steps at the same fidelity (:mod:`gscodec.codec.a
 The Jacobian norms are estimated without forming the Jacobian (Hutchinson's estimator): for a
 random +-1 image ``v`` the gradient of ``<v, image>`` with respect to ``a_ic`` has expected
 square ``sum_pixels (d image / d a_ic)^2``. ``probes`` such images per view, from a fixed seed,
-so the estimate (and the file) is the same on every run on one machine.
+so the estimate (and the file) is the same on every run on one machine. That is also why the
+estimate never uses gsplat: its backward pass sums gradients with atomic additions, whose order
+(and so the last bits, the importance classes and the file) changes from run to run. On a CUDA
+machine the pure-PyTorch renderer runs on the GPU with torch's deterministic kernels; if an op
+there has none (or the GPU runs out of memory), the estimate runs on the CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from .cameras import Camera
 from .gaussians import Gaussians
-from .render import deterministic, render
+from .render import deterministic, render, resolve_backend
 
 
 def sensitivities(
@@ -41,12 +45,18 @@ def sensitivities(
     higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not)."""
     # deterministic kernels: the same classes, and so the same file, on every run; gradients
     # on even where the caller encodes under torch.no_grad()
-    with deterministic(warn_only=True), torch.enable_grad():
-        return _sensitivities(gaussians, cameras, probes, seed, backend)
+    if resolve_backend(backend) == "gsplat":
+        try:
+            with deterministic(), torch.enable_grad():
+                return _sensitivities(gaussians, cameras, probes, seed, "cuda")
+        except RuntimeError:  # no deterministic kernel for an op, or out of GPU memory
+            pass
+    with deterministic(), torch.enable_grad():
+        return _sensitivities(gaussians, cameras, probes, seed, "cpu")
 
 
 def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int, seed: int,
-                   backend: str) -> dict[str, np.ndarray]:
+                   device: str) -> dict[str, np.ndarray]:
     n = gaussians.n
     degree = gaussians.sh_degree
     arrays = gaussians.as_arrays()
@@ -66,7 +76,7 @@ def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int,
         for _ in range(probes):
             g = Gaussians(params["means"], params["quats"], params["log_scales"],
                           params["opacity_logits"], sh)
-            image = render(g, cam, backend=backend).image
+            image = render(g, cam, backend="cpu", device=device).image
             v = torch.randint(0, 2, tuple(image.shape), generator=gen).to(image) * 2 - 1
             dq, ds, dsh = torch.autograd.grad((image * v).sum(),
                                               [params["quats"], params["log_scales"], sh])

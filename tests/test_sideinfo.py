@@ -112,7 +112,8 @@ def test_cli_side_information_and_refinement(tmp_path):
     info = gscodec.inspect(tmp_path / "s.gsz")
     assert any(row["stream"] == "SIDE" for row in info["streams"])
     r = runner.invoke(main, ["decode", str(tmp_path / "s.gsz"), "--steps", "3"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     assert r.exit_code == 0 and "refined with side information" in r.output \
-        and "(3 steps on cpu)" in r.output
+        and f"(3 steps on {device})" in r.output
     r = runner.invoke(main, ["decode", str(tmp_path / "s.gsz"), "--no-refine", "--force"])
     assert r.exit_code == 0 and "not refined" in r.output
