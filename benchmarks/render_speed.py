@@ -66,6 +66,26 @@ def measure(g, cam, spec: str, repeats: int) -> dict[str, float]:
     return {"forward_s": statistics.median(fwd), "forward_backward_s": statistics.median(both)}
 
 
+def _seconds(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 0.1 else f"{s:.2f} s"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Renderer speed ({report['date']})", "", f"Command: `{report['command']}`", "",
+             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
+             f"threads {report['torch_threads']}, GPU: {report['cuda'] or 'none'}.", "",
+             "| Gaussians | pixels | backend | forward | forward + backward |",
+             "|---:|---:|---|---:|---:|"]
+    for r in report["rows"]:
+        if "skipped" in r:
+            lines.append(f"| {r['gaussians']:,} | {r['pixels']}^2 | {r['backend']} | "
+                         f"skipped ({r['skipped']}) | |")
+        else:
+            lines.append(f"| {r['gaussians']:,} | {r['pixels']}^2 | {r['backend']} | "
+                         f"{_seconds(r['forward_s'])} | {_seconds(r['forward_backward_s'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
@@ -101,19 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(json.dumps(row), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Renderer speed ({report['date']})", "", f"Command: `{report['command']}`", "",
-             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch "
-             f"threads {report['torch_threads']}, GPU: {report['cuda'] or 'none'}.", "",
-             "| Gaussians | pixels | backend | forward (s) | forward + backward (s) |",
-             "|---:|---:|---|---:|---:|"]
-    for r in report["rows"]:
-        if "skipped" in r:
-            lines.append(f"| {r['gaussians']:,} | {r['pixels']}^2 | {r['backend']} | "
-                         f"skipped ({r['skipped']}) | |")
-        else:
-            lines.append(f"| {r['gaussians']:,} | {r['pixels']}^2 | {r['backend']} | "
-                         f"{r['forward_s']:.2f} | {r['forward_backward_s']:.2f} |")
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text(markdown(report))
     print(json.dumps(report, indent=2))
     return report
 
