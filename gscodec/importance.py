@@ -49,8 +49,11 @@ def sensitivities(
         try:
             with deterministic(), torch.enable_grad():
                 return _sensitivities(gaussians, cameras, probes, seed, "cuda")
-        except RuntimeError:  # no deterministic kernel for an op, or out of GPU memory
-            pass
+        except RuntimeError as e:  # no deterministic kernel for an op, or out of GPU memory
+            import warnings
+
+            warnings.warn(f"importance estimate on the CPU ({str(e).splitlines()[0][:200]})",
+                          RuntimeWarning, stacklevel=2)
     with deterministic(), torch.enable_grad():
         return _sensitivities(gaussians, cameras, probes, seed, "cpu")
 
