@@ -85,3 +85,13 @@ def test_encoder_fits_prior_gains_for_the_shipped_weights():
                                           **OPTIONS))["side_prior"] is None
     # presets the network was not trained for get no gains
     assert gscodec.inspect(gscodec.encode(g, quality=9, **OPTIONS))["side_prior"] is None
+
+
+def test_small_fitted_gains_are_sent_as_zero():
+    from gscodec.restore import GAIN_STEP, MIN_GAIN, quantize_gain
+
+    assert MIN_GAIN == 0.5
+    assert quantize_gain(0.49) == 0.0 and quantize_gain(0.41) == 0.0
+    assert quantize_gain(0.5) == 0.5
+    assert quantize_gain(0.61) == 39 * GAIN_STEP
+    assert quantize_gain(1.0) == 1.0
