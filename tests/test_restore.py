@@ -270,6 +270,34 @@ def test_training_cli_on_tiny_scenes(tmp_path):
         train_main([*argv[:-2], "--train", "alpha,valscene"])  # validation scene in training
 
 
+def _tiny_training_argv(tmp_path, device):
+    data = tmp_path / "scenes"
+    data.mkdir()
+    for i, name in enumerate(("alpha", "valscene")):
+        gscodec.write_ply(data / f"{name}.ply", make_scene(600, sh_degree=0, seed=30 + i))
+    return ["--data", str(data), "--out", str(tmp_path / "w.pt"), "--steps", "3",
+            "--views", "2", "--val-views", "1", "--size", "32", "--crop", "16", "--batch", "2",
+            "--qualities", "1", "--val", "valscene", "--cache", str(tmp_path / "cache"),
+            "--threads", "1", "--widths", "4,8,8,8", "--blocks", "1,1,1,1",
+            "--report", str(tmp_path / "report.json"), "--device", device]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_training_on_cuda_without_cuda_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(_tiny_training_argv(tmp_path, "cuda"))
+    assert e.value.code == 2 and "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_runs_on_the_gpu_and_writes_cpu_weights(tmp_path):
+    rep = train_main(_tiny_training_argv(tmp_path, "cuda"))
+    assert rep["device"].startswith("cuda") and rep["meta"]["steps"] == 3
+    net, _ = load_weights(tmp_path / "w.pt", sha256=rep["sha256"])  # loads on a CPU
+    assert next(net.parameters()).device.type == "cpu"
+
+
 # --- the shipped weights ---------------------------------------------------------------------
 
 

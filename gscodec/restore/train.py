@@ -4,7 +4,7 @@
         [--crop 128] [--batch 8] [--lr 1e-3] [--time-limit SECONDS] [--train a,b,c]
         [--val plant,playbot] [--views 12] [--val-views 6] [--size 256] [--qualities 1-5]
         [--cache /tmp/gscodec-restore-cache] [--jobs 2] [--report report.json] [--gen-only]
-        [--init weights.pt] [--time-inference]
+        [--init weights.pt] [--time-inference] [--device auto|cpu|cuda]
 
 Every ``.ply`` in ``--data`` trains except the validation scenes (``--val``, default plant and
 playbot, which are only rendered at orbit views of offset 0.25, never the evaluation views) and
@@ -15,6 +15,9 @@ in grey levels (divided by 1/255); ``w = --ssim-weight`` (0.2).
 Validation (``--val-every`` steps and at the end) reports, per scene and preset, the mean PSNR
 over views of the decoded render, of decoded + bilinear residual (the side-information target
 without the prior), and of the network's output with and without the residual.
+With CUDA (``--device auto``, the default, or ``cuda``) the network trains on the GPU and the
+pairs are rendered with gsplat; the cache does not tell the renderers apart (same views, renders
+that agree to within the renderers' agreement), and the weights are written for the CPU.
 """
 
 from __future__ import annotations
@@ -53,6 +56,15 @@ VALIDATION = ("plant", "playbot")
 
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -116,8 +128,10 @@ def loss_fn(restored: torch.Tensor, original: torch.Tensor, ssim_weight: float) 
 def evaluate(model: RestoreNet, sets: dict[str, dict[str, np.ndarray]],
              batch: int = 4) -> list[dict[str, Any]]:
     """Per scene and preset: mean PSNR (dB) over the views of the decoded render, decoded +
-    bilinear residual, network without and with the residual, all against the original."""
+    bilinear residual, network without and with the residual, all against the original (on
+    the model's device)."""
     model.eval()
+    dev = _device_of(model)
     rows = []
     for name, s in sets.items():
         for q in sorted(set(int(v) for v in s["quality"])):
@@ -126,9 +140,8 @@ def evaluate(model: RestoreNet, sets: dict[str, dict[str, np.ndarray]],
                                            "prior_residual": []}
             for j in range(0, len(idx), batch):
                 sel = idx[j:j + batch]
-                dec = torch.from_numpy(s["decoded"][sel]).permute(0, 3, 1, 2)
-                orig = torch.from_numpy(s["original"][sel]).permute(0, 3, 1, 2)
-                res = torch.from_numpy(s["residual"][sel]).permute(0, 3, 1, 2)
+                dec, orig, res = (torch.from_numpy(s[k][sel]).permute(0, 3, 1, 2).to(dev)
+                                  for k in ("decoded", "original", "residual"))
                 x0 = make_input(dec, None, q)
                 x1 = make_input(dec, res, q)
                 outs = {"decoded": dec, "bilinear": compose(x1, torch.zeros_like(dec)),
@@ -153,6 +166,7 @@ def calibrate(model: RestoreNet, sets: list[dict[str, np.ndarray]], per_preset: 
     pairs), with and without residual; presets without pairs get 0 (no correction). Returns the
     gains as ``{"f<flag>q<preset>": gain}``."""
     model.eval()
+    dev = _device_of(model)
     rng = np.random.default_rng(seed)
     pool = [(k, i) for k, s in enumerate(sets) for i in range(len(s["decoded"]))]
     by_q: dict[int, list[tuple[int, int]]] = {}
@@ -170,7 +184,7 @@ def calibrate(model: RestoreNet, sets: list[dict[str, np.ndarray]], per_preset: 
                 dec = torch.stack([torch.from_numpy(sets[k]["decoded"][i]) for k, i in chunk])
                 orig = torch.stack([torch.from_numpy(sets[k]["original"][i]) for k, i in chunk])
                 res = torch.stack([torch.from_numpy(sets[k]["residual"][i]) for k, i in chunk])
-                dec, orig, res = (t.permute(0, 3, 1, 2) for t in (dec, orig, res))
+                dec, orig, res = (t.permute(0, 3, 1, 2).to(dev) for t in (dec, orig, res))
                 x = make_input(dec, res if flag else None, q)
                 h, w = x.shape[-2:]
                 xp = F.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode="reflect")
@@ -203,6 +217,7 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
     comes first), gradient clipping at 1. Returns the loss history and validations.
     ``on_validate(steps_done)`` is called after each validation (e.g. to save a checkpoint)."""
     model.gain.fill_(1.0)  # calibrated gains (from --init weights) would mute some gradients
+    dev = _device_of(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.perf_counter()
     history: list[float] = []
@@ -218,7 +233,7 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
         for g in opt.param_groups:
             g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         model.train()
-        x, orig = sampler.batch(batch)
+        x, orig = (t.to(dev, non_blocking=True) for t in sampler.batch(batch))
         restored = compose(x, model(x))
         loss = loss_fn(restored, orig, ssim_weight)
         opt.zero_grad(set_to_none=True)
@@ -243,14 +258,18 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
 
 def time_inference(model: RestoreNet, size: int = 512, repeats: int = 5) -> float:
     """Median seconds of one restoration of a ``size`` x ``size`` view (with residual)."""
+    dev = _device_of(model)
     x = make_input(torch.rand(1, 3, size, size), torch.zeros(1, 3, size // 4, size // 4), 3)
+    x = x.to(dev)
     model.eval()
     times = []
     with torch.inference_mode():
         model.restore(x)
         for _ in range(repeats):
+            _sync(dev)
             t = time.perf_counter()
             model.restore(x)
+            _sync(dev)
             times.append(time.perf_counter() - t)
     return float(np.median(times))
 
@@ -270,10 +289,10 @@ def _parse_qualities(s: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _make_one(args: tuple[str, PairSpec, str]) -> str:
-    ply, spec, cache = args
+def _make_one(args: tuple[str, PairSpec, str, str]) -> str:
+    ply, spec, cache, backend = args
     torch.set_num_threads(1)
-    load_or_make(Path(ply), spec, Path(cache), log=_log)
+    load_or_make(Path(ply), spec, Path(cache), backend=backend, log=_log)
     return Path(ply).stem
 
 
@@ -297,6 +316,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--jobs", type=int, default=1, help="processes making pairs")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="where to train ('auto': CUDA when available); with CUDA the pairs "
+                         "are rendered with gsplat")
     ap.add_argument("--val-every", type=int, default=1000,
                     help="validate (and save the weights so far) every N steps")
     ap.add_argument("--seed", type=int, default=0)
@@ -319,13 +341,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available")
+    device = torch.device("cuda" if args.device == "cuda" or
+                          (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    backend = "auto" if device.type == "cuda" else "cpu"
     if args.init:
         model, _ = load_weights(args.init)
     else:
         model = RestoreNet(RestoreConfig(args.widths, args.blocks, args.zero_mean_block))
+    model.to(device)
     if args.time_inference:
         s = time_inference(model)
         print(json.dumps({"seconds_512": s, "threads": torch.get_num_threads(),
+                          "device": str(device),
                           "parameters": parameter_count(model)}))
         return {"seconds_512": s}
 
@@ -346,16 +375,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           seed=args.seed, kind="random")
     val_spec = PairSpec(qualities=args.qualities, views=args.val_views, size=args.size,
                         kind="orbit", offset=0.25)
-    jobs = [(str(names[n]), train_spec, str(args.cache)) for n in train_names] + \
-           [(str(names[n]), val_spec, str(args.cache)) for n in args.val]
+    jobs = [(str(names[n]), train_spec, str(args.cache), backend) for n in train_names] + \
+           [(str(names[n]), val_spec, str(args.cache), backend) for n in args.val]
     t0 = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) \
                 as pool:
             for name in pool.map(_make_one, jobs):
                 _log(f"pairs ready: {name}")
-    train_sets = [load_or_make(names[n], train_spec, args.cache, log=_log) for n in train_names]
-    val_sets = {n: load_or_make(names[n], val_spec, args.cache, log=_log) for n in args.val}
+    train_sets = [load_or_make(names[n], train_spec, args.cache, backend=backend, log=_log)
+                  for n in train_names]
+    val_sets = {n: load_or_make(names[n], val_spec, args.cache, backend=backend, log=_log)
+                for n in args.val}
     gen_s = time.perf_counter() - t0
     n_pairs = sum(len(s["decoded"]) for s in train_sets)
     _log(f"{n_pairs} training pairs from {len(train_sets)} scenes, "
@@ -403,7 +434,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "validation_before": base_rows, "validations": result["validations"],
               "losses_every_50": [float(np.mean(result["losses"][i:i + 50]))
                                   for i in range(0, len(result["losses"]), 50)],
-              "torch_threads": torch.get_num_threads()}
+              "torch_threads": torch.get_num_threads(), "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=1, default=list))
