@@ -282,6 +282,35 @@ def _tiny_training_argv(tmp_path, device):
             "--report", str(tmp_path / "report.json"), "--device", device]
 
 
+def test_training_reads_splat_scenes(tmp_path):
+    # the shared data ships .splat files (32 bytes a Gaussian): training takes them as they are
+    data = tmp_path / "scenes"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("alpha", "valscene"):
+        n = 600
+        rec = np.zeros(n, dtype=[("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4),
+                                 ("rot", "u1", 4)])
+        rec["pos"] = rng.normal(0, 0.5, (n, 3))
+        rec["scale"] = rng.uniform(0.01, 0.05, (n, 3))
+        rec["rgba"] = rng.integers(40, 255, (n, 4))
+        q = rng.normal(size=(n, 4))
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        rec["rot"] = np.clip(q * 128 + 128, 0, 255).astype(np.uint8)
+        (data / f"{name}.splat").write_bytes(rec.tobytes())
+    report = tmp_path / "report.json"
+    train_main(["--data", str(data), "--out", str(tmp_path / "w.pt"), "--steps", "2",
+                "--views", "1", "--val-views", "1", "--size", "32", "--crop", "16",
+                "--batch", "2", "--qualities", "1", "--val", "valscene", "--cache",
+                str(tmp_path / "cache"), "--threads", "1", "--widths", "4,8,8,8", "--blocks",
+                "1,1,1,1", "--report", str(report), "--device", "cpu"])
+    rep = json.loads(report.read_text())
+    assert rep["meta"]["train_scenes"] == "alpha" and rep["meta"]["pairs"] == 1
+    (data / "alpha.ply").write_bytes(b"")  # two scenes named alpha: refused
+    with pytest.raises(SystemExit):
+        train_main(["--data", str(data), "--out", str(tmp_path / "w.pt"), "--val", "valscene"])
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_training_on_cuda_without_cuda_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:

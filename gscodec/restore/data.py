@@ -129,9 +129,9 @@ def load_or_make(ply: Path, spec: PairSpec, cache: Path, *, backend: str = "cpu"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    from ..api import read_ply
+    from ..api import load_scene
 
-    g = read_ply(ply)
+    g = load_scene(ply)
     log(f"making pairs for {Path(ply).stem} ({g.n:,} Gaussians, {spec.views} views, presets "
         f"{list(spec.qualities)})")
     pairs = make_pairs(g, spec, backend=backend)

@@ -1,17 +1,18 @@
 """Train the restoration network on pairs rendered from scenes (see :mod:`.data`).
 
-    python -m gscodec.restore.train --data DIR_OF_PLYS --out weights.pt [--steps 3000]
+    python -m gscodec.restore.train --data SCENE_DIR --out weights.pt [--steps 3000]
         [--crop 128] [--batch 8] [--lr 1e-3] [--time-limit SECONDS] [--train a,b,c]
         [--val plant,playbot] [--views 12] [--val-views 6] [--size 256] [--qualities 1-5]
         [--cache /tmp/gscodec-restore-cache] [--jobs 2] [--report report.json] [--gen-only]
         [--init weights.pt] [--time-inference] [--device auto|cpu|cuda]
 
-Every ``.ply`` in ``--data`` trains except the validation scenes (``--val``, default plant and
-playbot, which are only rendered at orbit views of offset 0.25, never the evaluation views) and
-``--exclude``. Pairs are cached in ``--cache`` (one ``.npz`` per scene and settings), so a rerun
-only trains. Each sample is shown with its coarse residual or, with probability 1/2, without
-(flag 0). Loss: ``(1 - w) * L1 + w * (1 - SSIM)`` of restored vs original render, both terms
-in grey levels (divided by 1/255); ``w = --ssim-weight`` (0.2).
+Every scene file in ``--data`` (``.ply``, ``.splat``, ``.spz``, ``.sog``) trains except the
+validation scenes (``--val``, default plant and playbot, which are only rendered at orbit views
+of offset 0.25, never the evaluation views) and ``--exclude``. Pairs are cached in ``--cache``
+(one ``.npz`` per scene and settings), so a rerun only trains. Each sample is shown with its
+coarse residual or, with probability ``1 - --p-residual``, without (flag 0). Loss: ``(1 - w) *
+L1 + w * (1 - SSIM)`` of restored vs original render, both terms in grey levels (divided by
+1/255); ``w = --ssim-weight`` (0.2).
 Validation (``--val-every`` steps and at the end) reports, per scene and preset, the mean PSNR
 over views of the decoded render, of decoded + bilinear residual (the side-information target
 without the prior), and of the network's output with and without the residual.
@@ -51,6 +52,8 @@ from .model import (
 from .pretrained import load_weights, save_weights
 
 DEFAULT_CACHE = Path("/tmp/gscodec-restore-cache")
+SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")  # the shared data's .splat files are 3.2 MB,
+# their .ply conversions 5.6 MB: what a GPU lease can carry matters
 VALIDATION = ("plant", "playbot")
 
 
@@ -298,7 +301,8 @@ def _make_one(args: tuple[str, PairSpec, str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="folder of scene .ply files")
+    ap.add_argument("--data", type=Path, required=True,
+                    help="folder of scene files (.ply, .splat, .spz or .sog; named by stem)")
     ap.add_argument("--out", type=Path, help="weights file to write")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--time-limit", type=float, default=None, help="stop after these seconds")
@@ -358,8 +362,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           "parameters": parameter_count(model)}))
         return {"seconds_512": s}
 
-    plys = sorted(args.data.glob("*.ply"))
-    names = {p.stem: p for p in plys}
+    if not args.data.is_dir():
+        ap.error(f"--data {args.data} is not a folder")
+    names: dict[str, Path] = {}
+    for p in sorted(args.data.iterdir()):
+        if p.suffix.lower() in SCENE_SUFFIXES and p.is_file():
+            if p.stem in names:
+                ap.error(f"two scenes named {p.stem} in {args.data}: {names[p.stem].name}, "
+                         f"{p.name}")
+            names[p.stem] = p
     for v in args.val:
         if v not in names:
             ap.error(f"validation scene {v} is not in {args.data}")
