@@ -404,17 +404,19 @@ def refinement_plan(has_side: bool, prior: str, extra_views: int,
 
 def _gains_for_shipped_prior(side_meta: Any) -> bool:
     """Whether SIDE metadata carries gains, not all 0, for the shipped restoration weights
-    (which must be there). All-zero gains make the prior's targets part 1's: not worth running."""
-    p = side_meta.get("prior") if isinstance(side_meta, dict) else None
-    if not isinstance(p, dict):  # (before importing torch, which files without SIDE never need)
-        return False
+    (which must be there). All-zero gains make the prior's targets part 1's: not worth running.
+    A malformed entry gives False here; decoding the SIDE stream reports it."""
+    if not isinstance(side_meta, dict) or "prior" not in side_meta:
+        return False  # (before importing torch, which files without SIDE never need)
     from .restore.pretrained import WEIGHTS_FILE, WEIGHTS_SHA256
-    from .sideinfo import PRIOR_ID_LENGTH
+    from .sideinfo import PRIOR_ID_LENGTH, parse_prior
 
-    gain = p.get("gain")
-    return (p.get("weights") == WEIGHTS_SHA256[:PRIOR_ID_LENGTH] and isinstance(gain, list)
-            and any(isinstance(x, (int, float)) and x > 0 for x in gain)
-            and WEIGHTS_FILE.is_file())
+    try:
+        p = parse_prior(side_meta)
+    except ContainerError:
+        return False
+    return (p is not None and p["weights"] == WEIGHTS_SHA256[:PRIOR_ID_LENGTH]
+            and any(g > 0 for g in p["gain"]) and WEIGHTS_FILE.is_file())
 
 
 CPU_FULL_STEPS_GAUSSIANS = 300_000

@@ -125,10 +125,12 @@ def decode(payload: bytes, meta: dict[str, Any], limits: Limits = DEFAULT_LIMITS
         block = X[:, start : start + a * b].T.reshape(a, b, 3)
         residuals.append((block.astype(np.float64) * step).astype(np.float32))
         start += a * b
-    return SideInfo(cams, residuals, scale, step, _prior_meta(meta))
+    return SideInfo(cams, residuals, scale, step, parse_prior(meta))
 
 
-def _prior_meta(meta: dict[str, Any]) -> dict[str, Any] | None:
+def parse_prior(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The learned prior's entry of SIDE metadata (GSZ.md 6.8) as ``{"weights": id, "gain":
+    [without, with]}``, None where there is none; ContainerError where it is malformed."""
     if "prior" not in meta:
         return None
     p = meta["prior"]
