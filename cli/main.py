@@ -304,6 +304,8 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     n = default_steps(device, info["gaussians"]) if steps is None else steps
+    if n <= 0 or info["gaussians"] == 0:  # (decode refines nothing then)
+        return "not refined (--steps 0), " if n <= 0 else ""
     what = " + ".join(([] if not has_side else ["side information"])
                       + (["learned prior"] if use_prior else [])
                       + ([f"{extra_views} extra views"] if use_prior and extra_views else []))

@@ -117,3 +117,5 @@ def test_cli_side_information_and_refinement(tmp_path):
         and f"(3 steps on {device})" in r.output
     r = runner.invoke(main, ["decode", str(tmp_path / "s.gsz"), "--no-refine", "--force"])
     assert r.exit_code == 0 and "not refined" in r.output
+    r = runner.invoke(main, ["decode", str(tmp_path / "s.gsz"), "--steps", "0", "--force"])
+    assert r.exit_code == 0 and "not refined (--steps 0)" in r.output
