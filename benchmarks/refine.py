@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ref_imgs = [render(g, c).image.clamp(0, 1) for c in cams]
         curve = []
         files: dict[tuple[bool, int], bytes] = {}  # "side" and "full" decode the same file
+        side_views = default_views(g) if args.views is None else args.views
         for q in sorted(set(args.base_qualities) | set(args.qualities)):
             data = files[False, q] = gscodec.encode(g, quality=q, views=0)
             curve.append({"quality": q, "bytes": len(data), **score(ref_imgs,
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for q in args.qualities:
                 if (side, q) not in files:
                     files[side, q] = gscodec.encode(
-                        g, quality=q, views=(args.views or default_views(g)) if side else 0,
+                        g, quality=q, views=side_views if side else 0,
                         sideinfo_size=args.side_size, sideinfo_scale=args.scale,
                         sideinfo_step=args.step / 255)
                 data = files[side, q]

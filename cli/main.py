@@ -293,19 +293,22 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
 
     info = inspect(path, limits=limits or DEFAULT_LIMITS)
     has_side = any(r["stream"] == "SIDE" for r in info["streams"])
+    side_prior = info["side_prior"]
     refines, use_prior = refinement_plan(has_side, prior, extra_views,
-                                         {"prior": info["side_prior"]})
+                                         None if side_prior is None else {"prior": side_prior})
     if not refines:
         return ""
     if no_refine:
         return "not refined (--no-refine), "
+    if info["gaussians"] == 0:  # (decode refines nothing then)
+        return ""
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     n = default_steps(device, info["gaussians"]) if steps is None else steps
-    if n <= 0 or info["gaussians"] == 0:  # (decode refines nothing then)
-        return "not refined (--steps 0), " if n <= 0 else ""
+    if n <= 0:
+        return "not refined (--steps 0), "
     what = " + ".join(([] if not has_side else ["side information"])
                       + (["learned prior"] if use_prior else [])
                       + ([f"{extra_views} extra views"] if use_prior and extra_views else []))

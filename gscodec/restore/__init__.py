@@ -16,7 +16,14 @@ from ..cameras import Camera, orbit_views
 from ..gaussians import Gaussians
 from ..render import render
 from ..sideinfo import PRIOR_ID_LENGTH, SideInfo
-from .model import RestoreConfig, RestoreNet, compose, make_input, parameter_count
+from .model import (
+    RestoreConfig,
+    RestoreNet,
+    compose,
+    least_squares_gain,
+    make_input,
+    parameter_count,
+)
 from .pretrained import WEIGHTS_FILE, WEIGHTS_SHA256, WeightsError, load_weights, save_weights
 
 __all__ = [
@@ -146,9 +153,9 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
                 e = truth - plain
                 num[flag] += float((c * e).sum())
                 den[flag] += float((c * c).sum())
-    gains = [min(1.0, max(0.0, n / d)) if d > 0 else 0.0 for n, d in zip(num, den, strict=True)]
     return {"weights": weights_id(net),
-            "gain": [quantize_gain(g) for g in gains]}
+            "gain": [quantize_gain(least_squares_gain(n, d)) for n, d in zip(num, den,
+                                                                             strict=True)]}
 
 
 def extra_views_for(decoded: Gaussians, count: int, size: int = 256) -> list[Camera]:

@@ -144,6 +144,12 @@ def compose(x: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
     return img + UNIT * (flag * res + corr)
 
 
+def least_squares_gain(num: float, den: float) -> float:
+    """The scale ``g`` of a correction ``c`` that best fits an error ``e`` (``num = <c, e>``,
+    ``den = <c, c>``), clipped to [0, 1]; 0 where the correction is zero."""
+    return min(1.0, max(0.0, num / den)) if den > 0 else 0.0
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -44,6 +44,7 @@ from .model import (
     RestoreConfig,
     RestoreNet,
     compose,
+    least_squares_gain,
     make_input,
     make_input_flagged,
     parameter_count,
@@ -195,7 +196,7 @@ def calibrate(model: RestoreNet, sets: list[dict[str, np.ndarray]], per_preset: 
                 e = (orig - compose(x, torch.zeros_like(c))) / UNIT
                 num += float((c * e).sum())
                 den += float((c * c).sum())
-            g = min(1.0, max(0.0, num / den)) if den > 0 else 0.0
+            g = least_squares_gain(num, den)
             gains[flag, q] = g
             out[f"f{flag}q{q}"] = g
     model.gain.copy_(gains)
