@@ -1,15 +1,24 @@
 """Rate-distortion of gscodec (every preset) against the peer codecs, measured on renders.
 
-    python3 benchmarks/rd.py SCENE.ply [SCENE.ply ...] [--views 8] [--size 256]
+    python3 benchmarks/rd.py SCENE.ply [SCENE.ply ...] --split tuning|test [--views 8]
+                             [--sizes 512,1024] [--seed S] [--cameras cameras.json]
                              [--qualities 1-10] [--peers spz,compressed.ply,sog]
-                             [--out benchmarks/results] [--name rd]
+                             [--peer-cache DIR] [--out benchmarks/results] [--name rd]
 
-For each scene: the evaluation views (``gscodec.cameras.evaluation_views``, never used by the
-codec) are rendered from the original and from every decoded version; fidelity is the mean PSNR
-(and SSIM) over those views against the original's renders, black background. The peers (SPZ,
-PlayCanvas compressed.ply, SOG) are written by the peer tool (../shared/tools/peers/, the same
-invocation as its run.sh; SOG on the CPU, skipped after --sog-timeout seconds) and read back to
-PLY by the same tool.
+For each scene: the evaluation views of the split's view seed (``benchmarks/evaluation.py``:
+``gscodec.cameras.evaluation_views``, at least 3 degrees from every view the codec uses; or
+``--cameras``) are rendered at every size of ``--sizes`` from the original and from every
+decoded version; fidelity is the mean PSNR over those views against the original's renders
+(black background), with SSIM and the PSNR over covered pixels beside it. Scenes of the other
+split are refused. ``--mode base`` (the default) measures gscodec's base layer (``views=0``,
+decoded without refinement); ``--mode cli`` the files ``gscodec encode -q Q`` writes with no
+other flag (side information where the preset sends it by default), decoded as ``gscodec
+decode`` does by default (refinement where the file carries side information: minutes per preset
+on a CPU). The peers (SPZ, PlayCanvas compressed.ply, SOG) are written by the peer tool
+(../shared/tools/peers/, the same invocation as its run.sh; SOG on the CPU) and read back to PLY
+by the same tool; their outputs are cached in ``--peer-cache`` (keyed by the scene's size, time
+and name and the tool's path), so SOG, slow on SH scenes, runs once per scene, with no time-out
+that would hide it.
 
 Rate difference against a peer. The peers have one operating point each (no quality knob), so
 the Bjontegaard delta rate reduces to its one-point form: gscodec's rate at the peer's PSNR,
@@ -18,65 +27,69 @@ peer's rate: ``delta = R_gscodec(PSNR_peer) / R_peer - 1`` (-0.40 = 40% fewer by
 PSNR). If the peer's PSNR lies above gscodec's best preset the difference is not defined
 (reported as null, with ``above_range``); below gscodec's lowest preset, gscodec's lowest preset
 is both smaller and better, and the reported value is that preset's ratio, an upper bound
-(``below_range``).
+(``below_range``). Also per size: the smallest preset at 45 dB or more and its size as a share
+of the PLY.
 
 Writes ``OUT/NAME.json``, ``OUT/NAME.md`` and one plot per scene ``OUT/NAME-SCENE.png`` (PSNR
-against bits per Gaussian), with the command, machine and date.
+against bits per Gaussian at the first size), with the command, machine and date.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import math
-import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 import gscodec
-from gscodec.cameras import evaluation_views
-from gscodec.metrics import psnr, ssim
-from gscodec.render import render, resolve_backend
+from gscodec.api import default_views
+from gscodec.render import resolve_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import evaluation as ev  # noqa: E402
 from common import HERE, machine, parse_int_list, peer_tool, write_report  # noqa: E402
 
 PEER_ARGS = {"spz": [], "compressed.ply": [], "sog": ["-g", "cpu"]}
+MODES = {"base": "base layer (no side information, no refinement)",
+         "cli": "CLI defaults (encode -q Q, decode)"}
 
 
-def render_set(g: gscodec.Gaussians, cams: list, backend: str) -> list[torch.Tensor]:
-    with torch.no_grad():
-        return [render(g, c, backend=backend).image.clamp(0, 1).cpu() for c in cams]
-
-
-def fidelity(ref_imgs: list[torch.Tensor], imgs: list[torch.Tensor]) -> dict[str, float]:
-    p = [psnr(a, b) for a, b in zip(ref_imgs, imgs, strict=True)]
-    s = [ssim(a, b) for a, b in zip(ref_imgs, imgs, strict=True)]
-    return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)),
-            "psnr_min_view": float(np.min(p))}
-
-
-def run_peer(tool: str, fmt: str, ply: Path, work: Path, timeout: float) -> dict[str, Any]:
-    dst = work / f"{ply.stem}.{fmt}"
-    back = work / f"{ply.stem}.{fmt}.back.ply"
+def run_peer(tool: str, fmt: str, ply: Path, cache: Path) -> dict[str, Any]:
+    """The peer's file for ``ply`` and its PLY read-back, from ``cache`` where made before."""
+    st = ply.stat()
+    key = hashlib.sha256(f"{ply.resolve()}|{st.st_size}|{st.st_mtime_ns}|{tool}|{fmt}|"
+                         f"{PEER_ARGS[fmt]}".encode()).hexdigest()[:16]
+    folder = cache / f"{ply.stem}-{key}"
+    dst = folder / f"{ply.stem}.{fmt}"
+    back = folder / f"{ply.stem}.{fmt}.back.ply"
+    info = folder / "info.json"
+    if info.is_file() and dst.is_file() and back.is_file():
+        return {**json.loads(info.read_text()), "file": dst, "back": back, "cached": True}
+    tmp = cache / f".{ply.stem}-{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     t0 = time.perf_counter()
     try:
-        subprocess.run([tool, "-q", "-w", *PEER_ARGS[fmt], str(ply), str(dst)], check=True,
-                       capture_output=True, timeout=timeout)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        return {"peer": fmt, "error": f"{type(e).__name__}"}
-    seconds = time.perf_counter() - t0
-    subprocess.run([tool, "-q", "-w", str(dst), str(back)], check=True, capture_output=True)
-    return {"peer": fmt, "file": dst, "back": back, "bytes": dst.stat().st_size,
-            "encode_s": seconds}
+        subprocess.run([tool, "-q", "-w", *PEER_ARGS[fmt], str(ply), str(tmp / dst.name)],
+                       check=True, capture_output=True)
+        seconds = time.perf_counter() - t0
+        subprocess.run([tool, "-q", "-w", str(tmp / dst.name), str(tmp / back.name)],
+                       check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"peer": fmt, "error": f"exit {e.returncode}: {e.stderr.decode()[-200:]}"}
+    out = {"peer": fmt, "bytes": (tmp / dst.name).stat().st_size, "encode_s": seconds}
+    (tmp / "info.json").write_text(json.dumps(out))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return {**out, "file": dst, "back": back, "cached": False}
 
 
 def rate_at(curve: list[dict[str, Any]], target_psnr: float) -> tuple[float | None, str]:
@@ -95,38 +108,67 @@ def rate_at(curve: list[dict[str, Any]], target_psnr: float) -> tuple[float | No
     return None, "not_monotone"
 
 
-def bench_scene(ply: Path, args: argparse.Namespace, tool: str | None, work: Path,
-                backend: str) -> dict[str, Any]:
+def gscodec_file(ref: gscodec.Gaussians, q: int, mode: str) -> bytes:
+    """The base layer at preset ``q`` (mode "base"), or what ``gscodec encode -q Q`` writes with
+    no other flag (mode "cli")."""
+    return gscodec.encode(ref, quality=q, views=default_views(ref, q) if mode == "cli" else 0)
+
+
+def bench_scene(ply: Path, args: argparse.Namespace, tool: str | None, backend: str
+                ) -> dict[str, Any]:
     ref = gscodec.read_ply(ply)
-    cams = evaluation_views(ref.means, args.views, args.size)
-    ref_imgs = render_set(ref, cams, backend)
-    scene: dict[str, Any] = {"scene": ply.stem, "gaussians": ref.n, "sh_degree": ref.sh_degree,
+    evref = ev.reference(ref, args, backend)
+    scene: dict[str, Any] = {"scene": ply.stem, "split": ev.split_of(ev.scene_name(ply)),
+                             "gaussians": ref.n, "sh_degree": ref.sh_degree,
                              "ply_bytes": ply.stat().st_size, "gscodec": [], "peers": []}
     for q in args.qualities:
-        data = gscodec.encode(ref, quality=q)
-        dec = gscodec.decode(data)
-        f = fidelity(ref_imgs, render_set(dec, cams, backend))
+        t0 = time.perf_counter()
+        data = gscodec_file(ref, q, args.mode)
+        t1 = time.perf_counter()
+        dec = gscodec.decode(data, refine=args.mode == "cli")
+        t2 = time.perf_counter()
+        f = ev.fidelity(evref, dec, backend)
         scene["gscodec"].append({"quality": q, "bytes": len(data),
-                                 "bits_per_gaussian": 8 * len(data) / ref.n, **f})
-        print(f"  {ply.stem} q{q}: {len(data):,} B, {f['psnr']:.2f} dB", file=sys.stderr)
+                                 "side_bytes": _side_bytes(data),
+                                 "bits_per_gaussian": 8 * len(data) / max(ref.n, 1),
+                                 "encode_s": t1 - t0, "decode_s": t2 - t1, **f})
+        print(f"  {ply.stem} q{q}: {len(data):,} B, {f['psnr']:.2f} dB "
+              f"({t1 - t0:.0f} + {t2 - t1:.0f} s)", file=sys.stderr)
     for fmt in args.peers if tool else []:
-        out = run_peer(tool, fmt, ply, work, args.sog_timeout)
+        out = run_peer(tool, fmt, ply, args.peer_cache)
         if "error" in out:
             scene["peers"].append(out)
             print(f"  {ply.stem} {fmt}: {out['error']}", file=sys.stderr)
             continue
         back = gscodec.read_ply(out["back"])
-        f = fidelity(ref_imgs, render_set(back, cams, backend))
-        rate, how = rate_at(scene["gscodec"], f["psnr"])
-        row = {"peer": fmt, "bytes": out["bytes"], "bits_per_gaussian": 8 * out["bytes"] / ref.n,
-               "encode_s": out["encode_s"], **f,
-               "gscodec_bytes_at_equal_psnr": rate,
-               "delta_rate": None if rate is None else rate / out["bytes"] - 1.0,
-               "delta_rate_kind": how}
+        f = ev.fidelity(evref, back, backend)
+        row: dict[str, Any] = {"peer": fmt, "bytes": out["bytes"],
+                               "bits_per_gaussian": 8 * out["bytes"] / max(ref.n, 1),
+                               "encode_s": out["encode_s"], "cached": out["cached"], **f,
+                               "at_equal_psnr": {}}
+        for size in args.sizes:
+            curve = [{"psnr": ev.at_size(r, size), "bytes": r["bytes"]}
+                     for r in scene["gscodec"]]
+            rate, how = rate_at(curve, ev.at_size(row, size))
+            row["at_equal_psnr"][str(size)] = {
+                "gscodec_bytes": rate, "kind": how,
+                "delta_rate": None if rate is None else rate / out["bytes"] - 1.0}
         scene["peers"].append(row)
+        first = row["at_equal_psnr"][str(args.sizes[0])]
         print(f"  {ply.stem} {fmt}: {out['bytes']:,} B, {f['psnr']:.2f} dB, delta "
-              f"{row['delta_rate']}", file=sys.stderr)
+              f"{first['delta_rate']}", file=sys.stderr)
+    scene["at_45db"] = {}
+    for size in args.sizes:
+        ok = [r for r in scene["gscodec"] if ev.at_size(r, size) >= 45.0]
+        best = min(ok, key=lambda r: r["bytes"]) if ok else None
+        scene["at_45db"][str(size)] = None if best is None else {
+            "quality": best["quality"], "bytes": best["bytes"],
+            "ratio_to_ply": best["bytes"] / scene["ply_bytes"]}
     return scene
+
+
+def _side_bytes(data: bytes) -> int:
+    return sum(s["bytes"] for s in gscodec.inspect(data)["streams"] if s["stream"] == "SIDE")
 
 
 def plot(scene: dict[str, Any], path: Path) -> None:
@@ -136,7 +178,7 @@ def plot(scene: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    xs = [r["bits_per_gaussian"] for r in scene["gscodec"]]
+    xs = [r["bits_per_gaussian"] for r in scene["gscodec"]]  # psnr: the first size
     ys = [r["psnr"] for r in scene["gscodec"]]
     ax.plot(xs, ys, "o-", label="gscodec (presets 1-10)")
     for r in scene["gscodec"]:
@@ -155,31 +197,60 @@ def plot(scene: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _delta(d: dict[str, Any]) -> str:
+    if d["delta_rate"] is None:
+        return "n/a (above gscodec's range)"
+    text = f"{100 * d['delta_rate']:+.1f}%"
+    return f"<= {text}" if d["kind"] == "below_range" else text
+
+
 def markdown(report: dict[str, Any]) -> str:
+    sizes = report["sizes"]
     lines = [f"# Rate-distortion benchmark ({report['date']})", "",
              f"Command: `{report['command']}`", "",
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; renderer "
-             f"{report['backend']}; {report['views']} evaluation views at {report['size']}x"
-             f"{report['size']}, black background.", "",
-             "delta rate = gscodec bytes at the peer's PSNR (interpolated between presets) / peer "
-             "bytes - 1; negative is smaller.", ""]
+             f"{report['backend']}; gscodec {MODES[report['mode']]}; split {report['split']}, "
+             f"{report['views']} evaluation views "
+             f"({report['view_source']}) at {', '.join(f'{s}x{s}' for s in sizes)}, black "
+             "background. PSNR: mean over views; covered: over the pixels either scene covers.",
+             "", "delta rate = gscodec bytes at the peer's PSNR (interpolated between presets, "
+             "at that size) / peer bytes - 1; negative is smaller.", "",
+             "## Summary", "",
+             "| scene | split | peer | " + " | ".join(f"delta rate @{s}" for s in sizes)
+             + " | " + " | ".join(f"bytes/PLY at >= 45 dB @{s}" for s in sizes) + " |",
+             "|---|---|---|" + "---:|" * (2 * len(sizes))]
     for s in report["scenes"]:
-        lines += [f"## {s['scene']}: {s['gaussians']:,} Gaussians, SH {s['sh_degree']}", "",
-                  "| codec | bytes | bits/G | PSNR (dB) | SSIM | delta rate |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        r45 = " | ".join("-" if s["at_45db"][str(z)] is None else
+                         f"{s['at_45db'][str(z)]['ratio_to_ply']:.4f} "
+                         f"(q{s['at_45db'][str(z)]['quality']})" for z in sizes)
         for p in s["peers"]:
             if "psnr" not in p:
-                lines.append(f"| {p['peer']} | failed ({p['error']}) | | | | |")
                 continue
-            d = p["delta_rate"]
-            dr = "n/a (above gscodec's range)" if d is None else f"{100 * d:+.1f}%"
-            if p["delta_rate_kind"] == "below_range":
-                dr = f"<= {dr}"
+            d = " | ".join(_delta(p["at_equal_psnr"][str(z)]) for z in sizes)
+            lines.append(f"| {s['scene']} | {s['split']} | {p['peer']} | {d} | {r45} |")
+    lines.append("")
+    for s in report["scenes"]:
+        lines += [f"## {s['scene']}: {s['gaussians']:,} Gaussians, SH {s['sh_degree']} "
+                  f"({s['split']}; PLY {s['ply_bytes']:,} B)", ""]
+        head = " | ".join(f"PSNR @{z} | covered @{z} | SSIM @{z}" for z in sizes)
+        lines += [f"| codec | bytes | bits/G | {head} | delta rate @{sizes[0]} |",
+                  "|---|---:|---:|" + "---:|" * (3 * len(sizes)) + "---:|"]
+
+        def cells(r: dict[str, Any]) -> str:
+            return " | ".join(f"{ev.at_size(r, z):.2f} | {ev.at_size(r, z, 'psnr_covered'):.2f} "
+                              f"| {ev.at_size(r, z, 'ssim'):.4f}" for z in sizes)
+
+        for p in s["peers"]:
+            if "psnr" not in p:
+                lines.append(f"| {p['peer']} | failed ({p['error']}) |" + " |" * (3 * len(sizes)
+                                                                               + 2))
+                continue
             lines.append(f"| {p['peer']} | {p['bytes']:,} | {p['bits_per_gaussian']:.1f} | "
-                         f"{p['psnr']:.2f} | {p['ssim']:.4f} | {dr} |")
+                         f"{cells(p)} | {_delta(p['at_equal_psnr'][str(sizes[0])])} |")
         for r in s["gscodec"]:
-            lines.append(f"| gscodec q{r['quality']} | {r['bytes']:,} | "
-                         f"{r['bits_per_gaussian']:.1f} | {r['psnr']:.2f} | {r['ssim']:.4f} | |")
+            side = f" (side {r['side_bytes']:,})" if r["side_bytes"] else ""
+            lines.append(f"| gscodec q{r['quality']} | {r['bytes']:,}{side} | "
+                         f"{r['bits_per_gaussian']:.1f} | {cells(r)} | |")
         lines += ["", f"![{s['scene']}]({report['name']}-{s['scene']}.png)", ""]
     return "\n".join(lines)
 
@@ -187,31 +258,36 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scenes", nargs="+", type=Path)
-    ap.add_argument("--views", type=int, default=8)
-    ap.add_argument("--size", type=int, default=256)
+    ev.add_arguments(ap, views=8, sizes="512,1024")
     ap.add_argument("--qualities", type=parse_int_list, default=list(range(1, 11)))
+    ap.add_argument("--mode", choices=["base", "cli"], default="base",
+                    help="base: gscodec's base layer; cli: the CLI's default encode and decode")
     ap.add_argument("--peers", default="spz,compressed.ply,sog")
-    ap.add_argument("--sog-timeout", type=float, default=float(os.environ.get("SOG_TIMEOUT", 120)))
+    ap.add_argument("--peer-cache", type=Path,
+                    default=Path.home() / ".cache" / "gscodec-peer-outputs")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="rd")
     args = ap.parse_args(argv)
+    ev.check_split(args.scenes, args.split)
     args.peers = [p for p in args.peers.split(",") if p]
     backend = resolve_backend(args.backend)
     tool = peer_tool() if args.peers else None
     report: dict[str, Any] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python3", "benchmarks/rd.py", *(argv or sys.argv[1:])]),
-        "machine": machine(), "backend": backend, "views": args.views, "size": args.size,
+        "machine": machine(), "backend": backend, "split": args.split, "mode": args.mode,
+        "view_seed": ev.view_seed(args), "views": args.views, "sizes": args.sizes,
+        "view_source": f"cameras {args.cameras}" if args.cameras else
+        f"evaluation_views seed {ev.view_seed(args)}",
         "name": args.name, "scenes": [],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gscodec-rd-") as tmp:
-        for ply in args.scenes:
-            scene = bench_scene(ply, args, tool, Path(tmp), backend)
-            report["scenes"].append(scene)
-            plot(scene, args.out / f"{args.name}-{scene['scene']}.png")
-            write_report(args.out, args.name, report, markdown(report))
+    for ply in args.scenes:
+        scene = bench_scene(ply, args, tool, backend)
+        report["scenes"].append(scene)
+        plot(scene, args.out / f"{args.name}-{scene['scene']}.png")
+        write_report(args.out, args.name, report, markdown(report))
     print(json.dumps(report, indent=2))
     return report
 

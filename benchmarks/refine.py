@@ -1,11 +1,14 @@
 """Ablation of side information + refinement against the plain base layer, at equal total bytes.
 
-    python3 benchmarks/refine.py SCENE.ply [...] [--qualities 1-3] [--views K] [--side-size 256]
-                                 [--scale 4] [--step 1.0] [--steps 100] [--eval-views 6]
-                                 [--eval-size 256] [--out benchmarks/results] [--name refine]
+    python3 benchmarks/refine.py SCENE.ply [...] --split tuning|test [--qualities 1-3]
+                                 [--side-views K] [--side-size 256] [--scale 4] [--step 1.0]
+                                 [--steps 100] [--views 6] [--sizes 512] [--seed S]
+                                 [--cameras cameras.json] [--out benchmarks/results]
+                                 [--name refine]
 
-For each scene and preset: the base layer alone (bytes, PSNR/SSIM on the evaluation views, which
-the codec never sees), and base + side information + refinement (bytes including the SIDE
+For each scene and preset: the base layer alone (bytes, PSNR/SSIM on the evaluation views of
+``benchmarks/evaluation.py``, which the codec never sees, at each of ``--sizes``; scenes of the
+other split are refused), and base + side information + refinement (bytes including the SIDE
 stream, PSNR/SSIM after ``--steps`` refinement steps, decode seconds, device); with
 ``--configs`` also the learned prior with side information (full method; ``full-extra`` adds
 ``--extra-views`` views restored without residual) and without it (``prior``: extra views only).
@@ -31,23 +34,26 @@ import torch
 
 import gscodec
 from gscodec.api import default_views
-from gscodec.cameras import evaluation_views
-from gscodec.metrics import psnr, ssim
-from gscodec.render import render
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import evaluation as ev  # noqa: E402
 from common import HERE, machine, parse_int_list, write_report  # noqa: E402
 
 
-def score(ref_imgs: list[torch.Tensor], g: gscodec.Gaussians, cams: list) -> dict[str, float]:
-    with torch.no_grad():
-        imgs = [render(g, c).image.clamp(0, 1) for c in cams]
-    return {"psnr": float(np.mean([psnr(a, b) for a, b in zip(ref_imgs, imgs, strict=True)])),
-            "ssim": float(np.mean([ssim(a, b) for a, b in zip(ref_imgs, imgs, strict=True)]))}
+def score(ref: ev.Reference, g: gscodec.Gaussians) -> dict[str, Any]:
+    return ev.fidelity(ref, g, "auto")
 
 
-def base_psnr_at(curve: list[dict[str, Any]], nbytes: float) -> float | None:
-    pts = sorted((math.log(r["bytes"]), r["psnr"]) for r in curve)
+def _gain(curve: list[dict[str, Any]], nbytes: float, refined: float, size: int
+          ) -> float | None:
+    equal = base_psnr_at(curve, nbytes, size)
+    return None if equal is None else refined - equal
+
+
+def base_psnr_at(curve: list[dict[str, Any]], nbytes: float, size: int | None = None
+                 ) -> float | None:
+    pts = sorted((math.log(r["bytes"]), r["psnr"] if size is None else ev.at_size(r, size))
+                 for r in curve)
     if not pts or not pts[0][0] <= math.log(nbytes) <= pts[-1][0]:
         return None
     return float(np.interp(math.log(nbytes), [p[0] for p in pts], [p[1] for p in pts]))
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("scenes", nargs="+", type=Path)
     ap.add_argument("--qualities", type=parse_int_list, default=[1, 2, 3])
     ap.add_argument("--base-qualities", type=parse_int_list, default=list(range(1, 11)))
-    ap.add_argument("--views", type=int, default=None,
+    ap.add_argument("--side-views", type=int, default=None,
                     help="side-information views (default: the CLI's, gscodec.api.default_views)")
     ap.add_argument("--side-size", type=int, default=256)
     ap.add_argument("--scale", type=int, default=4)
@@ -103,35 +109,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--extra-views", type=int, default=8,
                     help="views restored by the prior without side information (full-extra, "
                          "prior)")
-    ap.add_argument("--eval-views", type=int, default=6)
-    ap.add_argument("--eval-size", type=int, default=256)
+    ev.add_arguments(ap, views=6, sizes="512")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="refine")
     args = ap.parse_args(argv)
+    ev.check_split(args.scenes, args.split)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report: dict[str, Any] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python3", "benchmarks/refine.py", *(argv or sys.argv[1:])]),
-        "machine": machine(), "device": device, "scenes": [],
+        "machine": machine(), "device": device, "split": args.split,
+        "view_seed": ev.view_seed(args), "views": args.views, "sizes": args.sizes,
+        "scenes": [],
     }
     for ply in args.scenes:
         g = gscodec.read_ply(ply)
-        cams = evaluation_views(g.means, args.eval_views, args.eval_size)
-        with torch.no_grad():
-            ref_imgs = [render(g, c).image.clamp(0, 1) for c in cams]
+        evref = ev.reference(g, args, "auto")
         curve = []
         files: dict[tuple[bool, int], bytes] = {}  # "side" and "full" decode the same file
-        side_views = default_views(g) if args.views is None else args.views
         for q in sorted(set(args.base_qualities) | set(args.qualities)):
             data = files[False, q] = gscodec.encode(g, quality=q, views=0)
-            curve.append({"quality": q, "bytes": len(data), **score(ref_imgs,
-                                                                    gscodec.decode(data), cams)})
+            curve.append({"quality": q, "bytes": len(data), **score(evref, gscodec.decode(data))})
         rows = []
         for config in args.configs:
             side = config in ("side", "full", "full-extra")
             prior = "on" if config in ("full", "full-extra", "prior") else "off"
             extra = args.extra_views if config in ("full-extra", "prior") else 0
             for q in args.qualities:
+                side_views = default_views(g, q) if args.side_views is None else args.side_views
                 if (side, q) not in files:
                     files[side, q] = gscodec.encode(
                         g, quality=q, views=side_views if side else 0,
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 refined = gscodec.decode(data, steps=args.steps, device=device, prior=prior,
                                          extra_views=extra)
                 seconds = time.perf_counter() - t0
-                s = score(ref_imgs, refined, cams)
+                s = score(evref, refined)
                 base = next(r for r in curve if r["quality"] == q)
                 equal = base_psnr_at(curve, len(data))
                 rows.append({"config": config, "quality": q, "bytes": len(data),
@@ -150,7 +155,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              **s, "base_psnr": base["psnr"], "base_psnr_at_equal_bytes": equal,
                              "gain_db_at_equal_bytes": None if equal is None else s["psnr"] - equal,
                              "decode_s": seconds, "device": device, "steps": args.steps,
-                             "extra_views": extra})
+                             "extra_views": extra, "side_views": side_views if side else 0,
+                             "gain_db_at_equal_bytes_by_size": {
+                                 str(z): _gain(curve, len(data), ev.at_size(s, z), z)
+                                 for z in args.sizes}})
                 print(json.dumps({"scene": ply.stem, **rows[-1]}), file=sys.stderr)
         report["scenes"].append({"scene": ply.stem, "gaussians": g.n, "base_curve": curve,
                                  "refined": rows})
@@ -158,7 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot(report["scenes"][-1], args.out / f"{args.name}-{ply.stem}.png")
         lines = [f"# Refinement ablation ({report['date']})", "", f"Command: `{report['command']}`",
                  "", f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-                 f"device {device}.", ""]
+                 f"device {device}. Split {args.split}: {args.views} evaluation views of seed "
+                 f"{ev.view_seed(args)} at {args.sizes[0]}x{args.sizes[0]} (PSNR columns; "
+                 "gains at the other sizes in the JSON), black background.", ""]
         for sc in report["scenes"]:
             lines += [f"## {sc['scene']} ({sc['gaussians']:,} Gaussians)", "",
                       "| config | preset | bytes (base + side) | PSNR base | PSNR refined | "

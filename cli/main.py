@@ -135,6 +135,23 @@ def _size(n: int) -> str:
     return f"{n:,} B" if n < 10_000 else f"{n / 1e6:.2f} MB"
 
 
+class _ByteSize(click.ParamType):
+    """A number of bytes: ``8GB``, ``512MiB``, ``8G`` or plain bytes (gscodec.budget.parse_size);
+    anything else is a usage error (exit code 2)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        from ..budget import parse_size
+
+        try:
+            return parse_size(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
 class _Main(click.Group):
     """The command group; with JSON errors asked for, usage errors (exit code 2) are JSON too."""
 
@@ -187,14 +204,19 @@ def main(json_errors: bool) -> None:
               help="With side information: measure how much the shipped learned prior's "
                    "correction helps this scene and store it for the decoder (default: on at "
                    "the presets the prior was trained for).")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="For a .gsz input: decode it with refinement, as `gscodec decode` does, so "
+                   "that the scene encoded is the one `gscodec decode` writes (minutes on a CPU "
+                   "for large scenes), or without it (the base layer).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def encode(input_path: Path, output: Path | None, quality: int, views: int | None,
            sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
-           prior_gains: bool | None, force: bool, quiet: bool) -> None:
+           prior_gains: bool | None, refine: bool, force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
-    .compressed.ply, .splat, .spz, .sog or SOG meta.json."""
+    .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
+    `gscodec decode` does unless --no-refine; one line on stderr says which)."""
     from ..api import default_views, encode_with_order, load_scene
 
     _check_input(input_path)
@@ -202,9 +224,10 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
     _check_not_input(out, input_path)
     check_output_path(out, force=force)
     t0 = time.perf_counter()
+    _note_gsz_input(input_path, refine, quiet)
     with progress_bar(quiet, "encode") as report:
         report(0, 1, "reading PLY")
-        g = load_scene(input_path)
+        g = load_scene(input_path, refine=refine)
         if views is None:
             views = default_views(g)
         data, _ = encode_with_order(g, quality, progress=report, views=views,
@@ -243,12 +266,16 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
                    "alone, added to the refinement targets.")
 @click.option("--max-gaussians", type=click.IntRange(0, 1 << 62), default=None, metavar="N",
               help="Refuse files that declare more than N Gaussians (default: 2**28).")
+@click.option("--max-memory", type=_ByteSize(), default=None, metavar="SIZE",
+              help="Refuse files whose decoding (with refinement, where it runs) is estimated "
+                   "to need more memory than SIZE, e.g. 8GB, 512MiB or plain bytes (default: "
+                   "16GiB; GSZ.md 4.1).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None, device: str,
-           prior: str, extra_views: int, max_gaussians: int | None, force: bool,
-           quiet: bool) -> None:
+           prior: str, extra_views: int, max_gaussians: int | None, max_memory: int | None,
+           force: bool, quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout).
 
     Files with side information are refined unless --no-refine is given. The Gaussians come out
@@ -258,7 +285,9 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
     from ..formats.gsz import DEFAULT_LIMITS, Limits
     from ..formats.ply import write_ply_file
 
-    limits = DEFAULT_LIMITS if max_gaussians is None else Limits(max_gaussians=max_gaussians)
+    limits = Limits(
+        max_gaussians=DEFAULT_LIMITS.max_gaussians if max_gaussians is None else max_gaussians,
+        max_memory=DEFAULT_LIMITS.max_memory if max_memory is None else max_memory)
     _check_input(input_path)
     stem = input_path.name[:-4] if input_path.name.endswith(".gsz") else input_path.name
     out = output or input_path.with_name(f"{stem}.decoded.ply")
@@ -315,6 +344,44 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
     return f"refined with {what} ({n} steps on {device}), "
 
 
+def _note_gsz_input(path: Path, refine: bool, quiet: bool) -> None:
+    """For a .gsz input of ``encode`` or ``compare``: one line on stderr saying whether it is
+    decoded with refinement (as ``gscodec decode`` does: the library's default steps and device)
+    and how many steps, unless ``quiet``. Nothing for other inputs, and nothing for a file whose
+    header does not parse (loading it reports the error)."""
+    from ..api import default_steps, inspect, refinement_plan
+    from ..formats.gsz import MAGIC
+
+    if quiet:
+        return
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return
+        info = inspect(path)
+    except (OSError, GscodecError):
+        return
+    has_side = any(r["stream"] == "SIDE" for r in info["streams"])
+    side_prior = info["side_prior"]
+    refines, use_prior = refinement_plan(has_side, "auto", 0,
+                                         None if side_prior is None else {"prior": side_prior})
+    if not refine:
+        how = "without refinement (--no-refine)"
+    elif not refines:
+        how = "without refinement (it has no side information)"
+    elif info["gaussians"] == 0:
+        how = "without refinement (it holds no Gaussians)"
+    else:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        steps = default_steps(device, info["gaussians"])
+        what = "side information + learned prior" if use_prior else "side information"
+        how = (f"with refinement: {steps} steps on {device} ({what}); --no-refine decodes "
+               "without")
+    click.echo(f"gscodec: {path}: decoding the .gsz {how}", err=True)
+
+
 def _heat(a: Any, b: Any) -> Any:
     """Error heat map: mean absolute error per pixel, x4, black -> red -> yellow -> white."""
     import numpy as np
@@ -338,13 +405,20 @@ def _heat(a: Any, b: Any) -> Any:
               help="Write reference | other | error heat map of the worst view.")
 @click.option("--backend", type=click.Choice(["auto", "cpu", "gsplat"]), default="auto",
               show_default=True, help="Renderer (gsplat needs CUDA).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seed of the synthesized evaluation views (ignored with --cameras).")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="Decode .gsz inputs with refinement, as `gscodec decode` does (minutes on a "
+                   "CPU for large scenes), or without it (the base layer).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --png output.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar, no note about .gsz inputs.")
 @handle_errors
 def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_path: Path | None,
-            as_json: bool, png_path: Path | None, backend: str, force: bool, quiet: bool) -> None:
+            as_json: bool, png_path: Path | None, backend: str, seed: int, refine: bool,
+            force: bool, quiet: bool) -> None:
     """Render REF and OTHER (.ply or .gsz) from the same views and report PSNR and SSIM of
-    OTHER against REF (black background)."""
+    OTHER against REF (black background). A .gsz is decoded as `gscodec decode` does, refined
+    unless --no-refine (one line on stderr says which)."""
     import numpy as np
 
     from ..api import load_scene
@@ -359,19 +433,22 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
         check_output_path(png_path, force=force)
     if backend == "gsplat" and resolve_backend("auto") != "gsplat":
         raise GscodecError("--backend gsplat needs CUDA and gsplat; use --backend cpu")
+    for p in (ref_path, other_path):
+        _note_gsz_input(p, refine, quiet)
     with progress_bar(quiet, "compare") as report:
         report(0, 1, "loading")
-        ref = load_scene(ref_path)
-        other = load_scene(other_path)
+        ref = load_scene(ref_path, refine=refine)
+        other = load_scene(other_path, refine=refine)
         if cameras_path is not None:
             cams = read_cameras_json(cameras_path)
             step = max(1, len(cams) // views)
             cams = [c.scaled(size) for c in cams[::step][:views]]
         else:
-            cams = evaluation_views(ref.means, views, size)
+            cams = evaluation_views(ref.means, views, size, seed=seed)
         result = compare_renders(ref, other, cams, backend=backend, progress=report)
     result["ref"], result["other"] = str(ref_path), str(other_path)
     result["backend"] = resolve_backend(backend)
+    result["seed"] = None if cameras_path is not None else seed
     if png_path is not None and result["views"]:
         import torch
 
@@ -390,14 +467,16 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
 
     table = Table(title=f"{other_path} against {ref_path}: {result['views']} views, "
                   f"{result['width']}x{result['height']}, {result['backend']} renderer")
-    for col in ("view", "PSNR (dB)", "SSIM"):
+    for col in ("view", "PSNR (dB)", "SSIM", "PSNR covered (dB)", "covered"):
         table.add_column(col, justify="left" if col == "view" else "right")
     def db(x: float | None) -> str:
         return "inf" if x is None else f"{x:.2f}"
 
     for v in result["per_view"]:
-        table.add_row(v["name"], db(v["psnr"]), f"{v['ssim']:.4f}")
-    table.add_row("mean", db(result["psnr"]), f"{result['ssim']:.4f}", style="bold")
+        table.add_row(v["name"], db(v["psnr"]), f"{v['ssim']:.4f}", db(v["psnr_covered"]),
+                      f"{100 * v['coverage']:.0f}%")
+    table.add_row("mean", db(result["psnr"]), f"{result['ssim']:.4f}", db(result["psnr_covered"]),
+                  f"{100 * result['coverage']:.0f}%", style="bold")
     Console().print(table)
 
 

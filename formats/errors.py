@@ -29,6 +29,11 @@ class LimitError(ContainerError):
     """A .gsz file declares sizes or counts beyond the decoder's configured limits."""
 
 
+class LimitWarning(UserWarning):
+    """The encoder wrote a file that a decoder with the default limits refuses (its estimated
+    memory is above the default budget, GSZ.md 4.1): it decodes with larger limits."""
+
+
 class OutputExistsError(GscodecError):
     """The output path exists and overwriting was not asked for."""
 

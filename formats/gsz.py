@@ -46,13 +46,22 @@ class Limits:
 
     ``max_gaussians`` bounds the declared count N (GSZ.md section 4); ``max_side_pixels`` the
     full-resolution pixels of all side-information views together (section 6.8), which a
-    refining decoder renders and holds as targets."""
+    refining decoder renders and holds as targets; ``max_memory`` (bytes) the decoder's peak
+    memory as estimated from the header before decoding (section 4.1, ``gscodec.budget``):
+    the decoded arrays, the channel decoder's working memory and, where the file is refined,
+    refinement's. Its default, 16 GiB, is what a current laptop or workstation can give one
+    process: it decodes the largest captured scenes (up to about 18 million Gaussians at SH
+    degree 3, 45 million at 0) and refines on a CPU about 1.4 million at SH 3 (2.2 million at
+    0), while a file that asks for more (the per-byte rule it replaces let a 4 MB file ask for
+    60 GB) is refused before the machine starts to swap or the process is killed. Raise it on
+    bigger machines."""
 
     max_streams: int = 256
     max_meta_bytes: int = 16 << 20
     max_gaussians: int = 1 << 28
     max_file_bytes: int = 1 << 40
     max_side_pixels: int = 1 << 24
+    max_memory: int = 16 << 30
 
 
 DEFAULT_LIMITS = Limits()

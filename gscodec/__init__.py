@@ -10,7 +10,13 @@
 __version__ = "0.1.0"
 
 from .api import decode, encode, encode_with_order, inspect, read_ply, write_ply  # noqa: E402
-from .formats.errors import ContainerError, GscodecError, LimitError, PlyError  # noqa: E402
+from .formats.errors import (  # noqa: E402
+    ContainerError,
+    GscodecError,
+    LimitError,
+    LimitWarning,
+    PlyError,
+)
 from .gaussians import Gaussians  # noqa: E402
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "Gaussians",
     "GscodecError",
     "LimitError",
+    "LimitWarning",
     "PlyError",
     "decode",
     "encode",

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zstandard
 
-from . import __version__
+from . import __version__, budget
 from .cameras import encoder_views
 from .codec import adaptive
 from .codec.attributes import REGISTRY, ImportanceCodec, RowView, morton_order
 from .codec.canonical import canonicalize
 from .codec.meta import get_dict, get_int
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
-from .formats.errors import ContainerError, GscodecError, LimitError, unreadable
+from .formats.errors import ContainerError, GscodecError, LimitError, LimitWarning, unreadable
 from .formats.gsz import (
     CODEC_ZSTD_JSON,
     DEFAULT_LIMITS,
     ENTRY_SIZE,
     HEADER_SIZE,
     MAGIC,
+    ZSTD_UNKNOWN_SIZE,
     Limits,
     Stream,
     decode_meta,
@@ -42,8 +46,9 @@ ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
 OTHER_STREAMS = {"META": "metadata", "SIDE": "side information", "IMPC": "importance classes"}
 IMPORTANCE = ImportanceCodec()
 FORMAT_NAME = "gsz"
-SMALL_FILE_GAUSSIANS = 1 << 16
-MAX_GAUSSIANS_PER_BYTE = 64
+# the encoder decodes its own base layer (for the side information) whatever its size: it holds
+# the scene already; its file is then checked against the decoder's DEFAULT_LIMITS
+ENCODER_LIMITS = replace(DEFAULT_LIMITS, max_gaussians=1 << 62, max_memory=1 << 62)
 
 
 class InputError(GscodecError):
@@ -61,10 +66,13 @@ def write_ply(path: str | os.PathLike[str], gaussians: Gaussians, *, force: bool
     write_ply_arrays(path, gaussians.as_arrays(), force=force)
 
 
-def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Gaussians:
-    """Gaussians from a .gsz file (decoded with the default settings) or a scene in another
-    format: INRIA PLY, PlayCanvas compressed PLY, .splat, .spz, SOG (.sog, meta.json or its
-    folder); told apart by the file's first bytes (by the name for .splat)."""
+def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
+               refine: bool = True) -> Gaussians:
+    """Gaussians from a .gsz file or a scene in another format: INRIA PLY, PlayCanvas
+    compressed PLY, .splat, .spz, SOG (.sog, meta.json or its folder); told apart by the file's
+    first bytes (by the name for .splat). A .gsz file is decoded with the default settings of
+    :func:`decode`, which refines files with side information (:func:`default_steps` Adam steps:
+    minutes on a CPU for large scenes) unless ``refine`` is false."""
     from .formats.readers import read_scene_arrays
 
     p = Path(path)
@@ -77,7 +85,7 @@ def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS)
         raise unreadable(p, e, GscodecError, "a scene file") from None
     if head == MAGIC:
         try:
-            return decode(p, limits=limits)
+            return decode(p, limits=limits, refine=refine)
         except ContainerError as e:
             raise type(e)(f"{p}: {e}") from None
     return Gaussians.from_arrays(read_scene_arrays(p))
@@ -139,7 +147,12 @@ def encode_with_order(
     prior was trained for) stores in the side information how much of the prior's correction
     restores this scene's renders at the side-information views
     (:func:`gscodec.restore.fit_gains`), so that a decoder using the prior applies it only where
-    it helps this scene."""
+    it helps this scene.
+
+    The file is checked against the decoder's default limits (:func:`decode_refusal`): where a
+    decoder with them would refuse it (a scene beyond the default memory budget, GSZ.md 4.1),
+    it is still returned, with a :class:`~gscodec.LimitWarning` that names the limit and how to
+    raise it; the budget is the decoding machine's business, not the file's."""
     report = progress or _noop
     params = preset(quality) if params is None else params
     arrays = _validated_arrays(gaussians)
@@ -214,7 +227,7 @@ def encode_with_order(
         from . import sideinfo
 
         ref = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
-        base = decode(data, refine=False)
+        base = decode(data, refine=False, limits=ENCODER_LIMITS)
         # the gains are fitted on the renders the residuals come from: kept only for them
         renders: list[Any] | None = [] if prior_gains is not False else None
         si = sideinfo.compute(ref, base, views, scale=sideinfo_scale, step=sideinfo_step,
@@ -229,6 +242,16 @@ def encode_with_order(
             streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
             data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
                                    + streams)
+    # the decoder's limits are about the decoder's machine: a scene beyond its default budget is
+    # written (it decodes with larger limits), but never silently (GSZ.md 4.1)
+    refusal = decode_refusal(data)
+    if refusal is not None:
+        hint = "" if "--max-memory" in refusal else (
+            "; decode it with larger limits (gscodec decode --max-gaussians N, "
+            "gscodec.decode(..., limits=Limits(...))) or without refinement (--no-refine)")
+        warnings.warn(LimitWarning(
+            f"a decoder with the default limits refuses this file: {refusal}{hint}"),
+            stacklevel=2)
     report(total, total, "done")
     return data, order
 
@@ -296,7 +319,10 @@ def _load(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str])
         raise unreadable(p, e, ContainerError, "a .gsz file") from None
 
 
-def _header(data: bytes, limits: Limits) -> tuple[Any, dict[str, Any], int, int]:
+def _header(data: bytes, limits: Limits, memory: bool = True
+            ) -> tuple[Any, dict[str, Any], int, int]:
+    """The container, metadata, Gaussian count and SH degree, checked against ``limits``; with
+    ``memory``, also the base layer's estimated memory (GSZ.md 4.1)."""
     container = read_container(data, limits)
     meta = decode_meta(container.streams[0].payload, limits)
     if meta.get("format") != FORMAT_NAME:
@@ -304,13 +330,82 @@ def _header(data: bytes, limits: Limits) -> tuple[Any, dict[str, Any], int, int]
     n = get_int(meta, "n", 0, 1 << 62)
     if n > limits.max_gaussians:
         raise LimitError(f"file declares {n} Gaussians (limit {limits.max_gaussians})")
-    if n > SMALL_FILE_GAUSSIANS and n > MAX_GAUSSIANS_PER_BYTE * len(data):
-        raise LimitError(
-            f"file declares {n} Gaussians in {len(data)} bytes "
-            f"(limit {MAX_GAUSSIANS_PER_BYTE} per byte)"
-        )
     degree = get_int(meta, "sh_degree", 0, 3)
+    if memory:  # the base layer's memory against the budget (4.1), before anything is decoded
+        budget.check(budget.Estimate(_base_bytes(container, n, degree, limits)), limits,
+                     _declares(n, degree))
     return container, meta, n, degree
+
+
+def _declares(n: int, degree: int) -> str:
+    return f"file declares {n} Gaussians (SH {degree})"
+
+
+def _base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
+    """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes)."""
+    meta_bytes = zstandard.get_frame_parameters(container.streams[0].payload).content_size
+    if meta_bytes == ZSTD_UNKNOWN_SIZE:
+        meta_bytes = limits.max_meta_bytes  # (it decompressed to at most that)
+    return budget.base_bytes(n, degree, file_bytes=container.file_size, meta_bytes=meta_bytes,
+                             classes=container.get(IMPORTANCE.kind) is not None)
+
+
+def _renders_pairs(device: str, backend: str) -> bool:
+    """Whether refinement on ``device`` with ``backend`` renders with the PyTorch rasterizer,
+    whose (pixel, Gaussian) pairs the budget counts, rather than gsplat (as _refine_decoded
+    chooses)."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cuda":
+        return True
+    from .render import resolve_backend
+
+    return resolve_backend(backend) != "gsplat"
+
+
+def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
+                 limits: Limits, *, refine: bool, steps: int | None, device: str, backend: str,
+                 prior: str, extra_views: int) -> tuple[bool, bool, bool]:
+    """What :func:`decode` does with these options, checked against the limits before anything
+    is decoded: ``(has_side, refines, use_prior)``; ``refines``: it decodes the SIDE stream
+    (where there is one) and refines (unless ``steps`` is 0). LimitError where the SIDE views
+    or the estimated memory (GSZ.md 4.1, with SIDE and refinement) are above the limits."""
+    side = container.get("SIDE")
+    has_side = side is not None and side.codec == 1
+    side_meta = stream_meta.get("SIDE") if has_side else None
+    refines, use_prior = refinement_plan(has_side, prior, extra_views, side_meta)
+    refines = refine and n > 0 and refines
+    if not refines:
+        return has_side, refines, use_prior
+    views = budget.side_views(side_meta) if has_side else None
+    scale, sizes = views if views is not None else (1, [])
+    budget.check_side_pixels(sum(w * h for w, h in sizes), limits)
+    side_bytes = budget.side_bytes(budget.residual_rows(scale, sizes))
+    refine_bytes = 0
+    if steps is None or steps > 0:
+        extra = extra_views if use_prior else 0
+        size = sizes[0][0] if sizes else budget.EXTRA_VIEW_SIZE  # (as restore_targets)
+        refine_bytes = budget.refine_bytes(n, degree, sizes + [(size, size)] * extra,
+                                           prior=use_prior, pairs=_renders_pairs(device, backend))
+    budget.check(budget.Estimate(_base_bytes(container, n, degree, limits), side_bytes,
+                                 refine_bytes), limits, _declares(n, degree))
+    return has_side, refines, use_prior
+
+
+def decode_refusal(data: bytes, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """Why :func:`decode` with its default options (refinement on a machine without a GPU, the
+    largest estimate) and ``limits`` refuses ``data`` on its sizes before decoding it (the
+    LimitError's message), or None where it does not. The encoder checks its own files so."""
+    try:
+        container, meta, n, degree = _header(data, limits)
+        stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
+        _decode_plan(container, stream_meta, n, degree, limits, refine=True, steps=None,
+                     device="cpu", backend="cpu", prior="auto", extra_views=0)
+    except LimitError as e:
+        return str(e)
+    return None
 
 
 def decode(
@@ -349,6 +444,9 @@ def decode(
                  or (s.kind == "SIDE" and s.codec == 1))
         if s.required and not known:
             raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
+    has_side, refines, use_prior = _decode_plan(
+        container, stream_meta, n, degree, limits, refine=refine, steps=steps, device=device,
+        backend=backend, prior=prior, extra_views=extra_views)
     codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
     features: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
@@ -379,10 +477,7 @@ def decode(
     g = Gaussians(values["means"], values["quats"], values["log_scales"],
                   values["opacity_logits"], sh)
     side = container.get("SIDE")
-    has_side = side is not None and side.codec == 1
-    refines, use_prior = refinement_plan(has_side, prior, extra_views,
-                                         stream_meta.get("SIDE") if has_side else None)
-    if refine and n > 0 and refines:
+    if refines:
         quality = meta.get("quality")
         g = _refine_decoded(g, side.payload if has_side else None, stream_meta, steps, device,
                             backend, report, limits,
@@ -422,7 +517,7 @@ def _gains_for_shipped_prior(side_meta: Any) -> bool:
 CPU_FULL_STEPS_GAUSSIANS = 300_000
 
 
-def default_views(g: Gaussians) -> int:
+def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
     """Side-information views the CLI asks for by default: 8, or 16 for scenes with higher SH
     bands, whose view-dependent colour needs more directions to be pinned down (measured on
     playbot, SH 2, preset 1, with the presets before 2026-11-27: +0.34 dB at equal bytes with 8
@@ -446,6 +541,12 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
                     extra_views: int = 0, quality: int = 0,
                     classes: np.ndarray | None = None) -> Gaussians:
+    """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
+    with non-zero gains) the network's correction is scaled by the gains the file carries for
+    the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
+    1 does, but for extra views, whose targets are then the decoded renders); only files without
+    gains for these weights get the network's own calibrated gains and a pixel-level weight of
+    1."""
     import torch
 
     from . import sideinfo
@@ -552,9 +653,11 @@ def inspect(
     limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Where the bytes of a .gsz file go: per stream (and the attribute it holds) its bytes,
-    bits per Gaussian and the part spent on probability tables; container overhead; totals."""
+    bits per Gaussian and the part spent on probability tables; container overhead; totals.
+    Also the decoder's estimated memory for the base layer (``decode_memory_bytes``, GSZ.md
+    4.1), which inspect reports without refusing the file over it (it decodes nothing)."""
     data = _load(data_or_path)
-    container, meta, n, degree = _header(data, limits)
+    container, meta, n, degree = _header(data, limits, memory=False)
     per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
     rows = []
     stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
@@ -584,4 +687,7 @@ def inspect(
         "bits_per_gaussian": per_g(len(data)),
         # the encoder's gains for the learned prior (SIDE metadata), as stored, or None
         "side_prior": side_meta.get("prior") if isinstance(side_meta, dict) else None,
+        # the decoder's estimated peak memory for the base layer (GSZ.md 4.1; the side
+        # information and refinement add to it), which decode checks against limits.max_memory
+        "decode_memory_bytes": _base_bytes(container, n, degree, limits),
     }

@@ -8,6 +8,7 @@ half-integers (the pixel ``(col, row)`` covers ``[col, col + 1) x [row, row + 1)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -106,14 +107,182 @@ def orbit_views(means: np.ndarray, count: int, *, size: int = 256, fov_y_deg: fl
     return views
 
 
-def encoder_views(means: np.ndarray, count: int, size: int = 256) -> list[Camera]:
-    """Views the encoder may use (side information); disjoint from :func:`evaluation_views`."""
-    return orbit_views(means, count, size=size, offset=0.0)
+# ---------------------------------------------------------------------------------------------
+# The two families of synthesized views.
+#
+# Encoder views (side information, the importance estimate, the learned prior's extra views and
+# its training and validation pairs) look at the scene from directions of one fixed, ordered
+# lattice of ENCODER_DIRECTIONS unit vectors; the first K of them are spread over the whole
+# sphere for every K (farthest-point order). Evaluation views come from another, seeded family:
+# directions of a randomly rotated Fibonacci lattice, minus every direction within
+# EXCLUSION_DEG of any encoder direction, in farthest-point order, each with its own distance,
+# field of view and look-at point. Directions are those of the camera centre seen from the
+# centre of the scene's robust bounds (:func:`robust_bounds`), so the guarantee below holds for
+# views computed from one set of positions; views of a decoded scene have a centre moved by the
+# quantization of the positions, which the 0.5 degree margin of EXCLUSION_DEG over
+# MIN_SEPARATION_DEG absorbs for any sane quantizer step.
+
+ENCODER_DIRECTIONS = 128
+"""Size of the encoder lattice: side information takes directions ``0..K-1`` (K <= 64), the
+learned prior's extra views ``64..127``."""
+ENCODER_CANDIDATES = 512
+EXTRA_VIEWS_START = 64
+MIN_SEPARATION_DEG = 3.0
+"""Guaranteed: every encoder view (any count, any start, training views included) is at least
+this many degrees from every evaluation view (any count, any seed), seen from the scene centre."""
+EXCLUSION_DEG = 3.5
+EVALUATION_CANDIDATES = 1024
+ENCODER_FOV_DEG = 50.0
+EVALUATION_DISTANCE = (0.55, 1.1)
+"""Range of evaluation distances, as multiples of the distance at which the robust bounds fill
+the field of view (the encoder's distance is 1.0): the closer views see detail."""
+EVALUATION_FOV_DEG = (40.0, 60.0)
+EVALUATION_LOOK_JITTER = 0.1
+"""The evaluation look-at point is moved by up to this share of the bounds' radius on each
+axis."""
 
 
-def evaluation_views(means: np.ndarray, count: int, size: int = 256) -> list[Camera]:
-    """Views for measuring fidelity, which nothing in the codec ever sees."""
-    return orbit_views(means, count, size=size, offset=0.5)
+def _fibonacci_lattice(n: int) -> np.ndarray:
+    """``n`` nearly uniform unit vectors [n, 3] (Fibonacci spiral)."""
+    i = np.arange(n, dtype=np.float64) + 0.5
+    z = 1.0 - 2.0 * i / n
+    r = np.sqrt(np.maximum(0.0, 1.0 - z * z))
+    phi = math.pi * (3.0 - math.sqrt(5.0)) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _farthest_point_order(points: np.ndarray, first: int) -> np.ndarray:
+    """Indices of ``points`` (unit vectors) starting at ``first``, each next one the point
+    farthest (in angle) from all chosen so far; ties go to the lowest index."""
+    n = points.shape[0]
+    order = np.empty(n, np.int64)
+    best = np.full(n, -np.inf)  # cosine to the nearest chosen point (higher: closer)
+    nxt = first
+    for k in range(n):
+        order[k] = nxt
+        best = np.maximum(best, points @ points[nxt])
+        best[order[: k + 1]] = np.inf
+        nxt = int(np.argmin(best))
+    return order
+
+
+@functools.lru_cache(maxsize=1)
+def encoder_directions() -> np.ndarray:
+    """The encoder lattice [ENCODER_DIRECTIONS, 3], in the order the encoder uses it (read-only):
+    the first ENCODER_DIRECTIONS points, in farthest-point order from the point nearest the
+    horizon (z = 0), of a Fibonacci lattice of ENCODER_CANDIDATES points. The first K cover the
+    sphere about as well as a Fibonacci lattice of K points (largest gap 56 degrees for K = 8,
+    39 for 16, 20 for 64; K-point Fibonacci: 54, 39, 19)."""
+    pts = _fibonacci_lattice(ENCODER_CANDIDATES)
+    out = pts[_farthest_point_order(pts, int(np.argmin(np.abs(pts[:, 2]))))][:ENCODER_DIRECTIONS]
+    out.setflags(write=False)
+    return out
+
+
+def _rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    w, x, y, z = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+@functools.lru_cache(maxsize=16)
+def _evaluation_family(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Directions [M, 3] (farthest-point order) and per-view parameters [M, 6] (distance
+    scale, field of view, look-at offset x/y/z in radii, unused) of evaluation seed ``seed``."""
+    rng = np.random.default_rng([0x65A1, seed])
+    pts = _fibonacci_lattice(EVALUATION_CANDIDATES) @ _rotation(rng).T
+    closest = (pts @ encoder_directions().T).max(axis=1)
+    pts = pts[closest < math.cos(math.radians(EXCLUSION_DEG))]
+    pts = pts[_farthest_point_order(pts, int(rng.integers(pts.shape[0])))]
+    m = pts.shape[0]
+    params = np.zeros((m, 6))
+    params[:, 0] = rng.uniform(*EVALUATION_DISTANCE, size=m)
+    params[:, 1] = rng.uniform(*EVALUATION_FOV_DEG, size=m)
+    params[:, 2:5] = rng.uniform(-EVALUATION_LOOK_JITTER, EVALUATION_LOOK_JITTER, size=(m, 3))
+    pts.setflags(write=False)
+    params.setflags(write=False)
+    return pts, params
+
+
+def _frame(means: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and radius of the robust bounds (radius 1 for a point-like scene)."""
+    lo, hi = robust_bounds(means)
+    radius = float(np.linalg.norm(hi - lo)) / 2
+    if not radius > 1e-9:  # one Gaussian, or all at one point: frame a unit sphere around it
+        radius = 1.0
+    return (lo + hi) / 2, radius
+
+
+UP = np.array([0.0, 0.0, 1.0])
+
+
+def encoder_views(means: np.ndarray, count: int, size: int = 256, *,
+                  start: int = 0) -> list[Camera]:
+    """``count`` views the encoder may use, at encoder directions ``start .. start+count-1``
+    (:func:`encoder_directions`), looking at the centre of the robust bounds of ``means`` from
+    the distance at which they fill a 50 degree field of view. Never closer than
+    :data:`MIN_SEPARATION_DEG` to any :func:`evaluation_views` view of any seed and count."""
+    if count < 0 or start < 0 or start + count > ENCODER_DIRECTIONS:
+        raise ValueError(f"encoder views {start}..{start + count - 1} are outside the lattice "
+                         f"of {ENCODER_DIRECTIONS} directions")
+    centre, radius = _frame(means)
+    distance = radius / math.sin(math.radians(ENCODER_FOV_DEG) / 2)
+    K = intrinsics(size, size, ENCODER_FOV_DEG)
+    dirs = encoder_directions()
+    return [Camera(look_at(centre + distance * dirs[i], centre, UP), K, size, size, f"enc{i}")
+            for i in range(start, start + count)]
+
+
+def evaluation_views(means: np.ndarray, count: int, size: int = 256, seed: int = 0
+                     ) -> list[Camera]:
+    """``count`` views for measuring fidelity, which nothing in the codec ever sees: evaluation
+    seed ``seed``'s first ``count`` directions (spread over the sphere, every one at least
+    :data:`EXCLUSION_DEG` from every encoder direction), each at its own distance
+    (:data:`EVALUATION_DISTANCE`), field of view (:data:`EVALUATION_FOV_DEG`) and look-at point
+    (:data:`EVALUATION_LOOK_JITTER`). Views of one seed are nested: the first ``count`` of a
+    larger count are the same views. ``size`` is the side of the square image."""
+    dirs, params = _evaluation_family(int(seed))
+    if count < 0 or count > dirs.shape[0]:
+        raise ValueError(f"at most {dirs.shape[0]} evaluation views per seed")
+    centre, radius = _frame(means)
+    views = []
+    for i in range(count):
+        scale, fov = params[i, 0], params[i, 1]
+        distance = scale * radius / math.sin(math.radians(fov) / 2)
+        eye = centre + distance * dirs[i]
+        target = centre + radius * params[i, 2:5]
+        views.append(Camera(look_at(eye, target, UP), intrinsics(size, size, fov), size, size,
+                            f"eval{seed}.{i}"))
+    return views
+
+
+def random_encoder_views(means: np.ndarray, count: int, size: int, rng: np.random.Generator
+                         ) -> list[Camera]:
+    """``count`` random views of the encoder family (training pairs for the learned prior):
+    random encoder directions, distances 0.6-1.3 times the encoder views' distance, a random up
+    vector (images not all upright), looking at the centre. Never closer than
+    :data:`MIN_SEPARATION_DEG` to an evaluation view, as :func:`encoder_views`."""
+    centre, radius = _frame(means)
+    base = radius / math.sin(math.radians(ENCODER_FOV_DEG) / 2)
+    K = intrinsics(size, size, ENCODER_FOV_DEG)
+    dirs = encoder_directions()
+    cams = []
+    for i in range(count):
+        d = dirs[int(rng.integers(ENCODER_DIRECTIONS))]
+        eye = centre + base * rng.uniform(0.6, 1.3) * d
+        up = rng.normal(size=3)
+        cams.append(Camera(look_at(eye, centre, up / np.linalg.norm(up)), K, size, size,
+                           f"train{i}"))
+    return cams
+
+
+def view_direction(cam: Camera, means: np.ndarray) -> np.ndarray:
+    """Unit vector from the centre of the robust bounds of ``means`` to the camera centre."""
+    d = cam.position - _frame(means)[0]
+    return d / np.linalg.norm(d)
 
 
 def read_cameras_json(path: str | os.PathLike[str]) -> list[Camera]:

@@ -15,7 +15,9 @@ in the units the benchmarks report:
                 encoder sent an equivalent rotation/scale pair, presets 1-5)
 
 ``psnr``/``ssim``/``compare_renders`` measure renders instead: PSNR (dB) and SSIM of images in
-[0, 1] against renders of a reference scene, black background.
+[0, 1] against renders of a reference scene, black background; ``compare_renders`` also gives
+the PSNR over the pixels that either scene covers (accumulated opacity at least
+:data:`COVER_ALPHA`), so that empty background does not inflate the figure.
 """
 
 from __future__ import annotations
@@ -105,19 +107,42 @@ def ssim(a: Any, b: Any) -> float:
     return float(_ssim(x, y, data_range=1.0, size_average=True).item())
 
 
+COVER_ALPHA = 1.0 / 255
+"""A pixel is covered by a scene where its render's accumulated opacity reaches this."""
+
+
+def covered_mse(a: Any, b: Any, alpha_a: Any, alpha_b: Any) -> tuple[float, float]:
+    """Mean squared error of images ``a``, ``b`` ``[H, W, 3]`` (clamped to [0, 1]) over the
+    pixels either covers (``alpha_* [H, W, 1]`` >= :data:`COVER_ALPHA`), and the share of pixels
+    covered. An image that covers nothing gives ``(0.0, 0.0)``."""
+    mask = ((alpha_a >= COVER_ALPHA) | (alpha_b >= COVER_ALPHA)).reshape(a.shape[:2])
+    covered = int(mask.sum().item())
+    if covered == 0:
+        return 0.0, 0.0
+    d = (a.clamp(0, 1) - b.clamp(0, 1))[mask]
+    return float((d.double() ** 2).mean().item()), covered / mask.numel()
+
+
 @dataclass
 class ViewScore:
     name: str
     psnr: float
     ssim: float
     mse: float
+    covered_mse: float = 0.0
+    coverage: float = 0.0
+
+    @property
+    def psnr_covered(self) -> float:
+        return float("inf") if self.covered_mse == 0 else float(10 * np.log10(1 / self.covered_mse))
 
 
 def compare_renders(ref: Gaussians, other: Gaussians, cameras: list[Any], *,
                     backend: str = "auto", progress: Any = None) -> dict[str, Any]:
     """Render both scenes at every camera (black background) and score ``other`` against
-    ``ref``: per-view PSNR/SSIM, their means, and the PSNR of the mean squared error over all
-    views. Returns a JSON-able dict (an infinite PSNR, for identical renders, is None);
+    ``ref``: per-view PSNR/SSIM, PSNR over the covered pixels (``psnr_covered``, with the
+    share of pixels covered, ``coverage``), their means, and the PSNR of the mean squared error
+    over all views. Returns a JSON-able dict (an infinite PSNR, for identical renders, is None);
     ``worst`` is the index of the view with the lowest PSNR."""
     import torch
 
@@ -128,14 +153,21 @@ def compare_renders(ref: Gaussians, other: Gaussians, cameras: list[Any], *,
         for i, cam in enumerate(cameras):
             if progress:
                 progress(i, len(cameras), f"view {i + 1}/{len(cameras)}")
-            a = render(ref, cam, backend=backend).image
-            b = render(other, cam, backend=backend).image
+            ra = render(ref, cam, backend=backend)
+            rb = render(other, cam, backend=backend)
+            a, b = ra.image, rb.image
             mse = float(torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item())
-            views.append(ViewScore(cam.name or str(i), psnr(a, b), ssim(a, b), mse))
+            cmse, coverage = covered_mse(a, b, ra.alpha, rb.alpha)
+            views.append(ViewScore(cam.name or str(i), psnr(a, b), ssim(a, b), mse, cmse,
+                                   coverage))
     mean_mse = float(np.mean([v.mse for v in views])) if views else 0.0
-    per_view = [{**v.__dict__, "psnr": _finite_or_none(v.psnr)} for v in views]
+    per_view = [{**v.__dict__, "psnr": _finite_or_none(v.psnr),
+                 "psnr_covered": _finite_or_none(v.psnr_covered)} for v in views]
     return {
         "psnr": _finite_or_none(float(np.mean([v.psnr for v in views]))) if views else None,
+        "psnr_covered": _finite_or_none(float(np.mean([v.psnr_covered for v in views])))
+        if views else None,
+        "coverage": float(np.mean([v.coverage for v in views])) if views else None,
         "psnr_of_mean_mse": None if mean_mse == 0 else float(10 * np.log10(1 / mean_mse)),
         "ssim": float(np.mean([v.ssim for v in views])) if views else None,
         "identical": bool(views) and mean_mse == 0,

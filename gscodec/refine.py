@@ -8,7 +8,8 @@ first; scales, rotations and positions join later with small learning rates. One
 in a fixed order; the learning rates decay to 0 on a cosine (with a constant rate the last views
 seen pulled the result their way: playbot, preset 1, 16 views, 100 steps, +0.48 dB over the
 decoded scene on held-out views with a constant rate, +0.77 dB with the cosine; plant +1.58 /
-+1.64 dB). Deterministic for a given input and device (no randomness).
++1.64 dB; tuning split, views before 2026-12-01, benchmarks/results/refine*.md). Deterministic
+for a given input and device (no randomness).
 
 The targets come from elsewhere: in the method of Shin, Park and Cho they are decoded renders
 restored with the side information and the learned image prior (later issues); the tests use

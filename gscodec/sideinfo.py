@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import budget
+from .budget import MAX_SIDE, MAX_VIEWS  # the bounds of GSZ.md 6.8 (and the budget's)
 from .cameras import Camera, encoder_views
 from .codec.attributes import decode_matrix, encode_matrix
 from .codec.channels import GroupSpec
 from .codec.meta import get_float, get_float_list, get_int, get_list
-from .formats.errors import ContainerError, LimitError
+from .formats.errors import ContainerError
 from .formats.gsz import DEFAULT_LIMITS, Limits
 from .gaussians import Gaussians
 from .render import render
@@ -28,10 +30,6 @@ from .render import render
 KIND = "SIDE"
 CODEC = 1
 SPEC = GroupSpec.simple(3)
-MAX_VIEWS = 64
-MAX_SIDE = 4096
-SMALL_ROWS = 1 << 16  # residual pixels allowed whatever the payload size
-MAX_ROWS_PER_BYTE = 64
 PRIOR_ID_LENGTH = 16  # hex digits of the weights' SHA-256 that name them in the SIDE metadata
 
 
@@ -112,13 +110,13 @@ def decode(payload: bytes, meta: dict[str, Any], limits: Limits = DEFAULT_LIMITS
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
         cams.append(Camera(view, K, w, h, f"side{i}"))
         shapes.append((h // scale, w // scale))
-    pixels = sum(cam.width * cam.height for cam in cams)
-    if pixels > limits.max_side_pixels:
-        raise LimitError(f"SIDE views declare {pixels} pixels (limit {limits.max_side_pixels})")
+    budget.check_side_pixels(sum(cam.width * cam.height for cam in cams), limits)
     n = sum(a * b for a, b in shapes)
-    if n > SMALL_ROWS and n > MAX_ROWS_PER_BYTE * len(payload):
-        raise LimitError(f"SIDE stream declares {n} residual pixels in {len(payload)} bytes "
-                         f"(limit {MAX_ROWS_PER_BYTE} per byte)")
+    # the residual rows' memory against the budget (GSZ.md 4.1), whatever the payload size:
+    # residuals that are mostly zero code in a few bytes
+    budget.check(budget.Estimate(budget.FIXED_BYTES + len(payload) * budget.FILE_BYTE_FACTOR,
+                                 budget.side_bytes(n)), limits,
+                 f"SIDE stream declares {n} residual pixels")
     X = decode_matrix(payload, meta, n, 3, SPEC, {})
     residuals, start = [], 0
     for a, b in shapes:

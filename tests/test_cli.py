@@ -218,3 +218,113 @@ def test_empty_and_single_gaussian_scenes_round_trip_through_the_cli(tmp_path):
         assert run("encode", str(src), "--quiet").exit_code == 0
         assert run("decode", str(tmp_path / f"s{n}.gsz"), "--quiet", "--steps", "2").exit_code == 0
         assert gscodec.read_ply(tmp_path / f"s{n}.decoded.ply").n == n
+
+
+@pytest.fixture()
+def one_torch_thread():
+    # tiny renders: one thread is faster, and much faster when other processes share the cores
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_gsz_inputs_of_compare_and_encode_say_how_they_are_decoded(tmp_path, monkeypatch):
+    import torch
+
+    import gscodec.api
+    import gscodec.refine
+    from gscodec.synthetic import make_scene
+
+    # the default steps (100 on a CPU) through the library's own function, made small here; on
+    # the CPU even where CUDA is present, since refinement with gsplat is not bit-reproducible
+    monkeypatch.setattr(gscodec.api, "default_steps", lambda device, n=0: 3)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    steps_run: list[int] = []
+    original = gscodec.refine.refine
+
+    def recording(g, cameras, targets, config=None, **kwargs):
+        steps_run.append(config.steps)
+        return original(g, cameras, targets, config, **kwargs)
+
+    monkeypatch.setattr(gscodec.refine, "refine", recording)
+    g = make_scene(300, sh_degree=0, seed=5)
+    ply, gsz, bare = tmp_path / "s.ply", tmp_path / "s.gsz", tmp_path / "bare.gsz"
+    gscodec.write_ply(ply, g)
+    gsz.write_bytes(gscodec.encode(g, quality=4, views=2, sideinfo_size=32))
+    bare.write_bytes(gscodec.encode(g, quality=4))  # no side information
+    device = "cpu"
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        r = runner.invoke(main, list(args), catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r, r.stderr.splitlines()
+
+    def compare(*args: str):
+        r, err = invoke("compare", *args, "--views", "2", "--size", "32", "--json")
+        return json.loads(r.stdout)["psnr"], err
+
+    refined, err = compare(str(ply), str(gsz))
+    assert len(err) == 1 and str(gsz) in err[0], err
+    assert f"with refinement: 3 steps on {device} (side information)" in err[0]
+    assert steps_run == [3]
+    plain, err = compare(str(ply), str(gsz), "--no-refine")
+    assert len(err) == 1 and "without refinement (--no-refine)" in err[0], err
+    assert steps_run == [3] and plain != refined
+    assert compare(str(ply), str(gsz), "--refine")[0] == refined and steps_run == [3, 3]
+    assert compare(str(ply), str(gsz), "--quiet")[1] == [] and steps_run == [3, 3, 3]
+    _, err = compare(str(ply), str(bare))
+    assert len(err) == 1 and "without refinement (it has no side information)" in err[0], err
+    assert compare(str(ply), str(ply))[1] == []  # no note for other inputs
+    assert steps_run == [3, 3, 3]
+    # encode: the same note; the scene encoded is the decoded one, refined unless --no-refine
+    for flag, steps in (("--no-refine", None), ("--refine", 3)):
+        out = tmp_path / f"re{flag}.gsz"
+        r, err = invoke("encode", str(gsz), "-o", str(out), "--views", "0", flag)
+        assert len(err) == 1 and str(gsz) in err[0], err
+        assert ("without refinement (--no-refine)" if steps is None
+                else f"with refinement: 3 steps on {device}") in err[0], err
+        assert str(out) in r.stdout
+        source = gscodec.decode(gsz, refine=steps is not None, device=device)
+        assert out.read_bytes() == gscodec.encode(source, quality=7)
+    assert steps_run == [3, 3, 3, 3, 3]  # (the encode with --refine, then its check)
+    r, err = invoke("encode", str(gsz), "-o", str(tmp_path / "q.gsz"), "--views", "0", "--quiet")
+    assert r.output == "" and steps_run[-1] == 3 and len(steps_run) == 6
+    r, err = invoke("encode", str(ply), "-o", str(tmp_path / "p.gsz"), "--views", "0")
+    assert err == []
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_compare_seed_picks_the_evaluation_views(tmp_path, monkeypatch):
+    import gscodec.cameras
+    from gscodec.synthetic import make_scene
+
+    g = make_scene(300, sh_degree=0, seed=5)
+    ref, other = tmp_path / "ref.ply", tmp_path / "other.ply"
+    gscodec.write_ply(ref, g)
+    gscodec.write_ply(other, gscodec.decode(gscodec.encode(g, quality=1)))
+    seeds: list[int] = []
+    original = gscodec.cameras.evaluation_views
+
+    def recording(means, count, size=256, seed=0):
+        seeds.append(seed)
+        return original(means, count, size, seed=seed)
+
+    monkeypatch.setattr(gscodec.cameras, "evaluation_views", recording)
+
+    def compare(*args: str) -> dict:
+        r = run("compare", str(ref), str(other), "--views", "2", "--size", "32", "--json",
+                "--backend", "cpu", *args)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    default, zero, five = compare(), compare("--seed", "0"), compare("--seed", "5")
+    assert seeds == [0, 0, 5]
+    assert default == zero and zero["seed"] == 0 and five["seed"] == 5
+    assert [v["psnr"] for v in five["per_view"]] != [v["psnr"] for v in zero["per_view"]]
+    assert compare("--seed", "5") == five
+    for bad in ("x", "-1"):
+        assert run("compare", str(ref), str(other), "--seed", bad).exit_code == 2

@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 import gscodec
-from gscodec import sideinfo
+from gscodec import budget, sideinfo
 from gscodec.codec.meta import get_dict
 from gscodec.formats.errors import ContainerError, LimitError, PlyError
 from gscodec.formats.gsz import (
@@ -131,11 +131,25 @@ def test_side_information_sizes_are_checked_before_allocating(side_file):
     assert isinstance(err, LimitError) and "SIDE views declare 134217728 pixels" in str(err)
     assert peak < 8 << 20
 
-    def many_rows(side):  # within the pixel limit, but 262144 residual rows in a tiny payload
+    def many_rows(side):  # within the pixel limit: 262144 residual rows for a payload of 64
         side.update(scale=1, views=[dict(view, width=512, height=512)])
 
-    err, peak = _peak(lambda: gscodec.decode(_with_side_meta(side_file, many_rows), steps=0))
-    assert isinstance(err, LimitError) and "per byte" in str(err)
+    rows = _with_side_meta(side_file, many_rows)
+    # the rows count in the memory budget (GSZ.md 4.1), whatever the payload's length: the
+    # default budget lets the decoder try, and the payload turns out to be too short
+    err, peak = _peak(lambda: gscodec.decode(rows, steps=0))
+    assert type(err) is ContainerError and "corrupt stream" in str(err)
+    assert peak < 64 << 20
+    # a budget below the rows' estimate refuses them before anything is decoded
+    small = Limits(max_memory=budget.FIXED_BYTES + budget.side_bytes(512 * 512) // 2)
+    err, peak = _peak(lambda: gscodec.decode(rows, steps=0, limits=small))
+    assert isinstance(err, LimitError) and "above the memory budget" in str(err)
+    assert peak < 8 << 20
+    c = read_container(rows)
+    meta = get_dict(decode_meta(c.streams[0].payload)["streams"], "SIDE")
+    with pytest.raises(LimitError, match="262144 residual pixels.*above the memory budget"):
+        sideinfo.decode(c.get("SIDE").payload, meta, small)
+    assert gscodec.decode(rows, refine=False, limits=small).n == 24
     # the pixel limit is configurable, and the base layer does not need the SIDE stream
     with pytest.raises(LimitError, match="SIDE views"):
         gscodec.decode(side_file, steps=0, limits=Limits(max_side_pixels=1000))

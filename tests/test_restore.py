@@ -13,10 +13,9 @@ torch = pytest.importorskip("torch")
 
 import gscodec  # noqa: E402
 from gscodec import sideinfo  # noqa: E402
-from gscodec.cameras import evaluation_views, orbit_views  # noqa: E402
+from gscodec.cameras import evaluation_views  # noqa: E402
 from gscodec.render import render  # noqa: E402
 from gscodec.restore import (  # noqa: E402
-    EXTRA_VIEW_OFFSET,
     extra_views_for,
     fit_gains,
     restore_image,
@@ -88,19 +87,21 @@ def test_no_side_information_and_no_views_gives_nothing(coded):
 
 
 def test_extra_views_are_never_evaluation_views():
-    means = np.random.default_rng(0).normal(size=(200, 3))
-    for n in range(1, 33):
-        extra = np.array([c.position for c in extra_views_for(gscodec.Gaussians(
-            means.astype(np.float32), np.tile([1, 0, 0, 0], (200, 1)).astype(np.float32),
-            np.zeros((200, 3), np.float32), np.zeros(200, np.float32),
-            np.zeros((200, 1, 3), np.float32)), n)])
-        centre = np.mean([c.position for c in orbit_views(means, 64)], axis=0)
-        for m in range(1, 17):
-            ev = np.array([c.position for c in evaluation_views(means, m)])
-            a = (extra - centre) / np.linalg.norm(extra - centre, axis=1, keepdims=True)
-            b = (ev - centre) / np.linalg.norm(ev - centre, axis=1, keepdims=True)
-            assert np.degrees(np.arccos(np.clip((a @ b.T).max(), -1, 1))) > 0.1, (n, m)
-    assert EXTRA_VIEW_OFFSET not in (0.0, 0.5)
+    from gscodec.cameras import MIN_SEPARATION_DEG, encoder_views, view_direction
+
+    means = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+    g = gscodec.Gaussians(means, np.tile([1, 0, 0, 0], (200, 1)).astype(np.float32),
+                          np.zeros((200, 3), np.float32), np.zeros(200, np.float32),
+                          np.zeros((200, 1, 3), np.float32))
+    extra = np.array([view_direction(c, means) for c in extra_views_for(g, 64, 32)])
+    side = np.array([view_direction(c, means) for c in encoder_views(means, 64, 32)])
+    assert np.degrees(np.arccos(np.clip(extra @ side.T, -1, 1))).min() > 1.0  # not side views
+    for seed in (0, 1, 7):
+        ev = np.array([view_direction(c, means) for c in evaluation_views(means, 64, 32,
+                                                                          seed=seed)])
+        assert np.degrees(np.arccos(np.clip(extra @ ev.T, -1, 1))).min() >= MIN_SEPARATION_DEG
+    with pytest.raises(ValueError):
+        extra_views_for(g, 65, 32)
 
 
 def test_inference_shape_dtype_and_flags():
@@ -375,15 +376,40 @@ def test_shipped_weights_are_package_data():
     assert any(rel.match(g) for g in globs) and "MODEL_CARD.md" in globs
 
 
-def test_shipped_prior_targets_beat_the_decoded_renders(coded):
-    from gscodec.metrics import psnr
+def test_shipped_prior_targets_with_the_files_gains_never_lose_to_part_1(coded, monkeypatch):
+    """The prior's claim at the side-information views, on a scene the network never saw: with
+    the gains the encoder fits for the shipped weights (least squares against the original
+    renders there) its targets are never farther from the originals than part 1's (decoded
+    render + upsampled coarse residual, sideinfo.targets), and closer where a gain is non-zero.
+
+    Found on this synthetic scene (and on every small one tried: SH 0-3, 1.5k-60k Gaussians,
+    presets 1-3, 64-256 px): the shipped weights do not beat part 1. The least-squares share of
+    their correction is 0.14 / 0.16 (without / with residual; at most 0.31 elsewhere), under
+    MIN_GAIN, so the file carries gains 0 and the targets are part 1's. Kept (MIN_GAIN 0), those
+    gains beat part 1's targets by about 1% in squared error; the network's own calibrated gains
+    (1.0) would lose by about 24%."""
+    import gscodec.restore as restore_module
 
     g, d = coded
-    si = sideinfo.compute(g, d, 2, size=64, backend="cpu")
-    cams, targets = restore_targets(d, si, 1, extra_views=1, backend="cpu")
-    assert len(cams) == len(targets) == 3 and targets[2].shape == (64, 64, 3)
-    with torch.no_grad():
-        for cam, t in zip(cams[:2], targets[:2], strict=True):
-            ref = render(g, cam, backend="cpu").image
-            dec = render(d, cam, backend="cpu").image
-            assert psnr(t, ref) > psnr(dec, ref) + 0.5
+    data = gscodec.encode(g, quality=1, views=2, sideinfo_size=64, backend="cpu")
+    renders: list = []
+    si = sideinfo.compute(g, d, 2, size=64, backend="cpu", renders=renders)
+    si.prior = fit_gains(g, d, si, 1, backend="cpu", renders=renders)
+    assert si.prior == gscodec.inspect(data)["side_prior"]  # the file's gains
+    assert si.prior["gain"] == [0.0, 0.0]
+    truth = [orig for orig, _ in renders]
+
+    def squared_error(targets) -> float:
+        return sum(float(((t - o) ** 2).sum()) for t, o in zip(targets, truth, strict=True))
+
+    part1 = squared_error(sideinfo.targets(d, si, backend="cpu"))
+    cams, targets = restore_targets(d, si, 1, backend="cpu")
+    assert len(cams) == len(targets) == 2 and targets[0].shape == (64, 64, 3)
+    assert squared_error(targets) <= part1 * (1 + 1e-6)
+    # where the gains are not 0, the targets beat part 1's (least squares: any gain between 0
+    # and twice the optimum does)
+    monkeypatch.setattr(restore_module, "MIN_GAIN", 0.0)
+    si.prior = fit_gains(g, d, si, 1, backend="cpu", renders=renders)
+    assert min(si.prior["gain"]) > 0
+    _, targets = restore_targets(d, si, 1, backend="cpu")
+    assert squared_error(targets) < part1 * (1 - 1e-3)

@@ -42,7 +42,8 @@ lower keeps each preset's measured fidelity. Tuned on plant at preset 5 (6 evalu
 256 px; bytes / PSNR): uniform steps 1,052,937 / 61.24 dB; 4 equal classes, ratio 6, error
 ratio 1: 906,230 / 59.25; error ratio 0.5: 966,926 / 61.38; these edges, ratio 16, error ratio
 0.35: 949,331 / 61.73 (the best of the variants tried, about 3% smaller than equal classes with
-ratio 6 at equal PSNR)."""
+ratio 6 at equal PSNR). Provenance: tuning split (plant), views before 2026-12-01;
+benchmarks/results/rd.md, refine-importance.md."""
 MIN_GAUSSIANS = 4096
 """Scenes with fewer Gaussians are coded without classes (per-class tables would cost more
 than the steps save)."""

@@ -63,6 +63,8 @@ on small renders. Presets 6-10 keep every attribute within the errors of 8-bit f
 SPZ (6 for scenes about 1 unit across, 7 for larger ones), then finer; no step grows from one
 preset to the next. Non-integer colour steps avoid aliasing with 8-bit source colours; opacity
 levels are 85 (a divisor of 255) or multiples of 255, so 8-bit alphas stay on the grid.
+Provenance: tuning split (benchmarks/README.md), plant and playbot, at the view construction
+before 2026-12-01; results: benchmarks/results/sweep-plant.md, sweep-playbot.md, rd.md.
 
 At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
 steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of

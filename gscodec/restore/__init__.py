@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..cameras import Camera, orbit_views
+from ..cameras import EXTRA_VIEWS_START, Camera, encoder_views
 from ..gaussians import Gaussians
 from ..render import render
 from ..sideinfo import PRIOR_ID_LENGTH, SideInfo
@@ -27,15 +27,11 @@ from .model import (
 from .pretrained import WEIGHTS_FILE, WEIGHTS_SHA256, WeightsError, load_weights, save_weights
 
 __all__ = [
-    "EXTRA_VIEW_OFFSET", "RestoreConfig", "RestoreNet", "WEIGHTS_FILE", "WEIGHTS_SHA256",
+    "RestoreConfig", "RestoreNet", "WEIGHTS_FILE", "WEIGHTS_SHA256",
     "WeightsError", "extra_views_for", "file_gains", "fit_gains", "load_weights",
     "parameter_count", "restore_image", "restore_targets", "save_weights", "shipped_model",
     "weights_id",
 ]
-
-# orbit offset of the extra views: not 0 (the encoder's side-information views) and far from 0.5
-# (the evaluation views); irrational-looking so that no view count makes them coincide
-EXTRA_VIEW_OFFSET = 0.2718
 
 _cached: dict[str, RestoreNet] = {}
 
@@ -107,7 +103,8 @@ GAIN_STEP = 1.0 / 64  # the fitted gains are rounded to this
 # plain ones: playbot preset 2 (gains 0.30 / 0.41; 2-core CPU, 100 steps, evaluation views)
 # 43.30 dB with the prior against 43.37 without (43.09 and 43.22 with pixel-loss weights 0.17
 # and 1.0); playbot preset 1 (0.41 / 0.61) gained 0.19 dB, cat (1 / 1) 0.44-0.46 dB. (It was
-# 0.1 before 2026-11-27; files written then keep their gains.)
+# 0.1 before 2026-11-27; files written then keep their gains.) Provenance: tuning split (playbot,
+# cat), views before 2026-12-01; benchmarks/results/refine-prior-playbot.md, refine-prior-cat.md.
 MIN_GAIN = 0.5
 
 
@@ -159,9 +156,11 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
 
 
 def extra_views_for(decoded: Gaussians, count: int, size: int = 256) -> list[Camera]:
-    """The extra views of :func:`restore_targets`: ``count`` orbit views with offset
-    :data:`EXTRA_VIEW_OFFSET` (never :func:`gscodec.cameras.evaluation_views`)."""
-    return orbit_views(decoded.means, count, size=size, offset=EXTRA_VIEW_OFFSET)
+    """The extra views of :func:`restore_targets`: ``count`` (at most 64) encoder views from
+    direction :data:`gscodec.cameras.EXTRA_VIEWS_START` on, which side information (directions
+    0..63) never uses and which keep :data:`gscodec.cameras.MIN_SEPARATION_DEG` from every
+    evaluation view."""
+    return encoder_views(decoded.means, count, size, start=EXTRA_VIEWS_START)
 
 
 def restore_targets(decoded: Gaussians, si: SideInfo | None, quality: int, extra_views: int = 0,
@@ -178,9 +177,8 @@ def restore_targets(decoded: Gaussians, si: SideInfo | None, quality: int, extra
         si: the file's side information (:func:`gscodec.sideinfo.decode`) or ``None``.
         quality: the preset of the file (the network is conditioned on it; presets it was not
             trained for get the targets without the network, see :func:`restore_image`).
-        extra_views: how many views without side information to add (orbit views, offset
-            :data:`EXTRA_VIEW_OFFSET`, never the evaluation views); they are restored without a
-            residual.
+        extra_views: how many views without side information to add (:func:`extra_views_for`,
+            at most 64, never the evaluation views); they are restored without a residual.
         size: pixel size of the extra views (default: the side-information views' width, or
             256 without side information).
         model: a :class:`RestoreNet` (default: the shipped weights, checksum-verified).

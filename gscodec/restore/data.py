@@ -1,11 +1,13 @@
 """Training and validation pairs for the restoration network, cached as ``.npz`` (no pickle).
 
-For one scene and each quality preset the scene is encoded, decoded without refinement, and both
-the original and the decoded Gaussians are rendered at random views (:func:`training_views`:
-random directions and distances around the robust bounds, never the evaluation views of
-:func:`gscodec.cameras.evaluation_views`). Each sample keeps the decoded render, the original
-render and the coarse residual the encoder would send for that view (:func:`coarse_residual`,
-the arithmetic of :func:`gscodec.sideinfo.compute`: block average, then rounding to ``step``).
+For one scene and each quality preset the scene is encoded, decoded without refinement, and
+both the original and the decoded Gaussians are rendered at random views
+(:func:`training_views`: random views of the encoder family,
+:func:`gscodec.cameras.random_encoder_views`, which keep
+:data:`gscodec.cameras.MIN_SEPARATION_DEG` from every evaluation view). Each sample keeps the
+decoded render, the original render and the coarse residual the encoder would send for that
+view (:func:`coarse_residual`, the arithmetic of :func:`gscodec.sideinfo.compute`: block
+average, then rounding to ``step``).
 Whether a sample is shown to the network with or without its residual is drawn at training time.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cameras import Camera, intrinsics, look_at, orbit_views, robust_bounds
+from ..cameras import EXTRA_VIEWS_START, Camera, encoder_views, random_encoder_views
 from ..gaussians import Gaussians
 from ..render import render
 
-CACHE_VERSION = 2  # 2: pairs from the codec with importance classes (encoder of 2026-11-27)
+CACHE_VERSION = 3  # 2: codec with importance classes (2026-11-27); 3: encoder view family (12-01)
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class PairSpec:
     scale: int = 4
     step: float = 1.0 / 255
     seed: int = 0
-    kind: str = "random"  # "random": training_views; "orbit": orbit_views at ``offset``
-    offset: float = 0.25
+    kind: str = "random"  # "random": training_views; "fixed": encoder views from ``start``
+    start: int = EXTRA_VIEWS_START
 
     def key(self) -> str:
         text = json.dumps({"v": CACHE_VERSION, **asdict(self)}, sort_keys=True)
@@ -56,35 +57,15 @@ def coarse_residual(original: torch.Tensor, decoded: torch.Tensor, scale: int,
     return (np.rint(coarse / step) * step).astype(np.float32)
 
 
-def training_views(means: np.ndarray, count: int, size: int, rng: np.random.Generator,
-                   fov_y_deg: float = 50.0) -> list[Camera]:
-    """``count`` random views: directions uniform on the sphere, distances 0.6-1.3 times the
-    orbit distance of :func:`gscodec.cameras.orbit_views`, the look-at point jittered by up to
-    15% of the radius, a random up vector (so the images are not all upright)."""
-    lo, hi = robust_bounds(means)
-    centre = (lo + hi) / 2
-    radius = float(np.linalg.norm(hi - lo)) / 2
-    if not radius > 1e-9:
-        radius = 1.0
-    base = radius / math.sin(math.radians(fov_y_deg) / 2)
-    K = intrinsics(size, size, fov_y_deg)
-    cams = []
-    for i in range(count):
-        d = rng.normal(size=3)
-        d /= np.linalg.norm(d)
-        eye = centre + base * rng.uniform(0.6, 1.3) * d
-        target = centre + 0.15 * radius * rng.uniform(-1, 1, size=3)
-        up = rng.normal(size=3)
-        cams.append(Camera(look_at(eye, target, up / np.linalg.norm(up)), K, size, size,
-                           f"train{i}"))
-    return cams
+def training_views(means: np.ndarray, count: int, size: int, rng: np.random.Generator
+                   ) -> list[Camera]:
+    """``count`` random views of the encoder family (:func:`random_encoder_views`)."""
+    return random_encoder_views(means, count, size, rng)
 
 
 def views_for(g: Gaussians, spec: PairSpec) -> list[Camera]:
-    if spec.kind == "orbit":
-        if abs(spec.offset - 0.5) < 1e-9:
-            raise ValueError("offset 0.5 gives the evaluation views")
-        return orbit_views(g.means, spec.views, size=spec.size, offset=spec.offset)
+    if spec.kind == "fixed":
+        return encoder_views(g.means, spec.views, spec.size, start=spec.start)
     return training_views(g.means, spec.views, spec.size, np.random.default_rng(spec.seed))
 
 

@@ -7,12 +7,12 @@
         [--init weights.pt] [--time-inference] [--device auto|cpu|cuda]
 
 Every scene file in ``--data`` (``.ply``, ``.splat``, ``.spz``, ``.sog``) trains except the
-validation scenes (``--val``, default plant and playbot, which are only rendered at orbit views
-of offset 0.25, never the evaluation views) and ``--exclude``. Pairs are cached in ``--cache``
-(one ``.npz`` per scene and settings), so a rerun only trains. Each sample is shown with its
-coarse residual or, with probability ``1 - --p-residual``, without (flag 0). Loss: ``(1 - w) *
-L1 + w * (1 - SSIM)`` of restored vs original render, both terms in grey levels (divided by
-1/255); ``w = --ssim-weight`` (0.2).
+validation scenes (``--val``, default plant and playbot, which are only rendered at the encoder
+views from direction 64 on, never the evaluation views) and ``--exclude``. Pairs are cached in
+``--cache`` (one ``.npz`` per scene and settings), so a rerun only trains. Each sample is
+shown with its coarse residual or, with probability ``1 - --p-residual``, without (flag 0).
+Loss: ``(1 - w) * L1 + w * (1 - SSIM)`` of restored vs original render, both terms in grey
+levels (divided by 1/255); ``w = --ssim-weight`` (0.2).
 Validation (``--val-every`` steps and at the end) reports, per scene and preset, the mean PSNR
 over views of the decoded render, of decoded + bilinear residual (the side-information target
 without the prior), and of the network's output with and without the residual.
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_spec = PairSpec(qualities=args.qualities, views=args.views, size=args.size,
                           seed=args.seed, kind="random")
     val_spec = PairSpec(qualities=args.qualities, views=args.val_views, size=args.size,
-                        kind="orbit", offset=0.25)
+                        kind="fixed")
     jobs = [(str(names[n]), train_spec, str(args.cache), backend) for n in train_names] + \
            [(str(names[n]), val_spec, str(args.cache), backend) for n in args.val]
     t0 = time.perf_counter()
