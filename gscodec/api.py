@@ -51,6 +51,11 @@ FORMAT_NAME = "gsz"
 ENCODER_LIMITS = replace(DEFAULT_LIMITS, max_gaussians=1 << 62, max_memory=1 << 62)
 
 
+MAX_COORDINATE = 1e32
+"""Largest position coordinate the encoder accepts: a span of 2e32 over the coarsest grid (2^11
+cells a side) keeps the POSN step under the 1e30 that GSZ.md 6.1 allows a decoder to accept."""
+
+
 class InputError(GscodecError):
     """Gaussians handed to the API are not valid (non-finite values, zero quaternions)."""
 
@@ -96,6 +101,11 @@ def _validated_arrays(g: Gaussians) -> dict[str, np.ndarray]:
     for name, value in arrays.items():
         if not np.isfinite(value).all():
             raise InputError(f"Gaussians.{name} has non-finite values")
+    far = float(np.abs(arrays["means"]).max(initial=0.0))
+    if far > MAX_COORDINATE:
+        raise InputError(f"a Gaussian's position has a coordinate of {far:.3g}: gscodec codes "
+                         f"positions up to {MAX_COORDINATE:.0e} in magnitude (GSZ.md 6.1 bounds "
+                         "the position grid step)")
     norms = np.einsum("ij,ij->i", arrays["quats"], arrays["quats"])
     if (norms <= 1e-24).any():
         raise InputError(f"{int((norms <= 1e-24).sum())} Gaussians have a zero-length quaternion")

@@ -125,14 +125,17 @@ def test_degenerate_scenes_with_side_information(name):
     gscodec.decode(data, steps=0)  # the SIDE stream (where there is one) decodes too
 
 
-@pytest.mark.xfail(strict=True, reason="positions spanning more than ~2e36 need a grid step "
-                   "above the 1e30 that GSZ.md 6.1 allows: the encoder writes a POSN step the "
-                   "decoder refuses (not a limit; the encoder should refuse such input)")
-def test_coordinates_near_the_float32_maximum():
+def test_coordinates_near_the_float32_maximum_are_refused_not_miscoded():
+    # positions spanning more than ~2e36 would need a grid step above the 1e30 that GSZ.md 6.1
+    # lets a decoder accept: the encoder refuses such input with a clear error instead of
+    # writing a file the decoder refuses
+    from gscodec.api import InputError
+
     g = _scene(200, 1, 10)
     g = Gaussians(np.clip(g.means, -1, 1) * np.float32(3e38), g.quats, g.log_scales,
                   g.opacity_logits, g.sh)
-    _agrees(g, 7)
+    with pytest.raises(InputError, match="coordinate"):
+        gscodec.encode(g, quality=7)
 
 
 def test_refinement_path_with_default_limits():
