@@ -50,23 +50,28 @@ def peer_tool() -> str | None:
     return out.stdout.strip().splitlines()[-1]
 
 
-def timed_process(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd`` in a fresh interpreter that reports the child's wall time and peak RSS."""
+def timed_process(cmd: list[str], *, keep_output: bool = False) -> dict[str, Any]:
+    """Run ``cmd`` in a fresh interpreter that reports the child's wall time and peak RSS.
+    A failure raises RuntimeError, unless ``keep_output``: then the result also holds the exit
+    code and the last 2000 characters of stdout and stderr, and a failure is the caller's."""
     code = (
         "import resource, subprocess, sys, time, json\n"
         "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
         "wall = time.perf_counter() - t\n"
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
         "print(json.dumps({'rc': r.returncode, 'seconds': wall, 'peak_bytes': peak,\n"
-        "                  'stderr': r.stderr.decode(errors='replace')[-400:]}))\n"
+        "                  'stdout': r.stdout.decode(errors='replace')[-2000:],\n"
+        "                  'stderr': r.stderr.decode(errors='replace')[-2000:]}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
                          check=True)
     result = json.loads(out.stdout)
+    if keep_output:
+        return result
     if result["rc"] != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {result['stderr']}")
-    return result
+        raise RuntimeError(f"{cmd[0]} failed: {result['stderr'][-400:]}")
+    return {k: result[k] for k in ("rc", "seconds", "peak_bytes", "stderr")}
 
 
 def parse_int_list(text: str) -> list[int]:

@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,27 +30,10 @@ from typing import Any
 import gscodec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, machine, write_report  # noqa: E402
+from common import HERE, machine, timed_process, write_report  # noqa: E402
 
 BAR_SECONDS = 180.0
 BAR_PEAK_OVER_PLY = 3.0
-
-
-def timed(cmd: list[str]) -> dict[str, Any]:
-    """Wall time, peak RSS and output of ``cmd`` run in a fresh interpreter that waits for it."""
-    code = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
-        "wall = time.perf_counter() - t\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps({'rc': r.returncode, 'seconds': wall, 'peak_bytes': peak,\n"
-        "                  'stdout': r.stdout.decode(errors='replace')[-2000:],\n"
-        "                  'stderr': r.stderr.decode(errors='replace')[-2000:]}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout)
 
 
 def run_scene(ply: Path, work: Path) -> dict[str, Any]:
@@ -61,8 +43,9 @@ def run_scene(ply: Path, work: Path) -> dict[str, Any]:
         shutil.copyfile(ply, src)
     gsz = src.with_suffix(".gsz")
     load0 = os.getloadavg()
-    enc = timed([exe, "encode", str(src), "--force"])
-    dec = timed([exe, "decode", str(gsz), "--force"]) if enc["rc"] == 0 else None
+    enc = timed_process([exe, "encode", str(src), "--force"], keep_output=True)
+    dec = (timed_process([exe, "decode", str(gsz), "--force"], keep_output=True)
+           if enc["rc"] == 0 else None)
     load1 = os.getloadavg()
     ply_bytes = src.stat().st_size
     g = gscodec.inspect(gsz) if gsz.is_file() else None

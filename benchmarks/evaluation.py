@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import gscodec
-from gscodec.cameras import Camera, evaluation_views, read_cameras_json
+from gscodec.cameras import Camera, evaluation_views, read_cameras_json, subset
 from gscodec.metrics import covered_mse, psnr, ssim
 from gscodec.render import render
 
@@ -95,9 +95,7 @@ def view_seed(args: argparse.Namespace) -> int:
 
 def cameras_for(g: gscodec.Gaussians, args: argparse.Namespace, size: int) -> list[Camera]:
     if args.cameras is not None:
-        cams = read_cameras_json(args.cameras)
-        step = max(1, len(cams) // args.views)
-        return [c.scaled(size) for c in cams[::step][: args.views]]
+        return subset(read_cameras_json(args.cameras), args.views, size)
     return evaluation_views(g.means, args.views, size, seed=view_seed(args))
 
 

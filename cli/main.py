@@ -422,7 +422,7 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
     import numpy as np
 
     from ..api import load_scene
-    from ..cameras import evaluation_views, read_cameras_json
+    from ..cameras import evaluation_views, read_cameras_json, subset
     from ..metrics import compare_renders
     from ..png import encode_png
     from ..render import render, resolve_backend
@@ -440,9 +440,7 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
         ref = load_scene(ref_path, refine=refine)
         other = load_scene(other_path, refine=refine)
         if cameras_path is not None:
-            cams = read_cameras_json(cameras_path)
-            step = max(1, len(cams) // views)
-            cams = [c.scaled(size) for c in cams[::step][:views]]
+            cams = subset(read_cameras_json(cameras_path), views, size)
         else:
             cams = evaluation_views(ref.means, views, size, seed=seed)
         result = compare_renders(ref, other, cams, backend=backend, progress=report)

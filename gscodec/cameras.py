@@ -86,11 +86,7 @@ def orbit_views(means: np.ndarray, count: int, *, size: int = 256, fov_y_deg: fl
     """``count`` views on a Fibonacci sphere around the robust bounds of ``means``, looking at
     their centre, far enough that the box fits in the field of view. ``offset`` in [0, 1)
     shifts the points along the spiral, which gives disjoint sets of views."""
-    lo, hi = robust_bounds(means)
-    centre = (lo + hi) / 2
-    radius = float(np.linalg.norm(hi - lo)) / 2
-    if not radius > 1e-9:  # one Gaussian, or all at one point: frame a unit sphere around it
-        radius = 1.0
+    centre, radius = _frame(means)
     distance = distance_scale * radius / math.sin(math.radians(fov_y_deg) / 2)
     up = np.array([0.0, 0.0, 1.0]) if up is None else np.asarray(up, np.float64)
     K = intrinsics(size, size, fov_y_deg)
@@ -283,6 +279,12 @@ def view_direction(cam: Camera, means: np.ndarray) -> np.ndarray:
     """Unit vector from the centre of the robust bounds of ``means`` to the camera centre."""
     d = cam.position - _frame(means)[0]
     return d / np.linalg.norm(d)
+
+
+def subset(cams: list[Camera], count: int, size: int) -> list[Camera]:
+    """``count`` of ``cams`` evenly spaced through the list, scaled to longest side ``size``."""
+    step = max(1, len(cams) // count)
+    return [c.scaled(size) for c in cams[::step][:count]]
 
 
 def read_cameras_json(path: str | os.PathLike[str]) -> list[Camera]:

@@ -19,6 +19,18 @@ def scene_sh0() -> Gaussians:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (small renders are faster so, and much faster when
+    other processes share the cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def ply_path(tmp_path, scene_sh3):
     path = tmp_path / "scene.ply"
     write_ply(path, scene_sh3)

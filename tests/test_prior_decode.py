@@ -21,12 +21,8 @@ OPTIONS = {"views": 2, "sideinfo_size": 32, "sideinfo_scale": 4}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # small renders: one thread is faster, and much faster when other processes share the cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 SHIFT = 40.0  # grey levels the constant network adds to every pixel it restores

@@ -37,11 +37,8 @@ SMALL = RestoreConfig((8, 16, 16, 16), (1, 1, 1, 1))
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
