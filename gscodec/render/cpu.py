@@ -67,12 +67,32 @@ def rasterize(
         base = ends[start - 1] if start else 0
         stop = int(torch.searchsorted(ends, base + max_pairs, right=True))
         stop = max(stop, start + 1)
-        color_acc, alpha_acc, log_t, done = _composite_chunk(
-            order[start:stop], x0[start:stop], y0[start:stop], bw[start:stop],
-            counts[start:stop], means2d, conics, colors, opacities, width,
-            color_acc, alpha_acc, log_t, done)
+        sel = slice(start, stop)
+        ids, cx0, cy0, cbw, cnt = order[sel], x0[sel], y0[sel], bw[sel], counts[sel]
+        if start:
+            # Gaussians whose whole box lies on finished pixels add nothing: drop them before
+            # their pairs are enumerated (a summed-area table of the finished pixels)
+            with torch.no_grad():
+                live = _live_boxes(done.reshape(height, width), cx0, cy0, x1[sel], y1[sel], cnt)
+                if not bool(live.all()):
+                    ids, cx0, cy0, cbw, cnt = ids[live], cx0[live], cy0[live], cbw[live], cnt[live]
+        if ids.numel():
+            color_acc, alpha_acc, log_t, done = _composite_chunk(
+                ids, cx0, cy0, cbw, cnt, means2d, conics, colors, opacities, width,
+                color_acc, alpha_acc, log_t, done)
         start = stop
     return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
+
+
+def _live_boxes(done: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor,
+                y1: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """For each box (inclusive pixel ranges, ``counts`` pixels; empty where 0), whether any of
+    its pixels is not finished."""
+    h, w = done.shape
+    sat = torch.zeros(h + 1, w + 1, dtype=torch.int64, device=done.device)
+    sat[1:, 1:] = done.to(torch.int64).cumsum(0).cumsum(1)
+    finished = sat[y1 + 1, x1 + 1] - sat[y0, x1 + 1] - sat[y1 + 1, x0] + sat[y0, x0]
+    return (counts > 0) & (finished < counts)
 
 
 def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities, width,
@@ -89,14 +109,14 @@ def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities
         px = x0[local] + k % w
         py = y0[local] + k // w
         pix = py * width + px
-        # group by pixel, keeping the depth order of the Gaussians within each pixel
-        pix, perm = torch.sort(pix, stable=True)
-        local = local[perm]
-        keep_pix = ~done[pix]
+        keep_pix = ~done[pix]  # pixels that are finished take no more pairs
         if not bool(keep_pix.all()):
             pix, local = pix[keep_pix], local[keep_pix]
         if pix.numel() == 0:
             return color_acc, alpha_acc, log_t, done
+        # group by pixel, keeping the depth order of the Gaussians within each pixel
+        pix, perm = torch.sort(pix, stable=True)
+        local = local[perm]
         g = ids[local]
         px = (pix % width).to(means2d.dtype) + 0.5
         py = torch.div(pix, width, rounding_mode="floor").to(means2d.dtype) + 0.5
