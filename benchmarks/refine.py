@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--step", type=float, default=1.0, help="residual step in 1/255 units")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--configs", type=lambda t: t.split(","), default=["side"],
-                    help="comma list of: side (side info + refinement, no prior), full (side "
-                         "info + learned prior), full-extra (full + --extra-views restored "
+                    help="comma list of: side (side info + refinement, no prior), colour "
+                         "(side info + the colour fit, gscodec.colourfit, DC only), colour1 "
+                         "(colour fit of the DC and linear SH bands), adam (side info + "
+                         "gradient refinement), full (side info + learned prior), full-extra (full + --extra-views restored "
                          "without residual), prior (learned prior on --extra-views, no side "
                          "info)")
     ap.add_argument("--extra-views", type=int, default=8,
@@ -132,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             curve.append({"quality": q, "bytes": len(data), **score(evref, gscodec.decode(data))})
         rows = []
         for config in args.configs:
-            side = config in ("side", "full", "full-extra")
+            side = config in ("side", "colour", "colour1", "adam", "full", "full-extra")
+            method = {"colour": "colour", "colour1": "colour", "adam": "adam"}.get(config,
+                                                                                  "auto")
             prior = "on" if config in ("full", "full-extra", "prior") else "off"
             extra = args.extra_views if config in ("full-extra", "prior") else 0
             for q in args.qualities:
@@ -145,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 data = files[side, q]
                 t0 = time.perf_counter()
                 refined = gscodec.decode(data, steps=args.steps, device=device, prior=prior,
-                                         extra_views=extra)
+                                         extra_views=extra, method=method,
+                                         colour_bands=1 if config == "colour1" else 0)
                 seconds = time.perf_counter() - t0
                 s = score(evref, refined)
                 base = next(r for r in curve if r["quality"] == q)
@@ -156,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "gain_db_at_equal_bytes": None if equal is None else s["psnr"] - equal,
                              "decode_s": seconds, "device": device, "steps": args.steps,
                              "extra_views": extra, "side_views": side_views if side else 0,
+                             "method": method,
                              "gain_db_at_equal_bytes_by_size": {
                                  str(z): _gain(curve, len(data), ev.at_size(s, z), z)
                                  for z in args.sizes}})

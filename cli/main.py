@@ -189,8 +189,8 @@ def main(json_errors: bool) -> None:
               help="Quality preset: higher keeps more fidelity and writes more bytes.")
 @click.option("--views", type=click.IntRange(0, 64), default=None,
               help="Views of side information for decoder-side refinement (default: 8, or 16 "
-                   "for scenes with higher SH bands; 0: none, a faster encode of the base layer "
-                   "only).")
+                   "for scenes with higher SH bands, fewer above 500,000 Gaussians: 8 for 1M, "
+                   "at least 4; 0: none, a faster encode of the base layer only).")
 @click.option("--sideinfo-scale", type=click.Choice(["4", "8"]), default="4", show_default=True,
               help="Side-information residuals are averaged over SCALE x SCALE pixels.")
 @click.option("--sideinfo-step", type=click.FloatRange(0.01, 64), default=1.0,
@@ -227,19 +227,22 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
     _note_gsz_input(input_path, refine, quiet)
     with progress_bar(quiet, "encode") as report:
         report(0, 1, "reading PLY")
-        g = load_scene(input_path, refine=refine)
+        scene = [load_scene(input_path, refine=refine)]
+        n, degree = scene[0].n, scene[0].sh_degree
         if views is None:
-            views = default_views(g)
-        data, _ = encode_with_order(g, quality, progress=report, views=views,
+            views = default_views(scene[0], quality)
+        # the encoder gets the only reference to the scene (popped from the list), so that it
+        # can let it go once it is coded and rendered (memory: one scene at a time)
+        data, _ = encode_with_order(scene.pop(), quality, progress=report, views=views,
                                     sideinfo_scale=int(sideinfo_scale),
                                     sideinfo_step=sideinfo_step / 255.0,
                                     importance=importance, prior_gains=prior_gains)
         atomic_write_bytes(out, data, force=force)
     if not quiet:
         in_bytes = input_path.stat().st_size
-        bits = 8 * len(data) / g.n if g.n else 0.0
+        bits = 8 * len(data) / n if n else 0.0
         click.echo(
-            f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), {_size(len(data))}, "
+            f"{input_path} -> {out}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
             f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
             f"quality {quality}, {time.perf_counter() - t0:.1f} s"
         )
@@ -252,8 +255,15 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
 @click.option("--no-refine", is_flag=True,
               help="Write the decoded Gaussians without refinement.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
-              help="Refinement steps (default: 300 on a GPU; on the CPU 100, fewer above "
-                   "300,000 Gaussians).")
+              help="Gradient refinement steps (default: 300 on a GPU; on the CPU the colour "
+                   "fit, see --method; with --method adam on the CPU 100, fewer above 300,000 "
+                   "Gaussians).")
+@click.option("--method", type=click.Choice(["auto", "adam", "colour"]), default="auto",
+              show_default=True,
+              help="Refinement: adam (gradient steps on every attribute), colour (one linear "
+                   "solve of the colours, one render per side-information view) or auto "
+                   "(colour on the CPU unless --steps is given, adam on a GPU and with the "
+                   "learned prior).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
 @click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="auto",
@@ -273,9 +283,9 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None, device: str,
-           prior: str, extra_views: int, max_gaussians: int | None, max_memory: int | None,
-           force: bool, quiet: bool) -> None:
+def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None,
+           method: str, device: str, prior: str, extra_views: int, max_gaussians: int | None,
+           max_memory: int | None, force: bool, quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout).
 
     Files with side information are refined unless --no-refine is given. The Gaussians come out
@@ -303,21 +313,23 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
                 raise GscodecError("--device cuda: no CUDA device is available")
         with naming(input_path):
             g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
-                           device=device, limits=limits, prior=prior, extra_views=extra_views)
+                           device=device, limits=limits, prior=prior, extra_views=extra_views,
+                           method=method)
         report(1, 1, "writing PLY")
         arrays = g.as_arrays()
         atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
     if not quiet:
         summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
-                                      extra_views)
+                                      extra_views, method)
         click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
                    f"{summary}{time.perf_counter() - t0:.1f} s")
 
 
 def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str,
-                        limits: Any = None, prior: str = "auto", extra_views: int = 0) -> str:
+                        limits: Any = None, prior: str = "auto", extra_views: int = 0,
+                        method: str = "auto") -> str:
     """What decode chose about refinement, for the summary line."""
-    from ..api import default_steps, inspect, refinement_plan
+    from ..api import default_steps, inspect, refinement_method, refinement_plan
     from ..formats.gsz import DEFAULT_LIMITS
 
     info = inspect(path, limits=limits or DEFAULT_LIMITS)
@@ -335,6 +347,8 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if has_side and refinement_method(method, device, steps, use_prior) == "colour":
+        return f"refined with side information (colour fit at {_side_view_count(info)} views), "
     n = default_steps(device, info["gaussians"]) if steps is None else steps
     if n <= 0:
         return "not refined (--steps 0), "
@@ -342,6 +356,10 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
                       + (["learned prior"] if use_prior else [])
                       + ([f"{extra_views} extra views"] if use_prior and extra_views else []))
     return f"refined with {what} ({n} steps on {device}), "
+
+
+def _side_view_count(info: dict[str, Any]) -> int:
+    return int(info["side_views"])
 
 
 def _note_gsz_input(path: Path, refine: bool, quiet: bool) -> None:
@@ -374,11 +392,17 @@ def _note_gsz_input(path: Path, refine: bool, quiet: bool) -> None:
     else:
         import torch
 
+        from ..api import refinement_method
+
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        steps = default_steps(device, info["gaussians"])
-        what = "side information + learned prior" if use_prior else "side information"
-        how = (f"with refinement: {steps} steps on {device} ({what}); --no-refine decodes "
-               "without")
+        if refinement_method("auto", device, None, use_prior) == "colour":
+            how = (f"with refinement: the colour fit at {_side_view_count(info)} views on "
+                   f"{device} (side information); --no-refine decodes without")
+        else:
+            steps = default_steps(device, info["gaussians"])
+            what = "side information + learned prior" if use_prior else "side information"
+            how = (f"with refinement: {steps} steps on {device} ({what}); --no-refine decodes "
+                   "without")
     click.echo(f"gscodec: {path}: decoding the .gsz {how}", err=True)
 
 

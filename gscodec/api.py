@@ -236,16 +236,26 @@ def encode_with_order(
         report(total, total + 1, "side information")
         from . import sideinfo
 
-        ref = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
+        if sideinfo_size % sideinfo_scale:
+            raise ValueError("the render size must be a multiple of the side-information scale")
+        cams = encoder_views(arrays["means"], views, sideinfo_size)
+        # the original's renders first (the render does not depend on the storage order); then
+        # this function holds no reference to the input, so that a caller that passed the only
+        # one (the CLI does) does not hold two scenes while the decoded one is rendered
+        originals = sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
+        del gaussians, arrays, shapes, features, source, values
+        if params.canonical:
+            del canon
         base = decode(data, refine=False, limits=ENCODER_LIMITS)
         # the gains are fitted on the renders the residuals come from: kept only for them
         renders: list[Any] | None = [] if prior_gains is not False else None
-        si = sideinfo.compute(ref, base, views, scale=sideinfo_scale, step=sideinfo_step,
-                              size=sideinfo_size, backend=backend, renders=renders)
+        si = sideinfo.from_renders(originals, base, cams, scale=sideinfo_scale,
+                                   step=sideinfo_step, backend=backend, renders=renders)
+        del originals
         # residuals that all quantize to zero carry nothing to refine towards: no stream
         if any(r.any() for r in si.residuals):
             if prior_gains is not False:
-                si.prior = _prior_gains(ref, base, si, quality, backend, prior_gains is None,
+                si.prior = _prior_gains(base, si, quality, backend, prior_gains is None,
                                         renders)
             payload, side_meta = sideinfo.encode(si)
             stream_meta[sideinfo.KIND] = side_meta
@@ -271,15 +281,16 @@ IMPORTANCE_SIZE = 128
 IMPORTANCE_PROBES = 1
 
 
-def _prior_gains(ref: Gaussians, base: Gaussians, si: Any, quality: int, backend: str,
-                 optional: bool, renders: list[Any] | None) -> dict[str, Any] | None:
-    """The SIDE ``prior`` entry for the shipped weights; where they cannot be loaded, None if
-    ``optional`` (the default encoder setting), else the WeightsError."""
+def _prior_gains(base: Gaussians, si: Any, quality: int, backend: str,
+                 optional: bool, renders: list[Any]) -> dict[str, Any] | None:
+    """The SIDE ``prior`` entry for the shipped weights, fitted on ``renders`` (the original's
+    and the base layer's at the side-information views); where the weights cannot be loaded,
+    None if ``optional`` (the default encoder setting), else the WeightsError."""
     from .restore import fit_gains
     from .restore.pretrained import WeightsError
 
     try:
-        return fit_gains(ref, base, si, quality, backend=backend, renders=renders)
+        return fit_gains(None, base, si, quality, backend=backend, renders=renders)
     except WeightsError:
         if optional:
             return None
@@ -377,7 +388,7 @@ def _renders_pairs(device: str, backend: str) -> bool:
 
 def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
                  limits: Limits, *, refine: bool, steps: int | None, device: str, backend: str,
-                 prior: str, extra_views: int) -> tuple[bool, bool, bool]:
+                 prior: str, extra_views: int, method: str = "auto") -> tuple[bool, bool, bool]:
     """What :func:`decode` does with these options, checked against the limits before anything
     is decoded: ``(has_side, refines, use_prior)``; ``refines``: it decodes the SIDE stream
     (where there is one) and refines (unless ``steps`` is 0). LimitError where the SIDE views
@@ -394,7 +405,14 @@ def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: in
     budget.check_side_pixels(sum(w * h for w, h in sizes), limits)
     side_bytes = budget.side_bytes(budget.residual_rows(scale, sizes))
     refine_bytes = 0
-    if steps is None or steps > 0:
+    dev = device
+    if dev == "auto":
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if has_side and refinement_method(method, dev, steps, use_prior) == "colour":
+        refine_bytes = budget.colour_bytes(n, degree, sizes)
+    elif steps is None or steps > 0:
         extra = extra_views if use_prior else 0
         size = sizes[0][0] if sizes else budget.EXTRA_VIEW_SIZE  # (as restore_targets)
         refine_bytes = budget.refine_bytes(n, degree, sizes + [(size, size)] * extra,
@@ -429,6 +447,8 @@ def decode(
     backend: str = "auto",
     prior: str = "auto",
     extra_views: int = 0,
+    method: str = "auto",
+    colour_bands: int = 0,
 ) -> Gaussians:
     """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
 
@@ -445,6 +465,8 @@ def decode(
     (or its subclass LimitError) for anything wrong with the data."""
     if prior not in ("auto", "on", "off"):
         raise ValueError("prior must be 'auto', 'on' or 'off'")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
     report = progress or _noop
     data = _load(data_or_path)
     container, meta, n, degree = _header(data, limits)
@@ -456,7 +478,7 @@ def decode(
             raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
     has_side, refines, use_prior = _decode_plan(
         container, stream_meta, n, degree, limits, refine=refine, steps=steps, device=device,
-        backend=backend, prior=prior, extra_views=extra_views)
+        backend=backend, prior=prior, extra_views=extra_views, method=method)
     codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
     features: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
@@ -486,6 +508,7 @@ def decode(
         sh[:, 1:, :] = values["sh_rest"]
     g = Gaussians(values["means"], values["quats"], values["log_scales"],
                   values["opacity_logits"], sh)
+    del values  # (the SH rows now live in sh only: one copy while refining)
     side = container.get("SIDE")
     if refines:
         quality = meta.get("quality")
@@ -493,7 +516,8 @@ def decode(
                             backend, report, limits,
                             prior=use_prior, extra_views=extra_views if use_prior else 0,
                             quality=quality if isinstance(quality, int) else 0,
-                            classes=features.get("imp"))
+                            classes=features.get("imp"), method=method,
+                            colour_bands=colour_bands)
     return g
 
 
@@ -525,6 +549,26 @@ def _gains_for_shipped_prior(side_meta: Any) -> bool:
 
 
 CPU_FULL_STEPS_GAUSSIANS = 300_000
+METHODS = ("auto", "adam", "colour")
+
+
+def refinement_method(method: str, device: str, steps: int | None, prior: bool) -> str:
+    """How a file with side information is refined: ``"adam"`` (gradient steps,
+    :mod:`gscodec.refine`) or ``"colour"`` (one linear colour solve, :mod:`gscodec.colourfit`).
+    ``method`` "auto" (the default) chooses the colour fit on the CPU unless ``steps`` asks for
+    gradient steps, and gradient steps on a GPU and with the learned prior (whose targets are
+    whole images, not residuals). ``device``: "cpu" or "cuda"."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    if prior:
+        return "adam"
+    if method != "auto":
+        return method
+    return "colour" if device != "cuda" and steps is None else "adam"
+
+
+VIEW_GAUSSIANS = 8_000_000  # side-information views x Gaussians the default allows
+MIN_DEFAULT_VIEWS = 4
 
 
 def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
@@ -532,8 +576,15 @@ def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
     bands, whose view-dependent colour needs more directions to be pinned down (measured on
     playbot, SH 2, preset 1, with the presets before 2026-11-27: +0.34 dB at equal bytes with 8
     views, +0.70 dB with 16; with today's presets 16 views give +0.52 dB, and 24 views at 4x4
-    or 16-32 views at 8x8 blocks did worse on the held-out views)."""
-    return 16 if g.sh_degree > 0 else 8
+    or 16-32 views at 8x8 blocks did worse on the held-out views; tuning split, the views
+    before 2026-12-01). Each view costs the encoder two renders and the decoder one, so for
+    scenes of more than :data:`VIEW_GAUSSIANS` / 16 Gaussians the count falls with the
+    Gaussians (views x Gaussians at most :data:`VIEW_GAUSSIANS`, at least
+    :data:`MIN_DEFAULT_VIEWS` views): 8 views for 1M Gaussians. ``quality`` is not used yet."""
+    full = 16 if g.sh_degree > 0 else 8
+    if g.n <= 0:
+        return full
+    return max(MIN_DEFAULT_VIEWS, min(full, VIEW_GAUSSIANS // g.n))
 
 
 def default_steps(device: str, n: int = 0) -> int:
@@ -550,7 +601,8 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
                     steps: int | None, device: str, backend: str, report: Progress,
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
                     extra_views: int = 0, quality: int = 0,
-                    classes: np.ndarray | None = None) -> Gaussians:
+                    classes: np.ndarray | None = None, method: str = "auto",
+                    colour_bands: int = 0) -> Gaussians:
     """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
     with non-zero gains) the network's correction is scaled by the gains the file carries for
     the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
@@ -573,6 +625,15 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = resolve_backend(backend) if device == "cuda" else "cpu"
+    if refinement_method(method, device, steps, prior) == "colour":
+        assert si is not None
+        from .colourfit import fit_colours
+
+        cells = quantization_cells(g, stream_meta, classes, groups=("sh_dc", "sh_rest")
+                                   if colour_bands else ("sh_dc",))
+        return fit_colours(g, si.cameras, si.residuals, bands=colour_bands, cells=cells,
+                           inplace=True,
+                           progress=lambda i, total: report(i, total, "fitting colours"))
     n_steps = default_steps(device, g.n) if steps is None else steps
     if n_steps <= 0:
         return g
@@ -601,12 +662,14 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
 
 
 def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
-                       classes: np.ndarray | None = None) -> dict[str, Any]:
+                       classes: np.ndarray | None = None,
+                       groups: tuple[str, ...] | None = None) -> dict[str, Any]:
     """For each parameter group of decoded Gaussians, the (low, high) bounds of the quantization
     cell each value came from (torch tensors): refinement may move values within them only.
     Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely).
     ``classes`` (the decoded importance classes) widens the cells of streams with per-class
-    steps by each row's multiplier."""
+    steps by each row's multiplier. ``groups``: only these (default: all; each costs two
+    copies of its values)."""
     import torch
 
     from .codec.attributes import _band_of
@@ -621,20 +684,25 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
         h = torch.as_tensor(half.astype(np.float32))
         return t - h, t + h
 
-    pos = stream_meta["POSN"]["step"] / 2
-    cells = {
-        "means": box(g.means, pos),
-        "log_scales": box(g.log_scales, stream_meta["SCAL"]["step"] / 2, "SCAL"),
-        "quats": box(g.quats, stream_meta["ROTN"]["step"] / 2, "ROTN"),
-        "sh_dc": box(g.sh[:, :1], stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2, "SHDC"),
-    }
-    levels = stream_meta["OPAC"]["levels"]
-    alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
-    lo = np.clip(alpha - 0.5 / levels, 1e-6, 1 - 1e-6)
-    hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
-    cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
-                               torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
-    if g.sh_degree:
+    want = set(groups) if groups is not None else {"means", "log_scales", "quats", "sh_dc",
+                                                    "opacity_logits", "sh_rest"}
+    cells = {}
+    if "means" in want:
+        cells["means"] = box(g.means, stream_meta["POSN"]["step"] / 2)
+    if "log_scales" in want:
+        cells["log_scales"] = box(g.log_scales, stream_meta["SCAL"]["step"] / 2, "SCAL")
+    if "quats" in want:
+        cells["quats"] = box(g.quats, stream_meta["ROTN"]["step"] / 2, "ROTN")
+    if "sh_dc" in want:
+        cells["sh_dc"] = box(g.sh[:, :1], stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2, "SHDC")
+    if "opacity_logits" in want:
+        levels = stream_meta["OPAC"]["levels"]
+        alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
+        lo = np.clip(alpha - 0.5 / levels, 1e-6, 1 - 1e-6)
+        hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
+        cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
+                                   torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
+    if g.sh_degree and "sh_rest" in want:
         bands = stream_meta["SHRS"]["steps"]
         k = g.sh.shape[1] - 1
         half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(k)])
@@ -697,6 +765,8 @@ def inspect(
         "bits_per_gaussian": per_g(len(data)),
         # the encoder's gains for the learned prior (SIDE metadata), as stored, or None
         "side_prior": side_meta.get("prior") if isinstance(side_meta, dict) else None,
+        "side_views": (len(side_meta["views"]) if isinstance(side_meta, dict)
+                       and isinstance(side_meta.get("views"), list) else 0),
         # the decoder's estimated peak memory for the base layer (GSZ.md 4.1; the side
         # information and refinement add to it), which decode checks against limits.max_memory
         "decode_memory_bytes": _base_bytes(container, n, degree, limits),

@@ -81,6 +81,12 @@ MIN_PAIRS_PER_GAUSSIAN = 16
 
 EXTRA_VIEW_SIZE = 256  # side of the prior's extra views without side information
 
+# --- the colour fit (gscodec.colourfit, the CPU's default refinement) ------------------------
+COLOUR_GAUSSIAN_BYTES = 512
+COLOUR_SH_VALUE_BYTES = 8  # the refined copy of the coefficients
+COLOUR_PAIR_BYTES = 240  # per pair of one chunk (at most COLOUR_MAX_PAIRS pairs)
+COLOUR_MAX_PAIRS = 1 << 19  # gscodec.colourfit.MAX_PAIRS
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -127,6 +133,17 @@ def refine_bytes(n: int, degree: int, views: list[tuple[int, int]], *, prior: bo
         count = max(MIN_PAIRS_PER_GAUSSIAN * n, PAIRS_PER_PIXEL * largest)
         total += PAIR_BYTES * min(count, n * largest)
     return total
+
+
+def colour_bytes(n: int, degree: int, views: list[tuple[int, int]]) -> int:
+    """Peak bytes that the colour fit adds: ``n`` Gaussians of SH degree ``degree`` fitted at
+    ``views`` (``(width, height)``). No views: nothing to fit."""
+    if not views or n <= 0:
+        return 0
+    largest = max(w * h for w, h in views)
+    total = n * (COLOUR_GAUSSIAN_BYTES + COLOUR_SH_VALUE_BYTES * 3 * (degree + 1) ** 2)
+    total += TARGET_PIXEL_BYTES * largest
+    return total + COLOUR_PAIR_BYTES * min(COLOUR_MAX_PAIRS, max(n, 1) * largest)
 
 
 def side_views(side_meta: Any) -> tuple[int, list[tuple[int, int]]] | None:

@@ -56,18 +56,35 @@ def compute(original: Gaussians, decoded: Gaussians, views: int, *, scale: int =
     if size % scale:
         raise ValueError("the render size must be a multiple of the side-information scale")
     cams = encoder_views(original.means, views, size)
+    return from_renders(render_views(original, cams, backend), decoded, cams, scale=scale,
+                        step=step, backend=backend, renders=renders)
+
+
+def render_views(g: Gaussians, cams: list[Camera], backend: str = "auto") -> list[torch.Tensor]:
+    """Renders of ``g`` at ``cams``, clamped to [0, 1] (CPU tensors)."""
+    with torch.no_grad():
+        return [render(g, cam, backend=backend).image.clamp(0, 1).cpu() for cam in cams]
+
+
+def from_renders(originals: list[torch.Tensor], decoded: Gaussians, cams: list[Camera], *,
+                 scale: int = 4, step: float = 1.0 / 255, backend: str = "auto",
+                 renders: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> SideInfo:
+    """:func:`compute` from the original's renders at ``cams`` (:func:`render_views`), so that
+    the original need not be in memory while the decoded scene is rendered."""
     residuals = []
     with torch.no_grad():
-        for cam in cams:
-            a = render(original, cam, backend=backend).image.clamp(0, 1)
-            b = render(decoded, cam, backend=backend).image.clamp(0, 1)
+        for a, cam in zip(originals, cams, strict=True):
+            if a.shape[0] % scale or a.shape[1] % scale:
+                raise ValueError("the render size must be a multiple of the side-information "
+                                 "scale")
+            b = render(decoded, cam, backend=backend).image.clamp(0, 1).cpu()
             if renders is not None:
                 renders.append((a, b))
-            r = (a - b).cpu().numpy().astype(np.float64)
+            r = (a - b).numpy().astype(np.float64)
             h, w = r.shape[0] // scale, r.shape[1] // scale
             coarse = r.reshape(h, scale, w, scale, 3).mean(axis=(1, 3))
             residuals.append((np.rint(coarse / step) * step).astype(np.float32))
-    return SideInfo(cams, residuals, scale, step)
+    return SideInfo(list(cams), residuals, scale, step)
 
 
 def encode(si: SideInfo) -> tuple[bytes, dict[str, Any]]:

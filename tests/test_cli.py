@@ -234,26 +234,24 @@ def one_torch_thread():
 def test_gsz_inputs_of_compare_and_encode_say_how_they_are_decoded(tmp_path, monkeypatch):
     import torch
 
-    import gscodec.api
-    import gscodec.refine
+    import gscodec.colourfit
     from gscodec.synthetic import make_scene
 
-    # the default steps (100 on a CPU) through the library's own function, made small here; on
-    # the CPU even where CUDA is present, since refinement with gsplat is not bit-reproducible
-    monkeypatch.setattr(gscodec.api, "default_steps", lambda device, n=0: 3)
+    # the CPU's default refinement is the colour fit (on the CPU even where CUDA is present,
+    # since refinement with gsplat is not bit-reproducible): each call is recorded (its views)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     steps_run: list[int] = []
-    original = gscodec.refine.refine
+    original = gscodec.colourfit.fit_colours
 
-    def recording(g, cameras, targets, config=None, **kwargs):
-        steps_run.append(config.steps)
-        return original(g, cameras, targets, config, **kwargs)
+    def recording(g, cameras, residuals, **kwargs):
+        steps_run.append(len(cameras))
+        return original(g, cameras, residuals, **kwargs)
 
-    monkeypatch.setattr(gscodec.refine, "refine", recording)
+    monkeypatch.setattr(gscodec.colourfit, "fit_colours", recording)
     g = make_scene(300, sh_degree=0, seed=5)
     ply, gsz, bare = tmp_path / "s.ply", tmp_path / "s.gsz", tmp_path / "bare.gsz"
     gscodec.write_ply(ply, g)
-    gsz.write_bytes(gscodec.encode(g, quality=4, views=2, sideinfo_size=32))
+    gsz.write_bytes(gscodec.encode(g, quality=4, views=3, sideinfo_size=32))
     bare.write_bytes(gscodec.encode(g, quality=4))  # no side information
     device = "cpu"
     runner = CliRunner()
@@ -269,7 +267,8 @@ def test_gsz_inputs_of_compare_and_encode_say_how_they_are_decoded(tmp_path, mon
 
     refined, err = compare(str(ply), str(gsz))
     assert len(err) == 1 and str(gsz) in err[0], err
-    assert f"with refinement: 3 steps on {device} (side information)" in err[0]
+    assert f"with refinement: the colour fit at 3 views on {device} (side information)" \
+        in err[0], err
     assert steps_run == [3]
     plain, err = compare(str(ply), str(gsz), "--no-refine")
     assert len(err) == 1 and "without refinement (--no-refine)" in err[0], err
@@ -286,7 +285,7 @@ def test_gsz_inputs_of_compare_and_encode_say_how_they_are_decoded(tmp_path, mon
         r, err = invoke("encode", str(gsz), "-o", str(out), "--views", "0", flag)
         assert len(err) == 1 and str(gsz) in err[0], err
         assert ("without refinement (--no-refine)" if steps is None
-                else f"with refinement: 3 steps on {device}") in err[0], err
+                else f"with refinement: the colour fit at 3 views on {device}") in err[0], err
         assert str(out) in r.stdout
         source = gscodec.decode(gsz, refine=steps is not None, device=device)
         assert out.read_bytes() == gscodec.encode(source, quality=7)
@@ -328,3 +327,16 @@ def test_compare_seed_picks_the_evaluation_views(tmp_path, monkeypatch):
     assert compare("--seed", "5") == five
     for bad in ("x", "-1"):
         assert run("compare", str(ref), str(other), "--seed", bad).exit_code == 2
+
+
+def test_decode_summary_names_the_refinement_method(ply_path):
+    r = run("encode", str(ply_path), "--quality", "6", "--views", "2")
+    assert r.exit_code == 0, r.output
+    gsz = ply_path.with_suffix(".gsz")
+    r = run("decode", str(gsz), "--method", "colour", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "refined with side information (colour fit at 2 views)" in r.output
+    r = run("decode", str(gsz), "--method", "adam", "--steps", "1", "--device", "cpu", "--force")
+    assert r.exit_code == 0 and "(1 steps on cpu)" in r.output, r.output
+    r = run("decode", str(gsz), "--method", "sideways")
+    assert r.exit_code == 2 and "Traceback" not in r.output

@@ -109,7 +109,8 @@ def render(
     device: str | torch.device | None = None,
     eps2d: float = 0.3,
     near_plane: float = 0.01,
-    max_pairs: int = cpu.DEFAULT_MAX_PAIRS,
+    max_pairs: int | None = None,
+    pair_sink: cpu.PairSink | None = None,
 ) -> RenderResult:
     """Render ``gaussians`` from ``camera``; differentiable with respect to every attribute.
 
@@ -128,7 +129,11 @@ def render(
             gsplat, else CPU).
         eps2d: screen-space dilation added to the diagonal of each 2D covariance, in pixels^2.
         near_plane: Gaussians closer than this (camera z) are culled.
-        max_pairs: CPU backend only: the most (pixel, Gaussian) pairs processed at once.
+        max_pairs: CPU backend only: the most (pixel, Gaussian) pairs processed at once
+            (default: ``cpu.DEFAULT_MAX_PAIRS`` with autograd, ``cpu.NO_GRAD_MAX_PAIRS``
+            without).
+        pair_sink: CPU backend only: receives every composited (Gaussian, pixel, weight) pair
+            (:func:`gscodec.render.cpu.rasterize`); an error with gsplat.
 
     Both backends follow gsplat's classic mode: EWA projection with ``eps2d``, a 3.33-sigma
     (opacity-aware) screen extent, ``alpha = min(0.999, opacity * exp(-power))`` skipped below
@@ -161,6 +166,8 @@ def render(
         image = torch.zeros(camera.height, camera.width, 3, device=device)
         alpha = torch.zeros(camera.height, camera.width, 1, device=device)
     elif backend == "gsplat":
+        if pair_sink is not None:
+            raise ValueError("pair_sink needs the cpu backend")
         from .gsplat_backend import render_gsplat
 
         image, alpha = render_gsplat(means, quats, log_scales, opacities, sh, viewmat, K,
@@ -174,7 +181,11 @@ def render(
         dirs = means - cam_pos
         dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         colors = sh_to_rgb(sh, dirs, degree)
+        if max_pairs is None:
+            max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()
+                         else cpu.NO_GRAD_MAX_PAIRS)
         image, alpha = cpu.rasterize(means2d, conics, colors, opacities, depths, radii,
-                                     camera.width, camera.height, max_pairs=max_pairs)
+                                     camera.width, camera.height, max_pairs=max_pairs,
+                                     pair_sink=pair_sink)
     image = image + (1.0 - alpha) * bg
     return RenderResult(image, alpha)

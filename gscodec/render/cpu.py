@@ -16,11 +16,19 @@ from __future__ import annotations
 
 import torch
 
+from collections.abc import Callable
+
 from .project import ALPHA_THRESHOLD
+
+PairSink = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
 DEFAULT_MAX_PAIRS = 1 << 22
+# without autograd nothing is kept between chunks: smaller chunks bound the memory (about 150
+# bytes a pair) and are no slower (1M Gaussians at 256 px, 1 thread: 5.5-6.3 s a render with
+# 2^19 or 2^20 pairs a chunk, 8.5-10.4 s with 2^22, which also peaked 1 GB higher)
+NO_GRAD_MAX_PAIRS = 1 << 19
 
 
 def rasterize(
@@ -34,8 +42,12 @@ def rasterize(
     height: int,
     *,
     max_pairs: int = DEFAULT_MAX_PAIRS,
+    pair_sink: PairSink | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Composite projected Gaussians; returns (colour [H, W, 3], alpha [H, W, 1]) on black."""
+    """Composite projected Gaussians; returns (colour [H, W, 3], alpha [H, W, 1]) on black.
+    ``pair_sink(gaussian, pixel, weight)``, where given, receives every composited pair (chunk
+    by chunk: Gaussian indices, flat pixel indices ``y * width + x``, and the pair's weight
+    ``alpha * transmittance``, detached)."""
     device = means2d.device
     n_pix = width * height
     color_acc = torch.zeros(n_pix, colors.shape[-1], dtype=colors.dtype, device=device)
@@ -79,7 +91,7 @@ def rasterize(
         if ids.numel():
             color_acc, alpha_acc, log_t, done = _composite_chunk(
                 ids, cx0, cy0, cbw, cnt, means2d, conics, colors, opacities, width,
-                color_acc, alpha_acc, log_t, done)
+                color_acc, alpha_acc, log_t, done, pair_sink)
         start = stop
     return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
 
@@ -96,7 +108,7 @@ def _live_boxes(done: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torc
 
 
 def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities, width,
-                     color_acc, alpha_acc, log_t, done):
+                     color_acc, alpha_acc, log_t, done, pair_sink=None):
     device = means2d.device
     total = int(counts.sum())
     if total == 0:
@@ -143,6 +155,10 @@ def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities
         keep = next_t > MIN_TRANSMITTANCE  # monotone along each run: a prefix is kept
     trans = torch.exp(log_excl).to(alpha.dtype)
     weight = torch.where(keep, alpha * trans, torch.zeros_like(alpha))
+    if pair_sink is not None:
+        with torch.no_grad():
+            live = weight.detach() > 0
+            pair_sink(g[live], pix[live], weight.detach()[live])
     color_acc = color_acc.index_add(0, pix, weight[:, None] * params[:, 6:])
     alpha_acc = alpha_acc.index_add(0, pix, weight)
     kept = torch.where(keep, log1m, torch.zeros_like(log1m))

@@ -114,7 +114,7 @@ def quantize_gain(g: float) -> float:
     return round(g / GAIN_STEP) * GAIN_STEP if g >= MIN_GAIN else 0.0
 
 
-def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: int, *,
+def fit_gains(original: Gaussians | None, decoded: Gaussians, si: SideInfo, quality: int, *,
               model: RestoreNet | None = None, backend: str = "auto",
               device: str | torch.device = "cpu",
               renders: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -126,7 +126,10 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
     with]}``. Where the prior does not help this scene its gain is 0 and the decoder's targets
     are the plain ones. ``renders``: the (original, decoded) renders at ``si.cameras`` if the
     caller has them (:func:`gscodec.sideinfo.compute` can keep them), else they are rendered
-    here. None when the network does not apply to ``quality`` or has no file identity."""
+    here (``original`` may be None where they are given). None when the network does not
+    apply to ``quality`` or has no file identity."""
+    if original is None and renders is None:
+        raise ValueError("fit_gains needs the original scene or its renders")
     dev = torch.device(device)
     net = _model(model, dev)
     if (net.qualities and quality not in net.qualities) or not net.digest or not si.cameras:
@@ -138,6 +141,7 @@ def fit_gains(original: Gaussians, decoded: Gaussians, si: SideInfo, quality: in
             if renders is not None:
                 orig, dec = (t.to(dev) for t in renders[i])
             else:
+                assert original is not None
                 orig = render(original, cam, backend=backend, device=dev).image.clamp(0, 1)
                 dec = render(decoded, cam, backend=backend, device=dev).image.clamp(0, 1)
             x_img = dec.permute(2, 0, 1)[None]

@@ -1,0 +1,129 @@
+"""Colour fit: decoder-side refinement by one linear solve instead of gradient descent.
+
+With the geometry and opacities of the decoded Gaussians fixed, a render is linear in their
+colours: pixel ``p`` of view ``v`` is ``sum_i w_vpi c_i(d_vi)`` with the compositing weights
+``w = alpha * transmittance`` and ``c_i(d) = sum_k sh_ik Y_k(d) + 0.5``. The side information
+says, at each of its views, by how much the decoded renders are off (the coarse residuals,
+upsampled as :func:`gscodec.sideinfo.targets` does). One render of each view collects, for
+every Gaussian, ``den_vi = sum_p w_vpi`` and ``num_vi = sum_p w_vpi r_vp``: ``num_vi / den_vi``
+is the colour change that view asks of Gaussian i (a weighted mean of the residuals under its
+footprint, the update of SART in tomography: for opaque pixels, whose weights sum to 1, it
+removes the residual without overshooting). Per Gaussian the views' requests are then fitted
+together, weighted by ``den_vi``, on the SH bands up to ``bands`` (0: the DC term only; 1: also
+the linear band, with a ridge ``ridge * sum_v den_vi`` that keeps a band a few views do not pin
+down near its decoded value), and the result is clamped into the quantization cells, so that
+the refined scene stays consistent with the file.
+
+Cost: one forward render per side-information view and O(N) memory (no autograd graph, no
+optimizer state); the gradient refinement of :mod:`gscodec.refine` renders forward and backward
+at every one of its steps. What it cannot do: move, resize or re-shape Gaussians, or change
+opacities. Deterministic (sums in float64, in the renderer's order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .cameras import Camera
+from .gaussians import Gaussians
+from .render import deterministic, render
+from .render.cpu import NO_GRAD_MAX_PAIRS
+from .render.sh import sh_basis
+
+DEFAULT_RIDGE = 1.0
+# (pixel, Gaussian) pairs the renderer holds at once (the memory budget counts it:
+# gscodec.budget.COLOUR_MAX_PAIRS)
+MAX_PAIRS = NO_GRAD_MAX_PAIRS
+
+
+def fit_colours(
+    gaussians: Gaussians,
+    cameras: Sequence[Camera],
+    residuals: Sequence[np.ndarray],
+    *,
+    bands: int = 0,
+    ridge: float = DEFAULT_RIDGE,
+    relaxation: float = 1.0,
+    cells: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    inplace: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Gaussians:
+    """New (numpy-backed) Gaussians whose colours remove ``residuals`` (``[h, w, 3]`` per
+    camera, any block size that divides the camera's; image units) as well as one linear
+    solve can; see the module docstring. ``cells``: (low, high) bounds for ``sh_dc`` and
+    ``sh_rest`` (as :func:`gscodec.api.quantization_cells` gives). ``progress(view, views)``
+    after each view. ``inplace``: write the fitted coefficients into the SH array of
+    ``gaussians`` (numpy float32; no copy of the scene) and return them."""
+    if len(cameras) != len(residuals):
+        raise ValueError("need one residual image per camera")
+    g = gaussians.numpy()
+    n = g.n
+    bands = max(0, min(bands, g.sh_degree))
+    k = (bands + 1) ** 2
+    if n == 0 or not cameras:
+        return g
+    means = torch.from_numpy(np.ascontiguousarray(g.means, np.float32)).double()
+    # per Gaussian: the normal equations of the k coefficients (shared by the 3 channels)
+    A = torch.zeros(n, k, k, dtype=torch.float64)
+    b = torch.zeros(n, k, 3, dtype=torch.float64)
+    with torch.no_grad(), deterministic():
+        for v, (cam, res) in enumerate(zip(cameras, residuals, strict=True)):
+            r = torch.from_numpy(np.ascontiguousarray(res, np.float32)).permute(2, 0, 1)[None]
+            up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
+                                                 mode="bilinear", align_corners=False)
+            up = up[0].permute(1, 2, 0).reshape(-1, 3).double()
+            num = torch.zeros(n, 3, dtype=torch.float64)
+            den = torch.zeros(n, dtype=torch.float64)
+
+            def sink(ids: torch.Tensor, pix: torch.Tensor, w: torch.Tensor,
+                     num: torch.Tensor = num, den: torch.Tensor = den,
+                     up: torch.Tensor = up) -> None:
+                w64 = w.double()
+                num.index_add_(0, ids, w64[:, None] * up[pix])
+                den.index_add_(0, ids, w64)
+
+            render(g, cam, backend="cpu", pair_sink=sink, max_pairs=MAX_PAIRS)
+            seen = torch.nonzero(den > 0).squeeze(1)
+            if seen.numel():
+                if bands:
+                    centre = torch.from_numpy(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3])
+                    d = means[seen] - centre
+                    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                    basis = sh_basis(bands, d)  # [m, k]
+                else:
+                    basis = torch.full((seen.numel(), 1), sh_basis(0, means[:1])[0, 0].item(),
+                                       dtype=torch.float64)
+                ds = den[seen]
+                A[seen] += ds[:, None, None] * basis[:, :, None] * basis[:, None, :]
+                b[seen] += basis[:, :, None] * num[seen][:, None, :]
+            if progress:
+                progress(v + 1, len(cameras))
+    seen = torch.nonzero(A[:, 0, 0] > 0).squeeze(1)
+    if inplace and not (isinstance(gaussians.sh, np.ndarray) and gaussians.sh.dtype == np.float32
+                        and gaussians.sh.flags.c_contiguous and gaussians.sh.flags.writeable):
+        raise ValueError("inplace needs a writeable, contiguous float32 numpy SH array")
+    sh = torch.from_numpy(g.sh if inplace else np.array(g.sh, np.float32))
+    if seen.numel():
+        As, bs = A[seen], b[seen]
+        # the ridge keeps coefficients the views do not pin down near their decoded values;
+        # the DC term gets a tiny one (numerical safety only)
+        scale = As[:, 0, 0] / As[:, 0, 0].new_tensor(sh_basis(0, means[:1])[0, 0].item() ** 2)
+        diag = torch.full((k,), ridge, dtype=torch.float64)
+        diag[0] = 1e-9
+        As = As + scale[:, None, None] * torch.diag(diag)[None]
+        delta = relaxation * torch.linalg.solve(As, bs)  # [m, k, 3]
+        sh[seen, :k] = (sh[seen, :k].double() + delta).float()
+    if cells:
+        if "sh_dc" in cells:
+            lo, hi = cells["sh_dc"]
+            sh[:, :1] = torch.maximum(torch.minimum(sh[:, :1], hi.expand_as(sh[:, :1])),
+                                      lo.expand_as(sh[:, :1]))
+        if k > 1 and "sh_rest" in cells:
+            lo, hi = (t.expand_as(sh[:, 1:]) for t in cells["sh_rest"])
+            sh[:, 1:k] = torch.maximum(torch.minimum(sh[:, 1:k], hi[:, : k - 1]), lo[:, : k - 1])
+    if inplace:
+        return gaussians
+    return Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, sh.numpy())

@@ -1,0 +1,137 @@
+"""The colour fit (gscodec.colourfit): the CPU's default decoder-side refinement."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from gscodec import api, sideinfo
+from gscodec.cameras import encoder_views, evaluation_views
+from gscodec.colourfit import fit_colours
+from gscodec.gaussians import Gaussians
+from gscodec.metrics import psnr
+from gscodec.render import render
+from gscodec.synthetic import make_scene
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _perturbed(seed: int = 3) -> tuple[Gaussians, Gaussians]:
+    g = make_scene(400, sh_degree=1, seed=seed)
+    rng = np.random.default_rng(seed)
+    sh = g.sh.copy()
+    sh[:, 0, :] += rng.normal(scale=0.25, size=(g.n, 3)).astype(np.float32)
+    return g, Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, sh)
+
+
+def _mean_psnr(a: Gaussians, b: Gaussians, cams) -> float:
+    with torch.no_grad():
+        return float(np.mean([psnr(render(a, c, backend="cpu").image.clamp(0, 1),
+                                   render(b, c, backend="cpu").image.clamp(0, 1)) for c in cams]))
+
+
+def test_the_pair_sink_sees_every_pair_that_makes_the_image():
+    g = make_scene(200, sh_degree=0, seed=1)
+    cam = encoder_views(g.means, 1, 24)[0]
+    pairs = []
+    image = render(g, cam, backend="cpu", max_pairs=97,
+                   pair_sink=lambda ids, pix, w: pairs.append((ids, pix, w))).image
+    ids = torch.cat([p[0] for p in pairs])
+    pix = torch.cat([p[1] for p in pairs])
+    w = torch.cat([p[2] for p in pairs])
+    colour = (torch.from_numpy(g.sh[:, 0, :]) * 0.28209479177387814 + 0.5).clamp_min(0)
+    rebuilt = torch.zeros(cam.width * cam.height, 3).index_add_(0, pix, w[:, None] * colour[ids])
+    torch.testing.assert_close(rebuilt.reshape(image.shape), image, atol=1e-5, rtol=1e-4)
+    assert len(pairs) > 1  # (several chunks)
+
+
+def test_the_fit_removes_colour_errors_at_views_it_never_saw():
+    original, decoded = _perturbed()
+    si = sideinfo.compute(original, decoded, 8, size=64, scale=4, backend="cpu")
+    fitted = fit_colours(decoded, si.cameras, si.residuals)
+    held_out = evaluation_views(original.means, 4, 64, seed=5)
+    before = _mean_psnr(original, decoded, held_out)
+    after = _mean_psnr(original, fitted, held_out)
+    assert after > before + 2.0, (before, after)
+    # only the colours move
+    for name in ("means", "quats", "log_scales", "opacity_logits"):
+        np.testing.assert_array_equal(getattr(fitted, name), getattr(decoded, name))
+    np.testing.assert_array_equal(fitted.sh[:, 1:], decoded.sh[:, 1:])  # bands=0: DC only
+
+
+def test_the_linear_band_follows_view_dependent_errors():
+    original, _ = _perturbed()
+    rng = np.random.default_rng(4)
+    sh = original.sh.copy()
+    sh[:, 1:4, :] += rng.normal(scale=0.3, size=(original.n, 3, 3)).astype(np.float32)
+    decoded = Gaussians(original.means, original.quats, original.log_scales,
+                        original.opacity_logits, sh)
+    si = sideinfo.compute(original, decoded, 16, size=64, scale=4, backend="cpu")
+    held_out = evaluation_views(original.means, 4, 64, seed=6)
+    dc_only = _mean_psnr(original, fit_colours(decoded, si.cameras, si.residuals), held_out)
+    linear = _mean_psnr(original, fit_colours(decoded, si.cameras, si.residuals, bands=1,
+                                              ridge=0.05), held_out)
+    assert linear > dc_only + 0.3, (dc_only, linear)
+
+
+def test_cells_bound_the_fit_and_inplace_writes_the_input():
+    original, decoded = _perturbed()
+    si = sideinfo.compute(original, decoded, 4, size=32, scale=4, backend="cpu")
+    lo = torch.from_numpy(decoded.sh[:, :1] - 0.01)
+    hi = torch.from_numpy(decoded.sh[:, :1] + 0.01)
+    before = decoded.sh.copy()
+    fitted = fit_colours(decoded, si.cameras, si.residuals, cells={"sh_dc": (lo, hi)})
+    np.testing.assert_array_equal(decoded.sh, before)  # not in place: the input is unchanged
+    moved = np.abs(fitted.sh[:, 0] - before[:, 0])
+    assert moved.max() <= 0.01 + 1e-6 and moved.max() > 0.005
+    same = fit_colours(decoded, si.cameras, si.residuals, cells={"sh_dc": (lo, hi)},
+                       inplace=True)
+    assert same is decoded
+    np.testing.assert_array_equal(decoded.sh, fitted.sh)
+
+
+def test_the_refinement_method_rules():
+    assert api.refinement_method("auto", "cpu", None, False) == "colour"
+    assert api.refinement_method("auto", "cpu", 30, False) == "adam"  # steps ask for gradients
+    assert api.refinement_method("auto", "cuda", None, False) == "adam"
+    assert api.refinement_method("colour", "cuda", None, False) == "colour"
+    assert api.refinement_method("colour", "cpu", None, True) == "adam"  # the prior's targets
+    with pytest.raises(ValueError):
+        api.refinement_method("sgd", "cpu", None, False)
+
+
+def test_decode_refines_with_the_colour_fit_on_the_cpu_by_default():
+    original = make_scene(600, sh_degree=0, seed=8)
+    data = api.encode(original, quality=2, views=4, sideinfo_size=64)
+    base = api.decode(data, refine=False)
+    fitted = api.decode(data, device="cpu")
+    assert not np.array_equal(fitted.sh[:, 0], base.sh[:, 0])
+    np.testing.assert_array_equal(fitted.means, base.means)
+    held_out = evaluation_views(original.means, 4, 64, seed=9)
+    assert _mean_psnr(original, fitted, held_out) > _mean_psnr(original, base, held_out)
+
+
+def test_default_views_fall_with_the_scene_size():
+    def scene(n, degree):
+        return types.SimpleNamespace(n=n, sh_degree=degree)
+
+    assert api.default_views(scene(100_000, 3)) == 16
+    assert api.default_views(scene(100_000, 0)) == 8
+    assert api.default_views(scene(500_000, 3)) == 16
+    assert api.default_views(scene(1_000_000, 3)) == 8
+    assert api.default_views(scene(1_000_000, 0)) == 8
+    assert api.default_views(scene(3_000_000, 3)) == 4
+    assert api.default_views(scene(50_000_000, 0)) == 4
+
+
+def test_the_budget_counts_the_fits_chunks():
+    from gscodec import budget, colourfit
+
+    assert budget.COLOUR_MAX_PAIRS == colourfit.MAX_PAIRS
+    assert budget.colour_bytes(1000, 3, []) == 0
+    # per Gaussian far below gradient refinement's
+    assert budget.colour_bytes(10**6, 3, [(256, 256)] * 8) < \
+        budget.refine_bytes(10**6, 3, [(256, 256)] * 8) / 4
