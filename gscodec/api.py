@@ -482,6 +482,8 @@ def decode(
     codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
     features: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
+    # the higher SH bands are decoded straight into the SH array (no second copy of them)
+    sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
     for i, (name, codec) in enumerate(codecs):
         report(i, len(codecs), f"decoding {name}")
         s = container.get(codec.kind)
@@ -489,7 +491,11 @@ def decode(
             raise ContainerError(f"corrupt .gsz file: missing stream {codec.kind!r}")
         if s.codec != CODEC_CHANNELS_V1:
             raise ContainerError(f"unsupported .gsz file: stream {s.kind!r} uses codec {s.codec}")
-        out = codec.decode(s.payload, get_dict(stream_meta, codec.kind, "streams."), n, features)
+        sub = get_dict(stream_meta, codec.kind, "streams.")
+        if name == "sh_rest":
+            out = codec.decode(s.payload, sub, n, features, out=sh[:, 1:, :])
+        else:
+            out = codec.decode(s.payload, sub, n, features)
         features.update(out.features)
         values[name] = out.values
         imp = container.get(IMPORTANCE.kind) if name == "means" else None
@@ -500,15 +506,9 @@ def decode(
                                                           "streams."), n, features)
             features.update(out.features)
     report(len(codecs), len(codecs), "done")
-    sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
     sh[:, 0, :] = values["sh_dc"]
-    if degree:
-        if values["sh_rest"].shape[1] != (degree + 1) ** 2 - 1:
-            raise ContainerError("bad metadata: SH coefficient count does not match the degree")
-        sh[:, 1:, :] = values["sh_rest"]
     g = Gaussians(values["means"], values["quats"], values["log_scales"],
                   values["opacity_logits"], sh)
-    del values  # (the SH rows now live in sh only: one copy while refining)
     side = container.get("SIDE")
     if refines:
         quality = meta.get("quality")

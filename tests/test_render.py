@@ -307,3 +307,15 @@ def test_gsplat_probe_falls_back_with_a_warning_when_gsplat_cannot_render(monkey
         assert r.gsplat_available() is False
     assert r.resolve_backend("auto") == "cpu"
     assert r._GSPLAT_STATE == {"ok": False}
+
+
+def test_projection_in_chunks_without_autograd_gives_the_same_image(monkeypatch):
+    import gscodec.render as r
+
+    g = tiny_scene(n=50, degree=2, seed=11)
+    cam = tiny_camera(32, 32, seed=11)
+    whole = render(g, cam, backend="cpu").image.detach()  # (autograd on: one chunk)
+    monkeypatch.setattr(r, "PROJECT_CHUNK", 7)
+    with torch.no_grad():
+        chunked = render(g, cam, backend="cpu").image
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)

@@ -103,13 +103,14 @@ def _quantize(values: np.ndarray | RowView, step: float | np.ndarray,
 
 
 def _dequantize(X: np.ndarray, step: float | np.ndarray, offset: float | np.ndarray = 0.0,
-                scale: float = 1.0) -> np.ndarray:
+                scale: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
     """``[N, C]`` float32 of ``(X * step - offset) / scale`` for channel-major ``X [C, N]`` (step
-    and offset scalars or per channel), in blocks of rows."""
+    and offset scalars or per channel), in blocks of rows; into ``out`` where given."""
     c, n = X.shape
     steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (c,))[None, :]
     offset = np.broadcast_to(np.asarray(offset, dtype=np.float64), (c,))[None, :]
-    out = np.empty((n, c), np.float32)
+    if out is None:
+        out = np.empty((n, c), np.float32)
     for a in range(0, n, _BLOCK_ROWS):
         block = X[:, a : a + _BLOCK_ROWS].T.astype(np.float64)
         with np.errstate(over="ignore"):  # out-of-range values are caught as non-finite
@@ -302,16 +303,16 @@ def _encode_values(
 def _decode_values(
     payload: bytes, meta: dict[str, Any], n: int, n_channels: int, spec: GroupSpec,
     features: Features, step: float | np.ndarray, offset: float | np.ndarray = 0.0,
-    scale: float = 1.0, *, units: bool = False,
+    scale: float = 1.0, *, units: bool = False, out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Inverse of :func:`_encode_values` (uniform or per-class steps, as the metadata says):
-    ``[n, n_channels]`` float32 values and, with ``units`` or without classes, the integers in
-    units of ``step``."""
+    ``[n, n_channels]`` float32 values (written into ``out`` where given) and, with ``units`` or
+    without classes, the integers in units of ``step``."""
     if "mult" not in meta:
         X = decode_matrix(payload, meta, n, n_channels, spec, features)
-        return _dequantize(X, step, offset, scale), X
+        return _dequantize(X, step, offset, scale, out), X
     rows, mults, parts = decode_classes(payload, meta, n, n_channels, spec, features)
-    values = np.empty((n, n_channels), np.float32)
+    values = np.empty((n, n_channels), np.float32) if out is None else out
     for r, m, Xc in zip(rows, mults, parts, strict=True):
         values[r] = _dequantize(Xc, np.asarray(step, np.float64) * m, offset, scale)
     return values, _in_units(rows, mults, parts, n) if units else None
@@ -666,15 +667,29 @@ class ShRestCodec:
         meta["coeffs"] = k
         return Encoded(payload, meta)
 
-    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features,
+               out: np.ndarray | None = None) -> Decoded:
+        """``out``: a float32 ``[n, coeffs, 3]`` array (or view, e.g. the rest of a whole SH
+        array) to decode into; its coefficient count must match the metadata's."""
         n_coeffs = get_int(meta, "coeffs", 3, 15)
         bands = get_float_list(meta, "steps", 3)
         if min(bands) <= 0:
             raise ContainerError("bad metadata: SH steps must be positive")
         steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(n_coeffs)], 3)
+        flat_out = None
+        if out is not None:
+            if out.shape != (n, n_coeffs, 3):
+                raise ContainerError("bad metadata: SH coefficient count does not match the "
+                                     "degree")
+            flat_out = out.reshape(n, n_coeffs * 3)  # a view where the layout allows
+            if not np.shares_memory(flat_out, out):
+                flat_out = None
         flat, _ = _decode_values(payload, meta, n, n_coeffs * 3, _sh_rest_spec(n_coeffs),
-                                 features, steps)
-        values = flat.reshape(n, n_coeffs, 3)
+                                 features, steps, out=flat_out)
+        values = flat.reshape(n, n_coeffs, 3) if flat_out is None else out
+        if flat_out is None and out is not None:
+            out[...] = values
+            values = out
         return Decoded(_finite(values, "SH coefficients"))
 
 

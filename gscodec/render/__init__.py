@@ -18,6 +18,7 @@ from .project import covariances, project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
+PROJECT_CHUNK = 1 << 17  # Gaussians projected at once by the CPU backend without autograd
 
 
 @dataclass
@@ -173,14 +174,26 @@ def render(
         image, alpha = render_gsplat(means, quats, log_scales, opacities, sh, viewmat, K,
                                      camera.width, camera.height, degree, eps2d, near_plane)
     else:
-        covars = covariances(quats, log_scales)
-        means2d, conics, depths, radii = project(
-            means, covars, opacities, viewmat, K, camera.width, camera.height,
-            eps2d=eps2d, near=near_plane)
         cam_pos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-        dirs = means - cam_pos
-        dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        colors = sh_to_rgb(sh, dirs, degree)
+
+        def screen(sel: slice) -> tuple[torch.Tensor, ...]:
+            covars = covariances(quats[sel], log_scales[sel])
+            means2d, conics, depths, radii = project(
+                means[sel], covars, opacities[sel], viewmat, K, camera.width, camera.height,
+                eps2d=eps2d, near=near_plane)
+            dirs = means[sel] - cam_pos
+            dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            return means2d, conics, depths, radii, sh_to_rgb(sh[sel], dirs, degree)
+
+        n = means.shape[0]
+        if torch.is_grad_enabled() or n <= PROJECT_CHUNK:
+            means2d, conics, depths, radii, colors = screen(slice(0, n))
+        else:
+            # without autograd, in chunks of Gaussians: the per-Gaussian temporaries of the
+            # projection (covariances, Jacobians, SH basis) are a few hundred bytes each
+            parts = [screen(slice(a, a + PROJECT_CHUNK)) for a in range(0, n, PROJECT_CHUNK)]
+            means2d, conics, depths, radii, colors = (torch.cat(t) for t in zip(*parts))
+            del parts
         if max_pairs is None:
             max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()
                          else cpu.NO_GRAD_MAX_PAIRS)
