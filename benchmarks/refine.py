@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--step", type=float, default=1.0, help="residual step in 1/255 units")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--configs", type=lambda t: t.split(","), default=["side"],
-                    help="comma list of: side (side info + refinement, no prior), colour "
-                         "(side info + the colour fit, gscodec.colourfit, DC only), colour1 "
-                         "(colour fit of the DC and linear SH bands), adam (side info + "
+                    help="comma list of: side (side info + the decoder's default refinement, "
+                         "no prior), colour (side info + the colour fit, gscodec.colourfit, DC "
+                         "only), colour1 (colour fit of the DC and linear SH bands), adam (side info + "
                          "gradient refinement), full (side info + learned prior), full-extra (full + --extra-views restored "
                          "without residual), prior (learned prior on --extra-views, no side "
                          "info)")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 refined = gscodec.decode(data, steps=args.steps, device=device, prior=prior,
                                          extra_views=extra, method=method,
-                                         colour_bands=1 if config == "colour1" else 0)
+                                         colour_bands={"colour": 0, "colour1": 1}.get(config))
                 seconds = time.perf_counter() - t0
                 s = score(evref, refined)
                 base = next(r for r in curve if r["quality"] == q)

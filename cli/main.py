@@ -206,8 +206,9 @@ def main(json_errors: bool) -> None:
                    "the presets the prior was trained for).")
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="For a .gsz input: decode it with refinement, as `gscodec decode` does, so "
-                   "that the scene encoded is the one `gscodec decode` writes (minutes on a CPU "
-                   "for large scenes), or without it (the base layer).")
+                   "that the scene encoded is the one `gscodec decode` writes (on a CPU the colour "
+                   "fit: one render per side-information view), or without it (the base "
+                   "layer).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
@@ -255,15 +256,14 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
 @click.option("--no-refine", is_flag=True,
               help="Write the decoded Gaussians without refinement.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
-              help="Gradient refinement steps (default: 300 on a GPU; on the CPU the colour "
-                   "fit, see --method; with --method adam on the CPU 100, fewer above 300,000 "
-                   "Gaussians).")
+              help="Gradient refinement steps (default: 300 on a GPU, 30 on the CPU, fewer "
+                   "above 300,000 Gaussians; see --method).")
 @click.option("--method", type=click.Choice(["auto", "adam", "colour"]), default="auto",
               show_default=True,
               help="Refinement: adam (gradient steps on every attribute), colour (one linear "
                    "solve of the colours, one render per side-information view) or auto "
-                   "(colour on the CPU unless --steps is given, adam on a GPU and with the "
-                   "learned prior).")
+                   "(adam on a GPU, with the learned prior, with --steps, and on the CPU up to "
+                   "150,000 Gaussians; colour on the CPU above).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Device for refinement.")
 @click.option("--prior", type=click.Choice(["auto", "on", "off"]), default="auto",
@@ -347,7 +347,8 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if has_side and refinement_method(method, device, steps, use_prior) == "colour":
+    if has_side and refinement_method(method, device, steps, use_prior,
+                                       info["gaussians"]) == "colour":
         return f"refined with side information (colour fit at {_side_view_count(info)} views), "
     n = default_steps(device, info["gaussians"]) if steps is None else steps
     if n <= 0:
@@ -395,7 +396,7 @@ def _note_gsz_input(path: Path, refine: bool, quiet: bool) -> None:
         from ..api import refinement_method
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        if refinement_method("auto", device, None, use_prior) == "colour":
+        if refinement_method("auto", device, None, use_prior, info["gaussians"]) == "colour":
             how = (f"with refinement: the colour fit at {_side_view_count(info)} views on "
                    f"{device} (side information); --no-refine decodes without")
         else:
@@ -432,8 +433,9 @@ def _heat(a: Any, b: Any) -> Any:
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed of the synthesized evaluation views (ignored with --cameras).")
 @click.option("--refine/--no-refine", default=True, show_default=True,
-              help="Decode .gsz inputs with refinement, as `gscodec decode` does (minutes on a "
-                   "CPU for large scenes), or without it (the base layer).")
+              help="Decode .gsz inputs with refinement, as `gscodec decode` does (on a CPU "
+                   "the colour fit: one render per side-information view), or without it (the "
+                   "base layer).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --png output.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no note about .gsz inputs.")
 @handle_errors

@@ -76,8 +76,9 @@ def load_scene(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS,
     """Gaussians from a .gsz file or a scene in another format: INRIA PLY, PlayCanvas
     compressed PLY, .splat, .spz, SOG (.sog, meta.json or its folder); told apart by the file's
     first bytes (by the name for .splat). A .gsz file is decoded with the default settings of
-    :func:`decode`, which refines files with side information (:func:`default_steps` Adam steps:
-    minutes on a CPU for large scenes) unless ``refine`` is false."""
+    :func:`decode`, which refines files with side information (:func:`refinement_method`: on a
+    CPU the colour fit, one render per side-information view; on a GPU :func:`default_steps`
+    Adam steps) unless ``refine`` is false."""
     from .formats.readers import read_scene_arrays
 
     p = Path(path)
@@ -410,7 +411,7 @@ def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: in
         import torch
 
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-    if has_side and refinement_method(method, dev, steps, use_prior) == "colour":
+    if has_side and refinement_method(method, dev, steps, use_prior, n) == "colour":
         refine_bytes = budget.colour_bytes(n, degree, sizes)
     elif steps is None or steps > 0:
         extra = extra_views if use_prior else 0
@@ -448,13 +449,17 @@ def decode(
     prior: str = "auto",
     extra_views: int = 0,
     method: str = "auto",
-    colour_bands: int = 0,
+    colour_bands: int | None = None,
 ) -> Gaussians:
     """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
 
     If the file carries side information and ``refine`` is true, the decoded Gaussians are
-    refined (:mod:`gscodec.refine`) for ``steps`` Adam steps (default: :func:`default_steps`) on
-    ``device`` ("auto": CUDA when available) against targets at the side-information views:
+    refined on ``device`` ("auto": CUDA when available) as ``method`` says
+    (:func:`refinement_method`; "auto": on a CPU the colour fit of :mod:`gscodec.colourfit`,
+    one render per side-information view, of the SH bands up to ``colour_bands``, default 1
+    for scenes with higher bands, else 0; on a GPU, or
+    where ``steps`` is given, :mod:`gscodec.refine`'s ``steps`` Adam steps, default
+    :func:`default_steps`) against targets at the side-information views:
     with ``prior`` "on" the learned image prior's restorations of the decoded renders
     (:func:`gscodec.restore.restore_targets`), with "off" the decoded renders plus the
     upsampled coarse residuals; "auto" (the default) uses the prior where the side information
@@ -550,21 +555,32 @@ def _gains_for_shipped_prior(side_meta: Any) -> bool:
 
 CPU_FULL_STEPS_GAUSSIANS = 300_000
 METHODS = ("auto", "adam", "colour")
+CPU_ADAM_GAUSSIANS = 150_000  # above, "auto" refines with the colour fit on a CPU
 
 
-def refinement_method(method: str, device: str, steps: int | None, prior: bool) -> str:
+def refinement_method(method: str, device: str, steps: int | None, prior: bool,
+                      n: int = 0) -> str:
     """How a file with side information is refined: ``"adam"`` (gradient steps,
     :mod:`gscodec.refine`) or ``"colour"`` (one linear colour solve, :mod:`gscodec.colourfit`).
-    ``method`` "auto" (the default) chooses the colour fit on the CPU unless ``steps`` asks for
-    gradient steps, and gradient steps on a GPU and with the learned prior (whose targets are
-    whole images, not residuals). ``device``: "cpu" or "cuda"."""
+    ``method`` "auto" (the default): gradient steps on a GPU, with the learned prior (whose
+    targets are whole images, not residuals), where ``steps`` asks for them, and on the CPU for
+    scenes of up to :data:`CPU_ADAM_GAUSSIANS` Gaussians (``n``); the colour fit on the CPU
+    above. Measured on massa (tuning split, 58k Gaussians, 4 evaluation views of seed 1 at
+    512 px, ``benchmarks/results/refine-methods-tuning.md``): at equal total bytes 30 Adam steps
+    gain +0.53 / +0.60 / +0.54 / +0.05 dB at presets 1 / 3 / 5 / 7, the colour fit -0.91 /
+    -0.50 / -0.27 / -0.02 (its side information costs more than it restores), so on a CPU the
+    colour fit is the default only where gradient steps would take too long (1M Gaussians at
+    SH 3 on 2 idle cores: the decode with 30 steps took 388 s, with the colour fit 35 s;
+    ``benchmarks/results/default_path-before.md``, ``default_path.md``). ``device``: "cpu" or "cuda"."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
     if prior:
         return "adam"
     if method != "auto":
         return method
-    return "colour" if device != "cuda" and steps is None else "adam"
+    if device == "cuda" or steps is not None:
+        return "adam"
+    return "adam" if n <= CPU_ADAM_GAUSSIANS else "colour"
 
 
 VIEW_GAUSSIANS = 8_000_000  # side-information views x Gaussians the default allows
@@ -588,13 +604,17 @@ def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
 
 
 def default_steps(device: str, n: int = 0) -> int:
-    """Refinement steps when none are asked for: 300 on a GPU; on the CPU 100 for up to
-    300,000 Gaussians, fewer (down to 20) for larger scenes so that the time stays bounded."""
+    """Gradient refinement steps when none are asked for: 300 on a GPU; on the CPU 30 for up to
+    300,000 Gaussians, fewer (down to 10) for larger scenes so that the time stays bounded.
+    Measured on massa (tuning split, 4 evaluation views of seed 1 at 512 px): 30 steps gain
+    +0.53 / +0.60 / +0.54 / +0.05 dB at equal bytes at presets 1 / 3 / 5 / 7
+    (``benchmarks/results/refine-methods-tuning.md``); at preset 7, 100 steps gain +0.52 dB
+    (``refine-methods-massa-q7.md``; 448 s against 293 s for 30, both under load)."""
     if device == "cuda":
         return 300
     if n <= CPU_FULL_STEPS_GAUSSIANS:
-        return 100
-    return max(20, round(100 * CPU_FULL_STEPS_GAUSSIANS / n))
+        return 30
+    return max(10, round(30 * CPU_FULL_STEPS_GAUSSIANS / n))
 
 
 def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, Any],
@@ -602,7 +622,7 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
                     extra_views: int = 0, quality: int = 0,
                     classes: np.ndarray | None = None, method: str = "auto",
-                    colour_bands: int = 0) -> Gaussians:
+                    colour_bands: int | None = None) -> Gaussians:
     """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
     with non-zero gains) the network's correction is scaled by the gains the file carries for
     the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
@@ -625,13 +645,16 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = resolve_backend(backend) if device == "cuda" else "cpu"
-    if refinement_method(method, device, steps, prior) == "colour":
+    if refinement_method(method, device, steps, prior, g.n) == "colour":
         assert si is not None
         from .colourfit import fit_colours
 
-        cells = quantization_cells(g, stream_meta, classes, groups=("sh_dc", "sh_rest")
-                                   if colour_bands else ("sh_dc",))
-        return fit_colours(g, si.cameras, si.residuals, bands=colour_bands, cells=cells,
+        bands = (1 if g.sh_degree else 0) if colour_bands is None else colour_bands
+        cells = quantization_cells(g, stream_meta, classes, groups=("sh_dc", "sh_rest1")
+                                   if bands else ("sh_dc",))
+        if "sh_rest1" in cells:
+            cells["sh_rest"] = cells.pop("sh_rest1")
+        return fit_colours(g, si.cameras, si.residuals, bands=bands, cells=cells,
                            inplace=True,
                            progress=lambda i, total: report(i, total, "fitting colours"))
     n_steps = default_steps(device, g.n) if steps is None else steps
@@ -702,11 +725,13 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
         hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
         cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
                                    torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
-    if g.sh_degree and "sh_rest" in want:
+    if g.sh_degree and ("sh_rest" in want or "sh_rest1" in want):
         bands = stream_meta["SHRS"]["steps"]
-        k = g.sh.shape[1] - 1
+        # "sh_rest1": the linear band only (coefficients 1-3), for the colour fit
+        k = g.sh.shape[1] - 1 if "sh_rest" in want else 3
         half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(k)])
-        cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None], "SHRS")
+        cells["sh_rest" if "sh_rest" in want else "sh_rest1"] = box(
+            g.sh[:, 1 : 1 + k], half[None, :, None], "SHRS")
     return cells
 
 

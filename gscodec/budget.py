@@ -82,7 +82,7 @@ MIN_PAIRS_PER_GAUSSIAN = 16
 EXTRA_VIEW_SIZE = 256  # side of the prior's extra views without side information
 
 # --- the colour fit (gscodec.colourfit, the CPU's default refinement) ------------------------
-COLOUR_GAUSSIAN_BYTES = 512
+COLOUR_GAUSSIAN_BYTES = 768  # normal equations (linear band), cells, projection buffers
 COLOUR_SH_VALUE_BYTES = 8  # the refined copy of the coefficients
 COLOUR_PAIR_BYTES = 240  # per pair of one chunk (at most COLOUR_MAX_PAIRS pairs)
 COLOUR_MAX_PAIRS = 1 << 19  # gscodec.colourfit.MAX_PAIRS

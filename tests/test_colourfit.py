@@ -94,24 +94,31 @@ def test_cells_bound_the_fit_and_inplace_writes_the_input():
 
 
 def test_the_refinement_method_rules():
-    assert api.refinement_method("auto", "cpu", None, False) == "colour"
-    assert api.refinement_method("auto", "cpu", 30, False) == "adam"  # steps ask for gradients
-    assert api.refinement_method("auto", "cuda", None, False) == "adam"
+    big = api.CPU_ADAM_GAUSSIANS + 1
+    assert api.refinement_method("auto", "cpu", None, False, big) == "colour"
+    assert api.refinement_method("auto", "cpu", None, False, 1000) == "adam"  # small scenes
+    assert api.refinement_method("auto", "cpu", 30, False, big) == "adam"  # steps ask for it
+    assert api.refinement_method("auto", "cuda", None, False, big) == "adam"
     assert api.refinement_method("colour", "cuda", None, False) == "colour"
     assert api.refinement_method("colour", "cpu", None, True) == "adam"  # the prior's targets
     with pytest.raises(ValueError):
         api.refinement_method("sgd", "cpu", None, False)
 
 
-def test_decode_refines_with_the_colour_fit_on_the_cpu_by_default():
+def test_decode_refines_large_scenes_with_the_colour_fit_on_the_cpu(monkeypatch):
     original = make_scene(600, sh_degree=0, seed=8)
     data = api.encode(original, quality=2, views=4, sideinfo_size=64)
     base = api.decode(data, refine=False)
+    monkeypatch.setattr(api, "CPU_ADAM_GAUSSIANS", 500)  # (600 Gaussians count as large here)
     fitted = api.decode(data, device="cpu")
     assert not np.array_equal(fitted.sh[:, 0], base.sh[:, 0])
-    np.testing.assert_array_equal(fitted.means, base.means)
+    np.testing.assert_array_equal(fitted.means, base.means)  # only colours move
     held_out = evaluation_views(original.means, 4, 64, seed=9)
     assert _mean_psnr(original, fitted, held_out) > _mean_psnr(original, base, held_out)
+    monkeypatch.setattr(api, "CPU_ADAM_GAUSSIANS", 600)  # small: gradient steps move positions
+    monkeypatch.setattr(api, "default_steps", lambda device, n=0: 4)
+    stepped = api.decode(data, device="cpu")
+    assert not np.array_equal(stepped.means, base.means)
 
 
 def test_default_views_fall_with_the_scene_size():
