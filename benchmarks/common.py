@@ -18,6 +18,16 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE.parent.parent / "shared" / "tools" / "peers"
 
 
+def report_header(script: str, argv: list[str] | None) -> dict[str, Any]:
+    """The fields every results file starts with: date, the command that made it
+    (``python3 benchmarks/SCRIPT`` with its arguments) and the machine."""
+    import datetime
+
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(["python3", f"benchmarks/{script}", *(argv or sys.argv[1:])]),
+            "machine": machine()}
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:

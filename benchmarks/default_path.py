@@ -17,7 +17,6 @@ Writes ``OUT/NAME.json`` and ``OUT/NAME.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 import gscodec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, machine, timed_process, write_report  # noqa: E402
+from common import HERE, report_header, timed_process, write_report  # noqa: E402
 
 BAR_SECONDS = 180.0
 BAR_PEAK_OVER_PLY = 3.0
@@ -102,9 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--name", default="default_path")
     args = ap.parse_args(argv)
     report: dict[str, Any] = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(["python3", "benchmarks/default_path.py", *(argv or sys.argv[1:])]),
-        "machine": machine(), "scenes": [],
+        **report_header("default_path.py", argv), "scenes": [],
     }
     with tempfile.TemporaryDirectory(prefix="gscodec-default-") as tmp:
         work = Path(tmp)

@@ -37,7 +37,6 @@ against bits per Gaussian at the first size), with the command, machine and date
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import math
@@ -54,7 +53,7 @@ from gscodec.render import resolve_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evaluation as ev  # noqa: E402
-from common import HERE, machine, parse_int_list, peer_tool, write_report  # noqa: E402
+from common import HERE, parse_int_list, peer_tool, report_header, write_report  # noqa: E402
 
 PEER_ARGS = {"spz": [], "compressed.ply": [], "sog": ["-g", "cpu"]}
 MODES = {"base": "base layer (no side information, no refinement)",
@@ -274,9 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     backend = resolve_backend(args.backend)
     tool = peer_tool() if args.peers else None
     report: dict[str, Any] = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(["python3", "benchmarks/rd.py", *(argv or sys.argv[1:])]),
-        "machine": machine(), "backend": backend, "split": args.split, "mode": args.mode,
+        **report_header("rd.py", argv), "backend": backend, "split": args.split, "mode": args.mode,
         "view_seed": ev.view_seed(args), "views": args.views, "sizes": args.sizes,
         "view_source": f"cameras {args.cameras}" if args.cameras else
         f"evaluation_views seed {ev.view_seed(args)}",

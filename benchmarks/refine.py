@@ -21,7 +21,6 @@ JSON.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import sys
@@ -37,7 +36,7 @@ from gscodec.api import default_views
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evaluation as ev  # noqa: E402
-from common import HERE, machine, parse_int_list, write_report  # noqa: E402
+from common import HERE, parse_int_list, report_header, write_report  # noqa: E402
 
 
 def score(ref: ev.Reference, g: gscodec.Gaussians) -> dict[str, Any]:
@@ -104,10 +103,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--configs", type=lambda t: t.split(","), default=["side"],
                     help="comma list of: side (side info + the decoder's default refinement, "
                          "no prior), colour (side info + the colour fit, gscodec.colourfit, DC "
-                         "only), colour1 (colour fit of the DC and linear SH bands), adam (side info + "
-                         "gradient refinement), full (side info + learned prior), full-extra (full + --extra-views restored "
-                         "without residual), prior (learned prior on --extra-views, no side "
-                         "info)")
+                         "only), colour1 (colour fit of the DC and linear SH bands), adam (side "
+                         "info + gradient refinement), full (side info + learned prior), "
+                         "full-extra (full + --extra-views restored without residual), prior "
+                         "(learned prior on --extra-views, no side info)")
     ap.add_argument("--extra-views", type=int, default=8,
                     help="views restored by the prior without side information (full-extra, "
                          "prior)")
@@ -118,9 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ev.check_split(args.scenes, args.split)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report: dict[str, Any] = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(["python3", "benchmarks/refine.py", *(argv or sys.argv[1:])]),
-        "machine": machine(), "device": device, "split": args.split,
+        **report_header("refine.py", argv), "device": device, "split": args.split,
         "view_seed": ev.view_seed(args), "views": args.views, "sizes": args.sizes,
         "scenes": [],
     }

@@ -15,7 +15,6 @@ pure-PyTorch renderer on the GPU. Writes ``OUT/NAME.json`` and
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -30,7 +29,7 @@ from gscodec.render import gsplat_available, render
 from gscodec.synthetic import make_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, machine  # noqa: E402
+from common import HERE, report_header  # noqa: E402
 
 ATTRS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
@@ -98,9 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--name", default="render_speed")
     args = ap.parse_args(argv)
     report: dict[str, Any] = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(["python3", "benchmarks/render_speed.py", *(argv or sys.argv[1:])]),
-        "machine": machine(),
+        **report_header("render_speed.py", argv),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "rows": [],

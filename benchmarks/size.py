@@ -21,7 +21,6 @@ JSON. The error units are those of ``gscodec.metrics.attribute_errors``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shutil
 import sys
@@ -36,9 +35,9 @@ from gscodec.metrics import attribute_errors
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     HERE,
-    machine,
     parse_int_list,
     peer_tool,
+    report_header,
     timed_process,
     write_report,
 )
@@ -219,9 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     tool = None if args.no_peers else peer_tool()
     report: dict[str, Any] = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(["python3", "benchmarks/size.py", *(argv or sys.argv[1:])]),
-        "machine": machine(),
+        **report_header("size.py", argv),
         "peer_tool": tool,
         "scenes": [],
         "cli": [],

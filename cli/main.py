@@ -329,7 +329,7 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
                         limits: Any = None, prior: str = "auto", extra_views: int = 0,
                         method: str = "auto") -> str:
     """What decode chose about refinement, for the summary line."""
-    from ..api import default_steps, inspect, refinement_method, refinement_plan
+    from ..api import default_steps, inspect, refinement_method, refinement_plan, resolve_device
     from ..formats.gsz import DEFAULT_LIMITS
 
     info = inspect(path, limits=limits or DEFAULT_LIMITS)
@@ -343,13 +343,10 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
         return "not refined (--no-refine), "
     if info["gaussians"] == 0:  # (decode refines nothing then)
         return ""
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if has_side and refinement_method(method, device, steps, use_prior,
                                        info["gaussians"]) == "colour":
-        return f"refined with side information (colour fit at {_side_view_count(info)} views), "
+        return f"refined with side information (colour fit at {info['side_views']} views), "
     n = default_steps(device, info["gaussians"]) if steps is None else steps
     if n <= 0:
         return "not refined (--steps 0), "
@@ -357,10 +354,6 @@ def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: 
                       + (["learned prior"] if use_prior else [])
                       + ([f"{extra_views} extra views"] if use_prior and extra_views else []))
     return f"refined with {what} ({n} steps on {device}), "
-
-
-def _side_view_count(info: dict[str, Any]) -> int:
-    return int(info["side_views"])
 
 
 def _note_gsz_input(path: Path, refine: bool, quiet: bool) -> None:
@@ -391,13 +384,11 @@ def _note_gsz_input(path: Path, refine: bool, quiet: bool) -> None:
     elif info["gaussians"] == 0:
         how = "without refinement (it holds no Gaussians)"
     else:
-        import torch
+        from ..api import refinement_method, resolve_device
 
-        from ..api import refinement_method
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device("auto")
         if refinement_method("auto", device, None, use_prior, info["gaussians"]) == "colour":
-            how = (f"with refinement: the colour fit at {_side_view_count(info)} views on "
+            how = (f"with refinement: the colour fit at {info['side_views']} views on "
                    f"{device} (side information); --no-refine decodes without")
         else:
             steps = default_steps(device, info["gaussians"])

@@ -237,9 +237,7 @@ def encode_with_order(
         report(total, total + 1, "side information")
         from . import sideinfo
 
-        if sideinfo_size % sideinfo_scale:
-            raise ValueError("the render size must be a multiple of the side-information scale")
-        cams = encoder_views(arrays["means"], views, sideinfo_size)
+        cams = sideinfo.cameras(arrays["means"], views, sideinfo_size, sideinfo_scale)
         # the original's renders first (the render does not depend on the storage order); then
         # this function holds no reference to the input, so that a caller that passed the only
         # one (the CLI does) does not hold two scenes while the decoded one is rendered
@@ -372,15 +370,20 @@ def _base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
                              classes=container.get(IMPORTANCE.kind) is not None)
 
 
+def resolve_device(device: str) -> str:
+    """``"cuda"`` or ``"cpu"`` for a refinement device option ("auto": CUDA when available)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _renders_pairs(device: str, backend: str) -> bool:
     """Whether refinement on ``device`` with ``backend`` renders with the PyTorch rasterizer,
     whose (pixel, Gaussian) pairs the budget counts, rather than gsplat (as _refine_decoded
     chooses)."""
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cuda":
+    if resolve_device(device) != "cuda":
         return True
     from .render import resolve_backend
 
@@ -406,12 +409,8 @@ def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: in
     budget.check_side_pixels(sum(w * h for w, h in sizes), limits)
     side_bytes = budget.side_bytes(budget.residual_rows(scale, sizes))
     refine_bytes = 0
-    dev = device
-    if dev == "auto":
-        import torch
-
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    if has_side and refinement_method(method, dev, steps, use_prior, n) == "colour":
+    if has_side and refinement_method(method, resolve_device(device), steps, use_prior,
+                                      n) == "colour":
         refine_bytes = budget.colour_bytes(n, degree, sizes)
     elif steps is None or steps > 0:
         extra = extra_views if use_prior else 0
@@ -571,7 +570,8 @@ def refinement_method(method: str, device: str, steps: int | None, prior: bool,
     -0.50 / -0.27 / -0.02 (its side information costs more than it restores), so on a CPU the
     colour fit is the default only where gradient steps would take too long (1M Gaussians at
     SH 3 on 2 idle cores: the decode with 30 steps took 388 s, with the colour fit 35 s;
-    ``benchmarks/results/default_path-before.md``, ``default_path.md``). ``device``: "cpu" or "cuda"."""
+    ``benchmarks/results/default_path-before.md``, ``default_path.md``). ``device``: "cpu" or
+    "cuda"."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
     if prior:
@@ -629,7 +629,6 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
     1 does, but for extra views, whose targets are then the decoded renders); only files without
     gains for these weights get the network's own calibrated gains and a pixel-level weight of
     1."""
-    import torch
 
     from . import sideinfo
     from .refine import RefineConfig, refine
@@ -642,8 +641,7 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
             si = None
     if si is None and extra_views <= 0:
         return g
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     backend = resolve_backend(backend) if device == "cuda" else "cpu"
     if refinement_method(method, device, steps, prior, g.n) == "colour":
         assert si is not None

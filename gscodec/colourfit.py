@@ -31,7 +31,7 @@ from .cameras import Camera
 from .gaussians import Gaussians
 from .render import deterministic, render
 from .render.cpu import NO_GRAD_MAX_PAIRS
-from .render.sh import sh_basis
+from .render.sh import C0, sh_basis
 
 # the ridge on the linear band, relative to a Gaussian's total weight: playbot (tuning split,
 # SH 2, preset 7, 16 views, 4 evaluation views of seed 1 at 512 px): base 48.59 dB, DC only
@@ -99,8 +99,7 @@ def fit_colours(
                     d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
                     basis = sh_basis(bands, d)  # [m, k]
                 else:
-                    basis = torch.full((seen.numel(), 1), sh_basis(0, means[:1])[0, 0].item(),
-                                       dtype=torch.float64)
+                    basis = torch.full((seen.numel(), 1), C0, dtype=torch.float64)
                 ds = den[seen]
                 A[seen] += (ds[:, None, None] * basis[:, :, None] * basis[:, None, :]).float()
                 b[seen] += (basis[:, :, None] * num[seen][:, None, :]).float()
@@ -111,7 +110,6 @@ def fit_colours(
                         and gaussians.sh.flags.c_contiguous and gaussians.sh.flags.writeable):
         raise ValueError("inplace needs a writeable, contiguous float32 numpy SH array")
     sh = torch.from_numpy(g.sh if inplace else np.array(g.sh, np.float32))
-    c0sq = sh_basis(0, means[:1])[0, 0].item() ** 2
     diag = torch.full((k,), ridge, dtype=torch.float64)
     diag[0] = 1e-9
     for a in range(0, seen.numel(), SOLVE_CHUNK):
@@ -119,7 +117,7 @@ def fit_colours(
         As, bs = A[idx].double(), b[idx].double()
         # the ridge keeps coefficients the views do not pin down near their decoded values;
         # the DC term gets a tiny one (numerical safety only)
-        scale = As[:, 0, 0] / c0sq  # the Gaussian's total weight over the views
+        scale = As[:, 0, 0] / C0**2  # the Gaussian's total weight over the views
         As = As + scale[:, None, None] * torch.diag(diag)[None]
         delta = relaxation * torch.linalg.solve(As, bs)  # [m, k, 3]
         sh[idx, :k] = (sh[idx, :k].double() + delta).float()

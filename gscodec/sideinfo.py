@@ -53,11 +53,17 @@ def compute(original: Gaussians, decoded: Gaussians, views: int, *, scale: int =
     """Render both scenes at ``views`` encoder views of ``size`` pixels and keep the coarse
     residuals, already quantized (multiples of ``step``). ``renders``, where given, receives
     the (original, decoded) renders of every view, clamped to [0, 1]."""
-    if size % scale:
-        raise ValueError("the render size must be a multiple of the side-information scale")
-    cams = encoder_views(original.means, views, size)
+    cams = cameras(original.means, views, size, scale)
     return from_renders(render_views(original, cams, backend), decoded, cams, scale=scale,
                         step=step, backend=backend, renders=renders)
+
+
+def cameras(means: Any, views: int, size: int, scale: int) -> list[Camera]:
+    """The side information's ``views`` encoder views of ``size`` pixels around ``means``;
+    ValueError where ``size`` is not a multiple of the block ``scale``."""
+    if size % scale:
+        raise ValueError("the render size must be a multiple of the side-information scale")
+    return encoder_views(means, views, size)
 
 
 def render_views(g: Gaussians, cams: list[Camera], backend: str = "auto") -> list[torch.Tensor]:
@@ -69,14 +75,12 @@ def render_views(g: Gaussians, cams: list[Camera], backend: str = "auto") -> lis
 def from_renders(originals: list[torch.Tensor], decoded: Gaussians, cams: list[Camera], *,
                  scale: int = 4, step: float = 1.0 / 255, backend: str = "auto",
                  renders: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> SideInfo:
-    """:func:`compute` from the original's renders at ``cams`` (:func:`render_views`), so that
-    the original need not be in memory while the decoded scene is rendered."""
+    """:func:`compute` from the original's renders at ``cams`` (:func:`cameras`,
+    :func:`render_views`), so that the original need not be in memory while the decoded scene
+    is rendered."""
     residuals = []
     with torch.no_grad():
         for a, cam in zip(originals, cams, strict=True):
-            if a.shape[0] % scale or a.shape[1] % scale:
-                raise ValueError("the render size must be a multiple of the side-information "
-                                 "scale")
             b = render(decoded, cam, backend=backend).image.clamp(0, 1).cpu()
             if renders is not None:
                 renders.append((a, b))

@@ -192,7 +192,8 @@ def render(
             # without autograd, in chunks of Gaussians: the per-Gaussian temporaries of the
             # projection (covariances, Jacobians, SH basis) are a few hundred bytes each
             parts = [screen(slice(a, a + PROJECT_CHUNK)) for a in range(0, n, PROJECT_CHUNK)]
-            means2d, conics, depths, radii, colors = (torch.cat(t) for t in zip(*parts))
+            means2d, conics, depths, radii, colors = (
+                torch.cat(t) for t in zip(*parts, strict=True))
             del parts
         if max_pairs is None:
             max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()

@@ -14,9 +14,9 @@ Everything is differentiable with autograd (the boxes and the ordering are not, 
 
 from __future__ import annotations
 
-import torch
-
 from collections.abc import Callable
+
+import torch
 
 from .project import ALPHA_THRESHOLD
 
