@@ -157,6 +157,9 @@ class _Main(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        from ..memory import single_arena
+
+        single_arena()  # (peak memory: see gscodec.memory)
         argv = list(sys.argv[1:] if args is None else args)
         if not standalone_mode or not _json_errors(argv):
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)

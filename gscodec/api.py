@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from . import __version__, budget
+from . import __version__, budget, memory
 from .cameras import encoder_views
 from .codec import adaptive
-from .codec.attributes import REGISTRY, ImportanceCodec, RowView, morton_order
+from .codec.attributes import COLOUR_FEATURES, REGISTRY, ImportanceCodec, RowView, morton_order
 from .codec.canonical import canonicalize
 from .codec.meta import get_dict, get_int
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
@@ -232,8 +232,10 @@ def encode_with_order(
         "encoder": f"gscodec {__version__}",
         "streams": stream_meta,
     }
-    data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))] + streams)
-    if views > 0:
+    if views <= 0:
+        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+                               + streams)
+    else:
         report(total, total + 1, "side information")
         from . import sideinfo
 
@@ -241,11 +243,17 @@ def encode_with_order(
         # the original's renders first (the render does not depend on the storage order); then
         # this function holds no reference to the input, so that a caller that passed the only
         # one (the CLI does) does not hold two scenes while the decoded one is rendered
-        originals = sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
-        del gaussians, arrays, shapes, features, source, values
+        del features, source, values, shapes, shape, classes, adapts
         if params.canonical:
             del canon
+        memory.release()
+        originals = sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
+        del gaussians, arrays
+        memory.release()
+        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+                               + streams)
         base = decode(data, refine=False, limits=ENCODER_LIMITS)
+        del data  # (written again below, from the streams)
         # the gains are fitted on the renders the residuals come from: kept only for them
         renders: list[Any] | None = [] if prior_gains is not False else None
         si = sideinfo.from_renders(originals, base, cams, scale=sideinfo_scale,
@@ -259,8 +267,8 @@ def encode_with_order(
             payload, side_meta = sideinfo.encode(si)
             stream_meta[sideinfo.KIND] = side_meta
             streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
-            data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
-                                   + streams)
+        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+                               + streams)
     # the decoder's limits are about the decoder's machine: a scene beyond its default budget is
     # written (it decodes with larger limits), but never silently (GSZ.md 4.1)
     refusal = decode_refusal(data)
@@ -474,6 +482,7 @@ def decode(
     report = progress or _noop
     data = _load(data_or_path)
     container, meta, n, degree = _header(data, limits)
+    del data  # (the container holds the payloads)
     stream_meta = get_dict(meta, "streams")
     for s in container.streams[1:]:
         known = (s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind
@@ -486,9 +495,28 @@ def decode(
     codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
     features: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
-    # the higher SH bands are decoded straight into the SH array (no second copy of them)
-    sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
+    side = container.get("SIDE")
+    # the colour fit needs the geometry only: it runs before the colours are decoded, so that
+    # its working memory and the SH array are never held together
+    colour_fit = refines and has_side and refinement_method(
+        method, resolve_device(device), steps, use_prior, n) == "colour"
+    si = _side_info(side.payload, stream_meta, limits) if colour_fit else None
+    colour_fit = si is not None
+    changes = None
+    sh: np.ndarray | None = None
     for i, (name, codec) in enumerate(codecs):
+        if name == "sh_dc":
+            # the geometry's features that no colour stream reads go
+            features = {k: v for k, v in features.items()
+                        if k in COLOUR_FEATURES or k == "imp"}
+            if colour_fit:
+                assert si is not None
+                memory.release()
+                changes = _colour_changes(values, n, degree, si, stream_meta,
+                                          features.get("imp"), colour_bands, report)
+                memory.release()
+            # the colours are decoded straight into the SH array (no second copy)
+            sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
         report(i, len(codecs), f"decoding {name}")
         s = container.get(codec.kind)
         if s is None:
@@ -497,11 +525,19 @@ def decode(
             raise ContainerError(f"unsupported .gsz file: stream {s.kind!r} uses codec {s.codec}")
         sub = get_dict(stream_meta, codec.kind, "streams.")
         if name == "sh_rest":
+            assert sh is not None
             out = codec.decode(s.payload, sub, n, features, out=sh[:, 1:, :])
         else:
             out = codec.decode(s.payload, sub, n, features)
         features.update(out.features)
-        values[name] = out.values
+        if name == "sh_dc":
+            assert sh is not None
+            sh[:, 0, :] = out.values
+            if changes is not None:
+                _add_changes(sh, changes[:, :1])
+                changes = changes[:, 1:].clone() if changes.shape[1] > 1 else None
+        elif name != "sh_rest":
+            values[name] = out.values
         imp = container.get(IMPORTANCE.kind) if name == "means" else None
         if imp is not None:
             if imp.codec != CODEC_CHANNELS_V1:
@@ -510,19 +546,55 @@ def decode(
                                                           "streams."), n, features)
             features.update(out.features)
     report(len(codecs), len(codecs), "done")
-    sh[:, 0, :] = values["sh_dc"]
+    assert sh is not None
     g = Gaussians(values["means"], values["quats"], values["log_scales"],
                   values["opacity_logits"], sh)
-    side = container.get("SIDE")
-    if refines:
+    del values, out
+    if changes is not None:
+        _add_changes(sh[:, 1:], changes)
+        del changes
+    memory.release()
+    if refines and not colour_fit:
         quality = meta.get("quality")
         g = _refine_decoded(g, side.payload if has_side else None, stream_meta, steps, device,
                             backend, report, limits,
                             prior=use_prior, extra_views=extra_views if use_prior else 0,
                             quality=quality if isinstance(quality, int) else 0,
-                            classes=features.get("imp"), method=method,
-                            colour_bands=colour_bands)
+                            classes=features.get("imp"), method=method)
     return g
+
+
+def _add_changes(sh: np.ndarray, changes: Any) -> None:
+    """``sh[:, :k] += changes`` (float32 ``[n, k, 3]`` tensor) in blocks of rows."""
+    k = changes.shape[1]
+    for a in range(0, sh.shape[0], 1 << 16):
+        sh[a : a + (1 << 16), :k] += changes[a : a + (1 << 16)].numpy()
+
+
+def _side_info(payload: bytes, stream_meta: dict[str, Any], limits: Limits) -> Any:
+    """The decoded ``SIDE`` stream, or None where it has no views."""
+    from . import sideinfo
+
+    si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."), limits)
+    return si if si.cameras else None
+
+
+def _colour_changes(values: dict[str, np.ndarray], n: int, degree: int, si: Any,
+                    stream_meta: dict[str, Any], classes: np.ndarray | None,
+                    colour_bands: int | None, report: Progress) -> Any:
+    """The colour fit of :func:`decode` from the decoded geometry (``values`` of the means,
+    rotations, scales and opacities) and the side information: the changes of the first SH
+    coefficients (:func:`gscodec.colourfit.colour_changes`), bounded by their quantization
+    cells, with the SH bands up to ``colour_bands`` (default 1 where the scene has higher
+    bands, else 0)."""
+    from .colourfit import colour_changes
+
+    bands = (1 if degree else 0) if colour_bands is None else max(0, min(colour_bands, degree))
+    geometry = Gaussians(values["means"], values["quats"], values["log_scales"],
+                         values["opacity_logits"], np.zeros((n, 1, 3), np.float32))
+    return colour_changes(geometry, si.cameras, si.residuals, bands=bands,
+                          max_change=quantization_halves(degree, stream_meta, classes),
+                          progress=lambda i, total: report(i, total, "fitting colours"))
 
 
 def refinement_plan(has_side: bool, prior: str, extra_views: int,
@@ -621,8 +693,7 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
                     steps: int | None, device: str, backend: str, report: Progress,
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
                     extra_views: int = 0, quality: int = 0,
-                    classes: np.ndarray | None = None, method: str = "auto",
-                    colour_bands: int | None = None) -> Gaussians:
+                    classes: np.ndarray | None = None, method: str = "auto") -> Gaussians:
     """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
     with non-zero gains) the network's correction is scaled by the gains the file carries for
     the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
@@ -643,18 +714,8 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
         return g
     device = resolve_device(device)
     backend = resolve_backend(backend) if device == "cuda" else "cpu"
-    if refinement_method(method, device, steps, prior, g.n) == "colour":
-        assert si is not None
-        from .colourfit import fit_colours
-
-        bands = (1 if g.sh_degree else 0) if colour_bands is None else colour_bands
-        cells = quantization_cells(g, stream_meta, classes, groups=("sh_dc", "sh_rest1")
-                                   if bands else ("sh_dc",))
-        if "sh_rest1" in cells:
-            cells["sh_rest"] = cells.pop("sh_rest1")
-        return fit_colours(g, si.cameras, si.residuals, bands=bands, cells=cells,
-                           inplace=True,
-                           progress=lambda i, total: report(i, total, "fitting colours"))
+    # (the colour fit runs inside decode, before the colours are decoded)
+    assert refinement_method(method, device, steps, prior, g.n) != "colour" or si is None
     n_steps = default_steps(device, g.n) if steps is None else steps
     if n_steps <= 0:
         return g
@@ -680,6 +741,31 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
                     device=device, cells=quantization_cells(g, stream_meta, classes),
                     progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
     return result.gaussians
+
+
+def quantization_halves(sh_degree: int, stream_meta: dict[str, Any],
+                        classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The half-widths of the colours' quantization cells of decoded Gaussians (the cells of
+    :func:`quantization_cells` are the decoded values plus or minus them): ``sh_dc``
+    broadcastable to ``[n, 1, 3]`` and, for SH scenes, ``sh_rest`` to ``[n, K, 3]``; the leading
+    axis is n only where the importance classes give rows different steps (else 1: no memory
+    per Gaussian)."""
+    from .codec.attributes import _band_of
+    from .gaussians import SH_C0
+
+    def rows(half: np.ndarray, kind: str) -> np.ndarray:
+        if "mult" in stream_meta[kind] and classes is not None:
+            mult = np.asarray(stream_meta[kind]["mult"], np.float64)[classes]
+            return (half * mult[:, None, None]).astype(np.float32)
+        return half.astype(np.float32)
+
+    out = {"sh_dc": rows(np.full((1, 1, 1), stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2),
+                         "SHDC")}
+    if sh_degree:
+        bands = stream_meta["SHRS"]["steps"]
+        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range((sh_degree + 1) ** 2 - 1)])
+        out["sh_rest"] = rows(half[None, :, None], "SHRS")
+    return out
 
 
 def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
@@ -723,13 +809,11 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
         hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
         cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
                                    torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
-    if g.sh_degree and ("sh_rest" in want or "sh_rest1" in want):
+    if g.sh_degree and "sh_rest" in want:
         bands = stream_meta["SHRS"]["steps"]
-        # "sh_rest1": the linear band only (coefficients 1-3), for the colour fit
-        k = g.sh.shape[1] - 1 if "sh_rest" in want else 3
+        k = g.sh.shape[1] - 1
         half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(k)])
-        cells["sh_rest" if "sh_rest" in want else "sh_rest1"] = box(
-            g.sh[:, 1 : 1 + k], half[None, :, None], "SHRS")
+        cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None], "SHRS")
     return cells
 
 

@@ -82,10 +82,13 @@ MIN_PAIRS_PER_GAUSSIAN = 16
 EXTRA_VIEW_SIZE = 256  # side of the prior's extra views without side information
 
 # --- the colour fit (gscodec.colourfit, the CPU's default refinement) ------------------------
-COLOUR_GAUSSIAN_BYTES = 768  # normal equations (linear band), cells, projection buffers
-COLOUR_SH_VALUE_BYTES = 8  # the refined copy of the coefficients
+# per Gaussian: the normal equations of the linear band (triangle, 40 bytes) and their right
+# sides (48), one view's sums (16), the changes (48), the renderer's per-Gaussian buffers
+# (about 140): 292 measured at 1M Gaussians, times 1.5. The colours are not copied (the fit
+# runs on the geometry before they are decoded; GSZ.md 4.1)
+COLOUR_GAUSSIAN_BYTES = 448
 COLOUR_PAIR_BYTES = 240  # per pair of one chunk (at most COLOUR_MAX_PAIRS pairs)
-COLOUR_MAX_PAIRS = 1 << 19  # gscodec.colourfit.MAX_PAIRS
+COLOUR_MAX_PAIRS = 1 << 17  # gscodec.colourfit.MAX_PAIRS
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,7 @@ def colour_bytes(n: int, degree: int, views: list[tuple[int, int]]) -> int:
     if not views or n <= 0:
         return 0
     largest = max(w * h for w, h in views)
-    total = n * (COLOUR_GAUSSIAN_BYTES + COLOUR_SH_VALUE_BYTES * 3 * (degree + 1) ** 2)
-    total += TARGET_PIXEL_BYTES * largest
+    total = n * COLOUR_GAUSSIAN_BYTES + TARGET_PIXEL_BYTES * largest
     return total + COLOUR_PAIR_BYTES * min(COLOUR_MAX_PAIRS, max(n, 1) * largest)
 
 

@@ -17,7 +17,7 @@ the refined scene stays consistent with the file.
 Cost: one forward render per side-information view and O(N) memory (no autograd graph, no
 optimizer state); the gradient refinement of :mod:`gscodec.refine` renders forward and backward
 at every one of its steps. What it cannot do: move, resize or re-shape Gaussians, or change
-opacities. Deterministic (sums in float64, in the renderer's order).
+opacities. Deterministic (the renderer's order; float32 sums, float64 solves).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from .cameras import Camera
 from .gaussians import Gaussians
-from .render import deterministic, render
+from .render import render
 from .render.cpu import NO_GRAD_MAX_PAIRS
 from .render.sh import C0, sh_basis
 
@@ -52,76 +52,30 @@ def fit_colours(
     ridge: float = DEFAULT_RIDGE,
     relaxation: float = 1.0,
     cells: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    max_change: dict[str, np.ndarray] | None = None,
     inplace: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Gaussians:
     """New (numpy-backed) Gaussians whose colours remove ``residuals`` (``[h, w, 3]`` per
     camera, any block size that divides the camera's; image units) as well as one linear
     solve can; see the module docstring. ``cells``: (low, high) bounds for ``sh_dc`` and
-    ``sh_rest`` (as :func:`gscodec.api.quantization_cells` gives). ``progress(view, views)``
+    ``sh_rest`` (as :func:`gscodec.api.quantization_cells` gives). ``max_change``: bounds as
+    half-widths around the decoded values (:func:`colour_changes`). ``progress(view, views)``
     after each view. ``inplace``: write the fitted coefficients into the SH array of
     ``gaussians`` (numpy float32; no copy of the scene) and return them."""
-    if len(cameras) != len(residuals):
-        raise ValueError("need one residual image per camera")
-    g = gaussians.numpy()
-    n = g.n
-    bands = max(0, min(bands, g.sh_degree))
-    k = (bands + 1) ** 2
-    if n == 0 or not cameras:
-        return g
-    means = torch.from_numpy(np.ascontiguousarray(g.means, np.float32)).double()
-    # per Gaussian: the normal equations of the k coefficients (shared by the 3 channels)
-    # (float32: 112 bytes a Gaussian with the linear band; the solve is 4x4 and well posed)
-    A = torch.zeros(n, k, k, dtype=torch.float32)
-    b = torch.zeros(n, k, 3, dtype=torch.float32)
-    with torch.no_grad(), deterministic():
-        for v, (cam, res) in enumerate(zip(cameras, residuals, strict=True)):
-            r = torch.from_numpy(np.ascontiguousarray(res, np.float32)).permute(2, 0, 1)[None]
-            up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
-                                                 mode="bilinear", align_corners=False)
-            up = up[0].permute(1, 2, 0).reshape(-1, 3).double()
-            num = torch.zeros(n, 3, dtype=torch.float64)
-            den = torch.zeros(n, dtype=torch.float64)
-
-            def sink(ids: torch.Tensor, pix: torch.Tensor, w: torch.Tensor,
-                     num: torch.Tensor = num, den: torch.Tensor = den,
-                     up: torch.Tensor = up) -> None:
-                w64 = w.double()
-                num.index_add_(0, ids, w64[:, None] * up[pix])
-                den.index_add_(0, ids, w64)
-
-            render(g, cam, backend="cpu", pair_sink=sink, max_pairs=MAX_PAIRS)
-            seen = torch.nonzero(den > 0).squeeze(1)
-            if seen.numel():
-                if bands:
-                    centre = torch.from_numpy(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3])
-                    d = means[seen] - centre
-                    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-                    basis = sh_basis(bands, d)  # [m, k]
-                else:
-                    basis = torch.full((seen.numel(), 1), C0, dtype=torch.float64)
-                ds = den[seen]
-                A[seen] += (ds[:, None, None] * basis[:, :, None] * basis[:, None, :]).float()
-                b[seen] += (basis[:, :, None] * num[seen][:, None, :]).float()
-            if progress:
-                progress(v + 1, len(cameras))
-    seen = torch.nonzero(A[:, 0, 0] > 0).squeeze(1)
     if inplace and not (isinstance(gaussians.sh, np.ndarray) and gaussians.sh.dtype == np.float32
                         and gaussians.sh.flags.c_contiguous and gaussians.sh.flags.writeable):
         raise ValueError("inplace needs a writeable, contiguous float32 numpy SH array")
+    g = gaussians.numpy()
+    bands = max(0, min(bands, g.sh_degree))
+    k = (bands + 1) ** 2
+    changes = colour_changes(g, cameras, residuals, bands=bands, ridge=ridge,
+                             relaxation=relaxation, max_change=max_change, progress=progress)
+    if changes is None:
+        return g
     sh = torch.from_numpy(g.sh if inplace else np.array(g.sh, np.float32))
-    diag = torch.full((k,), ridge, dtype=torch.float64)
-    diag[0] = 1e-9
-    for a in range(0, seen.numel(), SOLVE_CHUNK):
-        idx = seen[a : a + SOLVE_CHUNK]
-        As, bs = A[idx].double(), b[idx].double()
-        # the ridge keeps coefficients the views do not pin down near their decoded values;
-        # the DC term gets a tiny one (numerical safety only)
-        scale = As[:, 0, 0] / C0**2  # the Gaussian's total weight over the views
-        As = As + scale[:, None, None] * torch.diag(diag)[None]
-        delta = relaxation * torch.linalg.solve(As, bs)  # [m, k, 3]
-        sh[idx, :k] = (sh[idx, :k].double() + delta).float()
-    del A, b
+    sh[:, :k] += changes
+    del changes
     if cells:
         if "sh_dc" in cells:
             lo, hi = cells["sh_dc"]
@@ -135,3 +89,118 @@ def fit_colours(
     if inplace:
         return gaussians
     return Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, sh.numpy())
+
+
+def colour_changes(
+    geometry: Gaussians,
+    cameras: Sequence[Camera],
+    residuals: Sequence[np.ndarray],
+    *,
+    bands: int = 0,
+    ridge: float = DEFAULT_RIDGE,
+    relaxation: float = 1.0,
+    max_change: dict[str, np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor | None:
+    """The fit of :func:`fit_colours` as changes ``[n, (bands+1)^2, 3]`` (float32) to add to
+    the first SH coefficients, or None without Gaussians or cameras. Only the geometry and
+    opacities of ``geometry`` are used (compositing weights do not depend on colours), so the
+    decoder runs it before it decodes any colour (its SH may be a placeholder of any degree;
+    ``bands`` is the file's). ``max_change``: the largest change of each coefficient
+    (half-widths of the quantization cells around the decoded values: ``sh_dc`` broadcastable
+    to ``[n, 1, 3]``, ``sh_rest`` to ``[n, K, 3]``, leading axis n or 1;
+    :func:`gscodec.api.quantization_halves`)."""
+    if len(cameras) != len(residuals):
+        raise ValueError("need one residual image per camera")
+    g = geometry.numpy()
+    n = g.n
+    k = (bands + 1) ** 2
+    if n == 0 or not cameras:
+        return None
+    means = torch.from_numpy(np.ascontiguousarray(g.means, np.float32))
+    # per Gaussian: the normal equations of the k coefficients (shared by the 3 channels), the
+    # symmetric matrix as its upper triangle (float32: 88 bytes a Gaussian with the linear
+    # band; the solve is 4x4 and well posed)
+    tri = torch.triu_indices(k, k)
+    A = torch.zeros(n, tri.shape[1], dtype=torch.float32)
+    b = torch.zeros(n, k, 3, dtype=torch.float32)
+    # one view's sums (reused; float32 as A and b: a Gaussian's pairs in one view are few)
+    num = torch.zeros(n, 3, dtype=torch.float32)
+    den = torch.zeros(n, dtype=torch.float32)
+    # (no gscodec.render.deterministic here: a forward render's CPU index_add is already
+    # deterministic, and torch.use_deterministic_algorithms imports some 800 modules, 68 MB)
+    with torch.no_grad():
+        for v, (cam, res) in enumerate(zip(cameras, residuals, strict=True)):
+            r = torch.from_numpy(np.ascontiguousarray(res, np.float32)).permute(2, 0, 1)[None]
+            up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
+                                                 mode="bilinear", align_corners=False)
+            up = up[0].permute(1, 2, 0).reshape(-1, 3).contiguous()
+            num.zero_()
+            den.zero_()
+
+            def sink(ids: torch.Tensor, pix: torch.Tensor, w: torch.Tensor,
+                     num: torch.Tensor = num, den: torch.Tensor = den,
+                     up: torch.Tensor = up) -> None:
+                num.index_add_(0, ids, w[:, None] * up[pix])
+                den.index_add_(0, ids, w)
+
+            # the weights do not depend on the colours: the DC term is enough to render
+            render(g, cam, sh_degree=0, backend="cpu", pair_sink=sink, max_pairs=MAX_PAIRS)
+            seen_all = torch.nonzero(den > 0).squeeze(1)
+            centre = torch.from_numpy(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3])
+            # in chunks of Gaussians: the outer products are 128 bytes a Gaussian in float64
+            for a in range(0, seen_all.numel(), SOLVE_CHUNK):
+                seen = seen_all[a : a + SOLVE_CHUNK]
+                if bands:
+                    d = means[seen].double() - centre
+                    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                    basis = sh_basis(bands, d)  # [m, k]
+                else:
+                    basis = torch.full((seen.numel(), 1), C0, dtype=torch.float64)
+                ds = den[seen].double()
+                outer = ds[:, None, None] * basis[:, :, None] * basis[:, None, :]
+                A[seen] += outer[:, tri[0], tri[1]].float()
+                b[seen] += (basis[:, :, None] * num[seen].double()[:, None, :]).float()
+            del seen_all
+            if progress:
+                progress(v + 1, len(cameras))
+    del num, den
+    seen = torch.nonzero(A[:, 0] > 0).squeeze(1)  # (entry 0 of the triangle: (0, 0))
+    changes = torch.zeros(n, k, 3, dtype=torch.float32)
+    diag = torch.full((k,), ridge, dtype=torch.float64)
+    diag[0] = 1e-9
+    for a in range(0, seen.numel(), SOLVE_CHUNK):
+        idx = seen[a : a + SOLVE_CHUNK]
+        As = torch.zeros(idx.numel(), k, k, dtype=torch.float64)
+        As[:, tri[0], tri[1]] = A[idx].double()
+        As[:, tri[1], tri[0]] = A[idx].double()
+        bs = b[idx].double()
+        # the ridge keeps coefficients the views do not pin down near their decoded values;
+        # the DC term gets a tiny one (numerical safety only)
+        scale = As[:, 0, 0] / C0**2  # the Gaussian's total weight over the views
+        As = As + scale[:, None, None] * torch.diag(diag)[None]
+        delta = relaxation * torch.linalg.solve(As, bs)  # [m, k, 3]
+        if max_change:
+            delta = _bounded(delta, max_change, idx, k)
+        changes[idx] = delta.float()
+    return changes
+
+
+def _bounded(delta: torch.Tensor, max_change: dict[str, np.ndarray], idx: torch.Tensor,
+             k: int) -> torch.Tensor:
+    """``delta [m, k, 3]`` of Gaussians ``idx`` clamped to the half-widths ``max_change``."""
+    parts = []
+    for name, cols in (("sh_dc", slice(0, 1)), ("sh_rest", slice(0, k - 1))):
+        if name == "sh_rest" and k == 1:
+            break
+        half = max_change.get(name)
+        if half is None:
+            parts.append(torch.full((1, cols.stop - cols.start, 1), float("inf"),
+                                    dtype=torch.float64))
+            continue
+        h = torch.from_numpy(np.asarray(half, np.float64))
+        h = h[idx] if h.shape[0] != 1 else h
+        parts.append(h[:, cols].expand(-1, cols.stop - cols.start, 3))
+    m = delta.shape[0]
+    lim = torch.cat([p.expand(m, -1, 3) for p in parts], dim=1)
+    return torch.maximum(torch.minimum(delta, lim), -lim)

@@ -295,8 +295,7 @@ def test_the_spec_states_the_rule_with_the_constants_of_the_code():
         f"+ {b.PRIOR_PIXEL_BYTES} * P_max",
         f"+ {b.PAIR_BYTES} * min(N * P_max, max({b.MIN_PAIRS_PER_GAUSSIAN} * N, "
         f"{b.PAIRS_PER_PIXEL} * P_max))",
-        f"colour = N * ({b.COLOUR_GAUSSIAN_BYTES} + {b.COLOUR_SH_VALUE_BYTES} * 3 * (d+1)^2) "
-        f"+ {b.TARGET_PIXEL_BYTES} * P_max",
+        f"colour = N * {b.COLOUR_GAUSSIAN_BYTES} + {b.TARGET_PIXEL_BYTES} * P_max",
         f"+ {b.COLOUR_PAIR_BYTES} * min(2^{b.COLOUR_MAX_PAIRS.bit_length() - 1}, N * P_max)",
         "gscodec's default is 16 GiB",
     ):

@@ -133,6 +133,27 @@ def test_sh_rest_round_trip_per_band(degree, n):
         assert err.max() <= PARAMS.sh_rest_steps[band - 1] / 2 + 1e-6
 
 
+def test_sh_rest_decodes_into_its_output_without_the_integer_matrix():
+    """Decoding SH-3 rest coefficients into a given array needs less working memory than the
+    [45, N] int32 matrix of their integers alone (numpy reports its allocations to
+    tracemalloc): the channels are dequantized as they are decoded."""
+    import tracemalloc
+
+    n = 40_000
+    g = _sorted_scene(n, degree=3)
+    out, _ = _round_trip("sh_rest", g.sh[:, 1:, :], _features(g))
+    dest = np.empty((n, 15, 3), np.float32)
+    tracemalloc.start()
+    try:
+        back = REGISTRY["sh_rest"].decode(out.payload, out.meta, n, _features(g), out=dest)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert back.values is dest
+    assert (np.abs(dest - g.sh[:, 1:, :]) <= PARAMS.sh_rest_steps[2] / 2 + 1e-6).all()
+    assert peak < 45 * 4 * n, f"decode working memory {peak / n:.0f} bytes per Gaussian"
+
+
 def test_sh_rest_palette_mode_is_used_for_codebook_data():
     rng = np.random.default_rng(4)
     codebook = rng.normal(scale=0.3, size=(64, 8, 3)).astype(np.float32)

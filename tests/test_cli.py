@@ -243,13 +243,13 @@ def test_gsz_inputs_of_compare_and_encode_say_how_they_are_decoded(tmp_path, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(gscodec.api, "CPU_ADAM_GAUSSIANS", 0)  # (this scene counts as large)
     steps_run: list[int] = []
-    original = gscodec.colourfit.fit_colours
+    original = gscodec.colourfit.colour_changes
 
     def recording(g, cameras, residuals, **kwargs):
         steps_run.append(len(cameras))
         return original(g, cameras, residuals, **kwargs)
 
-    monkeypatch.setattr(gscodec.colourfit, "fit_colours", recording)
+    monkeypatch.setattr(gscodec.colourfit, "colour_changes", recording)
     g = make_scene(300, sh_degree=0, seed=5)
     ply, gsz, bare = tmp_path / "s.ply", tmp_path / "s.gsz", tmp_path / "bare.gsz"
     gscodec.write_ply(ply, g)

@@ -93,6 +93,28 @@ def test_cells_bound_the_fit_and_inplace_writes_the_input():
     np.testing.assert_array_equal(decoded.sh, fitted.sh)
 
 
+def test_half_widths_bound_the_fit_as_the_cells_do():
+    """``max_change`` (half-widths, per row or shared) clamps exactly as the equivalent cells
+    around the decoded values, for the DC term and the linear band."""
+    original, decoded = _perturbed()
+    si = sideinfo.compute(original, decoded, 4, size=32, scale=4, backend="cpu")
+    n = decoded.n
+    rng = np.random.default_rng(3)
+    half_dc = rng.uniform(0.002, 0.02, (n, 1, 1)).astype(np.float32)  # per row
+    half_rest = np.full((1, decoded.sh.shape[1] - 1, 1), 0.004, np.float32)  # shared
+    lo_dc = torch.from_numpy(decoded.sh[:, :1] - half_dc)
+    hi_dc = torch.from_numpy(decoded.sh[:, :1] + half_dc)
+    rest = decoded.sh[:, 1:]
+    lo_r, hi_r = torch.from_numpy(rest - half_rest), torch.from_numpy(rest + half_rest)
+    by_cells = fit_colours(decoded, si.cameras, si.residuals, bands=1,
+                           cells={"sh_dc": (lo_dc, hi_dc), "sh_rest": (lo_r, hi_r)})
+    by_half = fit_colours(decoded, si.cameras, si.residuals, bands=1,
+                          max_change={"sh_dc": half_dc, "sh_rest": half_rest})
+    free = fit_colours(decoded, si.cameras, si.residuals, bands=1)
+    np.testing.assert_allclose(by_half.sh, by_cells.sh, atol=1e-6)
+    assert np.abs(free.sh - by_half.sh).max() > 1e-3  # the bounds did bind
+
+
 def test_the_refinement_method_rules():
     big = api.CPU_ADAM_GAUSSIANS + 1
     assert api.refinement_method("auto", "cpu", None, False, big) == "colour"
@@ -142,3 +164,33 @@ def test_the_budget_counts_the_fits_chunks():
     # per Gaussian far below gradient refinement's
     assert budget.colour_bytes(10**6, 3, [(256, 256)] * 8) < \
         budget.refine_bytes(10**6, 3, [(256, 256)] * 8) / 4
+
+
+@pytest.mark.parametrize("quality", [3, 7])
+def test_decode_with_the_colour_fit_stays_in_the_files_cells(quality):
+    """``decode(method="colour")`` moves only the colours it fits (DC and the linear band),
+    each within its quantization cell (per-class steps at preset 3, uniform at 7), and does
+    move them."""
+    g = make_scene(3000, sh_degree=2, seed=4)
+    data = api.encode(g, quality, views=3, importance=quality <= 5)
+    plain = api.decode(data, refine=False)
+    fitted = api.decode(data, method="colour", device="cpu")
+    from gscodec.codec.attributes import REGISTRY, ImportanceCodec
+    from gscodec.formats.gsz import decode_meta, read_container
+
+    container = read_container(data)
+    meta = decode_meta(container.streams[0].payload)["streams"]
+    classes = None
+    if quality <= 5:
+        pos = REGISTRY["means"].decode(container.get("POSN").payload, meta["POSN"], g.n, {})
+        classes = ImportanceCodec().decode(container.get("IMPC").payload, meta["IMPC"], g.n,
+                                           pos.features).values
+        assert "mult" in meta["SHDC"]  # per-class steps: per-row half-widths
+    half = api.quantization_halves(plain.sh_degree, meta, classes)
+    moved = np.abs(fitted.sh - plain.sh)
+    assert (moved[:, :1] <= half["sh_dc"] + 1e-6).all()
+    assert (moved[:, 1:4] <= half["sh_rest"][:, :3] + 1e-6).all()
+    assert moved[:, 4:].max() == 0  # the quadratic band is not fitted
+    assert moved[:, :4].max() > 0
+    for name in ("means", "quats", "log_scales", "opacity_logits"):
+        np.testing.assert_array_equal(getattr(fitted, name), getattr(plain, name))

@@ -34,6 +34,7 @@ per bucket in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -439,31 +440,54 @@ def decode_group(
     features: dict[str, np.ndarray],
     dec: AnsDecoder,
     tables: VarintReader,
-) -> np.ndarray:
-    """Inverse of :func:`encode_group`: the channel-major int32 matrix ``[n_channels, n]``."""
+    sink: Callable[[int, np.ndarray], None] | None = None,
+) -> np.ndarray | None:
+    """Inverse of :func:`encode_group`: the channel-major int32 matrix ``[n_channels, n]``.
+
+    With ``sink``, each channel's int32 row is handed to ``sink(channel, row)`` as soon as it is
+    decoded instead, and a row is kept only until the last channel that predicts from it or
+    takes its context from it (the plans say which): the whole matrix never exists (returns
+    None). Same values either way."""
     if not isinstance(plans_meta, list) or len(plans_meta) != n_channels:
         raise ContainerError(f"bad metadata: expected {n_channels} channel plans")
     plans = [ChannelPlan.from_meta(d, c, spec.features) for c, d in enumerate(plans_meta)]
     for f in {p.feat for p in plans if p.ctx == "feat"}:
         if f not in features:
             raise ContainerError(f"bad metadata: feature {f!r} is not available here")
-    X = np.zeros((n_channels, n), np.int32)
+    # the channel whose row each later one reads (prediction or value context): its last reader
+    last_read: dict[int, int] = {}
+    for c, p in enumerate(plans):
+        if p.pred in ("chan", "prevchan"):
+            last_read[p.ref] = c
+        if p.ctx == "val":
+            last_read[p.cref] = c
+    X: Any = np.zeros((n_channels, n), np.int32) if sink is None else {}
     keep_abs = {p.cref for p in plans if p.ctx == "mag"}
     abs_e: dict[int, np.ndarray] = {}
     act = np.zeros(n, np.int64) if any(p.ctx == "act" for p in plans) else None
     for c, plan in enumerate(plans):
         v = _context_variable(plan, X, abs_e, act, features)
         ctx = None if v is None else _bucket(v, plan.edges)
+        del v
         e = _decode_symbols(n, ctx, plan, dec, tables)
+        del ctx
         x = _reconstruct(plan, e, X)
         if n and (int(x.min()) < -VALUE_LIMIT or int(x.max()) > VALUE_LIMIT):
             raise ContainerError("corrupt stream: decoded value out of range")
-        X[c] = x
+        if sink is None:
+            X[c] = x
+        else:
+            row = x.astype(np.int32)
+            for r in [r for r, last in last_read.items() if last == c and r in X]:
+                del X[r]
+            if last_read.get(c, -1) > c:
+                X[c] = row
+            sink(c, row)
         if c in keep_abs:
             abs_e[c] = _magnitude(e)
         if act is not None:
             act += np.abs(e)
-    return X
+    return X if sink is None else None
 
 
 def _decode_symbols(
@@ -483,15 +507,19 @@ def _decode_symbols(
             raise ContainerError("corrupt stream: probability table does not match the data")
         parts.append(dec.categorical(int(counts[k]), q))
     sorted_sym = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    del parts
     if order is None:
         sym = sorted_sym
     else:
         sym = np.empty(n, np.int64)
         sym[order] = sorted_sym
+        del order
+    del sorted_sym  # (each temporary is let go as soon as it is used: 8 bytes a row each)
     nraw = raw_bits_of(sym, plan.t, plan.m)
     raw = np.zeros(n, np.uint64)
     if nraw.size and nraw.max() > 0:
         for b in np.unique(nraw[nraw > 0]).tolist():
             sel = nraw == b
             raw[sel] = dec.raw_bits(int(sel.sum()), b)
+    del nraw
     return unzigzag(join(sym, raw, plan.t, plan.m))

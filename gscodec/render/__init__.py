@@ -18,7 +18,7 @@ from .project import covariances, project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
-PROJECT_CHUNK = 1 << 17  # Gaussians projected at once by the CPU backend without autograd
+PROJECT_CHUNK = 1 << 15  # Gaussians projected at once by the CPU backend without autograd
 
 
 @dataclass
@@ -186,20 +186,37 @@ def render(
             return means2d, conics, depths, radii, sh_to_rgb(sh[sel], dirs, degree)
 
         n = means.shape[0]
-        if torch.is_grad_enabled() or n <= PROJECT_CHUNK:
-            means2d, conics, depths, radii, colors = screen(slice(0, n))
-        else:
-            # without autograd, in chunks of Gaussians: the per-Gaussian temporaries of the
-            # projection (covariances, Jacobians, SH basis) are a few hundred bytes each
-            parts = [screen(slice(a, a + PROJECT_CHUNK)) for a in range(0, n, PROJECT_CHUNK)]
-            means2d, conics, depths, radii, colors = (
-                torch.cat(t) for t in zip(*parts, strict=True))
-            del parts
         if max_pairs is None:
             max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()
                          else cpu.NO_GRAD_MAX_PAIRS)
-        image, alpha = cpu.rasterize(means2d, conics, colors, opacities, depths, radii,
-                                     camera.width, camera.height, max_pairs=max_pairs,
-                                     pair_sink=pair_sink)
+        if torch.is_grad_enabled():
+            means2d, conics, depths, radii, colors = screen(slice(0, n))
+            image, alpha = cpu.rasterize(means2d, conics, colors, opacities, depths, radii,
+                                         camera.width, camera.height, max_pairs=max_pairs,
+                                         pair_sink=pair_sink)
+        else:
+            # without autograd, in chunks of Gaussians (the per-Gaussian temporaries of the
+            # projection, covariances, Jacobians, SH basis, are a few hundred bytes each),
+            # keeping only the rows of the Gaussians on screen
+            # (filled in place: no second copy from concatenating the chunks)
+            table = torch.empty(n, 6 + sh.shape[-1], dtype=torch.float32, device=device)
+            depths = torch.empty(n, dtype=torch.float32, device=device)
+            radii = torch.empty(n, 2, dtype=torch.int32, device=device)
+            ids = torch.empty(n, dtype=torch.int64, device=device)
+            kept = 0
+            for a in range(0, n, PROJECT_CHUNK):
+                sel = slice(a, a + PROJECT_CHUNK)
+                m2d, con, dep, rad, col = screen(sel)
+                on = torch.nonzero((rad > 0).any(dim=-1)).squeeze(1)
+                rows = slice(kept, kept + on.numel())
+                table[rows] = cpu.pair_table(m2d[on], con[on], opacities[sel][on], col[on])
+                depths[rows], radii[rows], ids[rows] = dep[on], rad[on], on + a
+                kept += on.numel()
+                del m2d, con, dep, rad, col, on
+            image, alpha = cpu.rasterize_table(table[:kept], depths[:kept], radii[:kept],
+                                               camera.width, camera.height,
+                                               max_pairs=max_pairs, pair_sink=pair_sink,
+                                               ids=ids[:kept])
+            del table, depths, radii, ids
     image = image + (1.0 - alpha) * bg
     return RenderResult(image, alpha)

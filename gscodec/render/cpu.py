@@ -27,8 +27,10 @@ MIN_TRANSMITTANCE = 1e-4
 DEFAULT_MAX_PAIRS = 1 << 22
 # without autograd nothing is kept between chunks: smaller chunks bound the memory (about 150
 # bytes a pair) and are no slower (1M Gaussians at 256 px, 1 thread: 5.5-6.3 s a render with
-# 2^19 or 2^20 pairs a chunk, 8.5-10.4 s with 2^22, which also peaked 1 GB higher)
-NO_GRAD_MAX_PAIRS = 1 << 19
+# 2^19 or 2^20 pairs a chunk, 8.5-10.4 s with 2^22, which also peaked 1 GB higher; later, with
+# the rows of on-screen Gaussians only: 2.5-2.8 s and +300 MB with 2^19, 2.3-3.1 s and +200 MB
+# with 2^18, 2.2-2.3 s and +184 MB with 2^17, one other job running)
+NO_GRAD_MAX_PAIRS = 1 << 17
 
 
 def rasterize(
@@ -48,27 +50,63 @@ def rasterize(
     ``pair_sink(gaussian, pixel, weight)``, where given, receives every composited pair (chunk
     by chunk: Gaussian indices, flat pixel indices ``y * width + x``, and the pair's weight
     ``alpha * transmittance``, detached)."""
-    device = means2d.device
+    return rasterize_table(pair_table(means2d, conics, opacities, colors), depths, radii,
+                           width, height, max_pairs=max_pairs, pair_sink=pair_sink)
+
+
+def pair_table(means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor,
+               colors: torch.Tensor) -> torch.Tensor:
+    """Every per-Gaussian quantity a pair needs, one row a Gaussian: mean (2), conic (3),
+    opacity (1), colour (C); gathered once a chunk (one scatter in the backward)."""
+    return torch.cat([means2d, conics, opacities[:, None], colors], dim=1)
+
+
+def rasterize_table(
+    table: torch.Tensor,
+    depths: torch.Tensor,
+    radii: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+    pair_sink: PairSink | None = None,
+    ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rasterize` of the rows of a :func:`pair_table`; ``ids``: the Gaussian index of
+    each row that ``pair_sink`` receives (default: the row)."""
+    device = table.device
     n_pix = width * height
-    color_acc = torch.zeros(n_pix, colors.shape[-1], dtype=colors.dtype, device=device)
-    alpha_acc = torch.zeros(n_pix, dtype=colors.dtype, device=device)
-    visible = torch.nonzero((radii > 0).any(dim=-1)).squeeze(1)
-    if visible.numel() == 0:
-        return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
-    order = visible[torch.argsort(depths.detach()[visible], stable=True)]
+    n_colors = table.shape[1] - 6
+    color_acc = torch.zeros(n_pix, n_colors, dtype=table.dtype, device=device)
+    alpha_acc = torch.zeros(n_pix, dtype=table.dtype, device=device)
+    on = (radii > 0).any(dim=-1)
+    if bool(on.all()):  # (the no-grad path of render passes on-screen rows only)
+        order = torch.argsort(depths.detach(), stable=True)
+    else:
+        visible = torch.nonzero(on).squeeze(1)
+        if visible.numel() == 0:
+            return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
+        order = visible[torch.argsort(depths.detach()[visible], stable=True)]
+        del visible
+    del on
 
     with torch.no_grad():
-        m = means2d.detach()[order]
-        r = radii[order].to(m.dtype)
         # pixel columns j with centre j + 0.5 within the radius: ceil(mx - rx - 0.5) ..
-        x0 = torch.ceil(m[:, 0] - r[:, 0] - 0.5).clamp(0, width - 1).long()
-        x1 = torch.floor(m[:, 0] + r[:, 0] - 0.5).clamp(0, width - 1).long()
-        y0 = torch.ceil(m[:, 1] - r[:, 1] - 0.5).clamp(0, height - 1).long()
-        y1 = torch.floor(m[:, 1] + r[:, 1] - 0.5).clamp(0, height - 1).long()
-        bw = (x1 - x0 + 1).clamp(min=0)
-        bh = (y1 - y0 + 1).clamp(min=0)
-        counts = bw * bh
-        ends = torch.cumsum(counts, 0)
+        # floor(mx + rx - 0.5), clamped to the image; kept as first pixel and extent, int16
+        # where the image allows (1M Gaussians' boxes: 8 MB), one axis at a time
+        small = torch.int16 if max(width, height) < (1 << 15) else torch.int32
+        boxes = []
+        for axis, size in ((0, width), (1, height)):
+            m = table.detach()[order, axis]
+            r = radii[order, axis].to(m.dtype)
+            lo = torch.ceil(m - r - 0.5).clamp(0, size - 1)
+            hi = torch.floor(m + r - 0.5).clamp(0, size - 1)
+            del m, r
+            boxes += [lo.to(small), (hi - lo + 1).clamp(min=0).to(small)]
+            del lo, hi
+        x0, bw, y0, bh = boxes
+        del boxes
+        ends = torch.cumsum(bw.long() * bh.long(), 0)
 
     log_t = torch.zeros(n_pix, dtype=torch.float64, device=device)  # log transmittance so far
     done = torch.zeros(n_pix, dtype=torch.bool, device=device)
@@ -80,18 +118,24 @@ def rasterize(
         stop = int(torch.searchsorted(ends, base + max_pairs, right=True))
         stop = max(stop, start + 1)
         sel = slice(start, stop)
-        ids, cx0, cy0, cbw, cnt = order[sel], x0[sel], y0[sel], bw[sel], counts[sel]
+        cnt = torch.diff(ends[sel], prepend=ends[start - 1 : start] if start
+                         else ends.new_zeros(1))
+        rows, cx0, cy0, cbw = order[sel], x0[sel], y0[sel], bw[sel]
         if start:
             # Gaussians whose whole box lies on finished pixels add nothing: drop them before
             # their pairs are enumerated (a summed-area table of the finished pixels)
             with torch.no_grad():
-                live = _live_boxes(done.reshape(height, width), cx0, cy0, x1[sel], y1[sel], cnt)
+                cx1 = cx0.long() + cbw.long() - 1  # (below x0 for empty boxes, then unused)
+                cy1 = cy0.long() + bh[sel].long() - 1
+                live = _live_boxes(done.reshape(height, width), cx0.long(), cy0.long(), cx1,
+                                   cy1, cnt)
                 if not bool(live.all()):
-                    ids, cx0, cy0, cbw, cnt = ids[live], cx0[live], cy0[live], cbw[live], cnt[live]
-        if ids.numel():
+                    rows, cx0, cy0, cbw, cnt = (rows[live], cx0[live], cy0[live], cbw[live],
+                                                cnt[live])
+        if rows.numel():
             color_acc, alpha_acc, log_t, done = _composite_chunk(
-                ids, cx0, cy0, cbw, cnt, means2d, conics, colors, opacities, width,
-                color_acc, alpha_acc, log_t, done, pair_sink)
+                rows, cx0, cy0, cbw, cnt, table, width,
+                color_acc, alpha_acc, log_t, done, pair_sink, ids)
         start = stop
     return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
 
@@ -107,9 +151,9 @@ def _live_boxes(done: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torc
     return (counts > 0) & (finished < counts)
 
 
-def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities, width,
-                     color_acc, alpha_acc, log_t, done, pair_sink=None):
-    device = means2d.device
+def _composite_chunk(ids, x0, y0, bw, counts, table, width,
+                     color_acc, alpha_acc, log_t, done, pair_sink=None, gaussian_ids=None):
+    device = table.device
     total = int(counts.sum())
     if total == 0:
         return color_acc, alpha_acc, log_t, done
@@ -130,35 +174,41 @@ def _composite_chunk(ids, x0, y0, bw, counts, means2d, conics, colors, opacities
         pix, perm = torch.sort(pix, stable=True)
         local = local[perm]
         g = ids[local]
-        px = (pix % width).to(means2d.dtype) + 0.5
-        py = torch.div(pix, width, rounding_mode="floor").to(means2d.dtype) + 0.5
+        px = (pix % width).to(table.dtype) + 0.5
+        py = torch.div(pix, width, rounding_mode="floor").to(table.dtype) + 0.5
         uniq, run_len = torch.unique_consecutive(pix, return_counts=True)
         run_start = torch.cumsum(run_len, 0) - run_len
         run_of = torch.repeat_interleave(torch.arange(uniq.numel(), device=device), run_len)
 
-    # one gather of every per-Gaussian quantity a pair needs (one scatter in the backward)
-    params = torch.cat([means2d, conics, opacities[:, None], colors], dim=1)[g]
+    params = table[g]
     dx = px - params[:, 0]
     dy = py - params[:, 1]
     power = 0.5 * (params[:, 2] * dx * dx + params[:, 4] * dy * dy) + params[:, 3] * dx * dy
     alpha = torch.clamp(params[:, 5] * torch.exp(-power), max=MAX_ALPHA)
     skip = (power.detach() < 0) | (alpha.detach() < ALPHA_THRESHOLD)
     alpha = torch.where(skip, torch.zeros_like(alpha), alpha)
+    # (temporaries go as soon as they are used: autograd keeps what its backward needs)
+    del dx, dy, power, skip, px, py, local, uniq
 
     log1m = torch.log1p(-alpha.to(torch.float64))
     csum = torch.cumsum(log1m, 0)
     # exclusive prefix sum within each pixel's run
     before = (csum - log1m) - (csum[run_start] - log1m[run_start])[run_of]
     log_excl = log_t[pix] + before
+    del csum, before, run_start, run_of
     with torch.no_grad():
         next_t = torch.exp(log_excl.detach() + log1m.detach())
         keep = next_t > MIN_TRANSMITTANCE  # monotone along each run: a prefix is kept
+        del next_t
     trans = torch.exp(log_excl).to(alpha.dtype)
+    del log_excl
     weight = torch.where(keep, alpha * trans, torch.zeros_like(alpha))
     if pair_sink is not None:
         with torch.no_grad():
             live = weight.detach() > 0
-            pair_sink(g[live], pix[live], weight.detach()[live])
+            rows = g[live]
+            pair_sink(rows if gaussian_ids is None else gaussian_ids[rows], pix[live],
+                      weight.detach()[live])
     color_acc = color_acc.index_add(0, pix, weight[:, None] * params[:, 6:])
     alpha_acc = alpha_acc.index_add(0, pix, weight)
     kept = torch.where(keep, log1m, torch.zeros_like(log1m))
