@@ -232,9 +232,12 @@ def encode_with_order(
         "encoder": f"gscodec {__version__}",
         "streams": stream_meta,
     }
-    if views <= 0:
-        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+    def container() -> bytes:
+        return write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
                                + streams)
+
+    if views <= 0:
+        data = container()
     else:
         report(total, total + 1, "side information")
         from . import sideinfo
@@ -250,10 +253,7 @@ def encode_with_order(
         originals = sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
         del gaussians, arrays
         memory.release()
-        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
-                               + streams)
-        base = decode(data, refine=False, limits=ENCODER_LIMITS)
-        del data  # (written again below, from the streams)
+        base = decode(container(), refine=False, limits=ENCODER_LIMITS)
         # the gains are fitted on the renders the residuals come from: kept only for them
         renders: list[Any] | None = [] if prior_gains is not False else None
         si = sideinfo.from_renders(originals, base, cams, scale=sideinfo_scale,
@@ -267,8 +267,7 @@ def encode_with_order(
             payload, side_meta = sideinfo.encode(si)
             stream_meta[sideinfo.KIND] = side_meta
             streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
-        data = write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
-                               + streams)
+        data = container()
     # the decoder's limits are about the decoder's machine: a scene beyond its default budget is
     # written (it decodes with larger limits), but never silently (GSZ.md 4.1)
     refusal = decode_refusal(data)
@@ -705,11 +704,7 @@ def _refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, 
     from .refine import RefineConfig, refine
     from .render import resolve_backend
 
-    si = None
-    if payload is not None:
-        si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."), limits)
-        if not si.cameras:
-            si = None
+    si = _side_info(payload, stream_meta, limits) if payload is not None else None
     if si is None and extra_views <= 0:
         return g
     device = resolve_device(device)
@@ -779,8 +774,6 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
     copies of its values)."""
     import torch
 
-    from .codec.attributes import _band_of
-    from .gaussians import SH_C0
 
     def box(values: np.ndarray, half: Any, kind: str | None = None) -> tuple[Any, Any]:
         half = np.asarray(half, np.float64)
@@ -800,8 +793,9 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
         cells["log_scales"] = box(g.log_scales, stream_meta["SCAL"]["step"] / 2, "SCAL")
     if "quats" in want:
         cells["quats"] = box(g.quats, stream_meta["ROTN"]["step"] / 2, "ROTN")
+    halves = quantization_halves(g.sh_degree, stream_meta, classes)
     if "sh_dc" in want:
-        cells["sh_dc"] = box(g.sh[:, :1], stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2, "SHDC")
+        cells["sh_dc"] = box(g.sh[:, :1], halves["sh_dc"])
     if "opacity_logits" in want:
         levels = stream_meta["OPAC"]["levels"]
         alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
@@ -810,10 +804,7 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
         cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
                                    torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
     if g.sh_degree and "sh_rest" in want:
-        bands = stream_meta["SHRS"]["steps"]
-        k = g.sh.shape[1] - 1
-        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(k)])
-        cells["sh_rest"] = box(g.sh[:, 1:], half[None, :, None], "SHRS")
+        cells["sh_rest"] = box(g.sh[:, 1:], halves["sh_rest"])
     return cells
 
 

@@ -14,27 +14,30 @@ import ctypes
 import ctypes.util
 from typing import Any
 
-_trim: Any = None
-_looked = False
+_LIBC: list[Any] = []  # the C library, once looked up (an empty entry: none)
 
 
-def _malloc_trim() -> Any:
-    global _trim, _looked
-    if not _looked:
-        _looked = True
+def _libc() -> Any:
+    if not _LIBC:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _trim = libc.malloc_trim
-            _trim.argtypes = [ctypes.c_size_t]
-            _trim.restype = ctypes.c_int
-        except (OSError, AttributeError):
-            _trim = None
-    return _trim
+            _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"))
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
+def _function(name: str, argtypes: list[Any]) -> Any:
+    """A glibc function, or None where the C library has none of that name."""
+    fn = getattr(_libc(), name, None)
+    if fn is not None:
+        fn.argtypes = argtypes
+        fn.restype = ctypes.c_int
+    return fn
 
 
 def release() -> bool:
     """Return the free heap to the operating system; True where that was possible."""
-    trim = _malloc_trim()
+    trim = _function("malloc_trim", [ctypes.c_size_t])
     if trim is None:
         return False
     trim(0)
@@ -50,14 +53,8 @@ def single_arena() -> bool:
     and the peak of a 1M-Gaussian decode varied from 654 to 708 MB between identical runs
     (with one arena: 656-659 MB, no slower). A process-wide setting, so the library leaves it
     to the program; True where it was set."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, 1))
+    mallopt = _function("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, 1))
 
 
 def resident_bytes() -> int | None:

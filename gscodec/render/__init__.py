@@ -18,7 +18,7 @@ from .project import covariances, project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
-PROJECT_CHUNK = 1 << 15  # Gaussians projected at once by the CPU backend without autograd
+PROJECT_CHUNK = 1 << 17  # Gaussians projected at once by the CPU backend without autograd
 
 
 @dataclass
