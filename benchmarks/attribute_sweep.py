@@ -1,7 +1,8 @@
 """Per-attribute rate/distortion sweep: how the render error and the stream bytes of each attribute
 move with its quantizer step, the others held at a base preset.
 
-    python3 benchmarks/attribute_sweep.py SCENE.ply [--base 5] [--views 6] [--size 256]
+    python3 benchmarks/attribute_sweep.py SCENE.ply [--base 5] [--views 6] [--size 512]
+                                          [--split tuning] [--seed S]
                                           [--out benchmarks/results] [--name sweep]
 
 For each attribute (positions, log-scales, rotations, opacity, DC colour, each SH band) and each
@@ -37,7 +38,7 @@ from gscodec.render import resolve_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, machine, write_report  # noqa: E402
-from rd import render_set  # noqa: E402
+from evaluation import VIEW_SEEDS, check_split, renders, view_seed  # noqa: E402
 
 GRID: dict[str, list[float]] = {
     "position_bits": [10.5, 11, 11.5, 12, 12.5, 13, 13.5, 14, 14.5],
@@ -68,8 +69,8 @@ def with_step(base: Any, param: str, value: float) -> Any:
 
 def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, Any]:
     ref = gscodec.read_ply(ply)
-    cams = evaluation_views(ref.means, args.views, args.size)
-    ref_imgs = render_set(ref, cams, backend)
+    cams = evaluation_views(ref.means, args.views, args.size, seed=view_seed(args))
+    ref_imgs = renders(ref, cams, backend)[0]
     base = preset(args.base)
     params = [p for p in GRID if not (p.startswith("sh_band") and int(p[-1]) > ref.sh_degree)]
     ref_arrays = ref.as_arrays()
@@ -79,7 +80,7 @@ def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, 
     for param in params:
         for value in GRID[param]:
             p = with_step(base, param, value)
-            data, order = encode_with_order(ref, args.base, params=p)
+            data, order = encode_with_order(ref, args.base, params=p, importance=False)
             kind = STREAM.get(param, "SHRS")
             stream_bytes = sum(r["bytes"] for r in inspect(data)["streams"] if r["stream"] == kind)
             dec = gscodec.decode(data)
@@ -97,7 +98,7 @@ def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, 
                 mix["sh"] = sh
             else:
                 mix[ATTRIBUTE[param]] = got[ATTRIBUTE[param]]
-            imgs = render_set(gscodec.Gaussians.from_arrays(mix), cams, backend)
+            imgs = renders(gscodec.Gaussians.from_arrays(mix), cams, backend)[0]
             mse = float(np.mean([((a - b) ** 2).mean().item()
                                  for a, b in zip(ref_imgs, imgs, strict=True)]))
             row = {"param": param, "value": value, "stream": kind, "stream_bytes": stream_bytes,
@@ -112,7 +113,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Per-attribute sweep ({report['date']})", "",
              f"Command: `{report['command']}`", "",
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; "
-             f"{report['views']} evaluation views at {report['size']}x{report['size']}.", "",
+             f"{report['views']} evaluation views of seed {report['seed']} at "
+             f"{report['size']}x{report['size']}.", "",
              "error = render PSNR with only that attribute decoded (others exact); bytes = the "
              "attribute's stream.", ""]
     for scene in report["scenes"]:
@@ -132,16 +134,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("scenes", nargs="+", type=Path)
     ap.add_argument("--base", type=int, default=5)
     ap.add_argument("--views", type=int, default=6)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--split", choices=sorted(VIEW_SEEDS.keys() - {"unlisted"}),
+                    default="tuning",
+                    help="a sweep chooses constants: tuning (benchmarks/README.md)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="evaluation view seed (default: the split's)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="sweep")
     args = ap.parse_args(argv)
+    check_split(args.scenes, args.split)
     backend = resolve_backend("auto")
     report = {"command": "python3 benchmarks/attribute_sweep.py " + " ".join(
                   sys.argv[1:] if argv is None else argv),
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": machine(), "renderer": backend, "views": args.views,
-              "size": args.size,
+              "size": args.size, "split": args.split, "seed": view_seed(args),
               "scenes": [sweep_scene(p, args, backend) for p in args.scenes]}
     write_report(args.out, args.name, report, markdown(report))
     return report
