@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -237,11 +238,17 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
             views = default_views(scene[0], quality)
         # the encoder gets the only reference to the scene (popped from the list), so that it
         # can let it go once it is coded and rendered (memory: one scene at a time)
-        data, _ = encode_with_order(scene.pop(), quality, progress=report, views=views,
-                                    sideinfo_scale=int(sideinfo_scale),
-                                    sideinfo_step=sideinfo_step / 255.0,
-                                    importance=importance, prior_gains=prior_gains)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data, _ = encode_with_order(scene.pop(), quality, progress=report, views=views,
+                                        sideinfo_scale=int(sideinfo_scale),
+                                        sideinfo_step=sideinfo_step / 255.0,
+                                        importance=importance, prior_gains=prior_gains)
         atomic_write_bytes(out, data, force=force)
+    # the encoder's warnings (a file beyond the default decode budget) as one plain line each,
+    # not Python's file:line form
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
     if not quiet:
         in_bytes = input_path.stat().st_size
         bits = 8 * len(data) / n if n else 0.0

@@ -342,3 +342,19 @@ def test_decode_summary_names_the_refinement_method(ply_path):
     assert r.exit_code == 0 and "(1 steps on cpu)" in r.output, r.output
     r = run("decode", str(gsz), "--method", "sideways")
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_encode_prints_a_limit_warning_as_one_plain_line(tmp_path, monkeypatch):
+    from gscodec import budget
+    from gscodec.synthetic import make_scene
+
+    monkeypatch.setattr(budget, "GAUSSIAN_BYTES", 1 << 30)  # every Gaussian "costs" 1 GB
+    ply = tmp_path / "s.ply"
+    gscodec.write_ply(ply, make_scene(20, sh_degree=0, seed=6))
+    r = CliRunner().invoke(main, ["encode", str(ply), "--views", "0"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if "default limits" in ln]
+    assert len(lines) == 1 and lines[0].startswith(
+        "warning: a decoder with the default limits refuses this file")
+    assert "LimitWarning" not in r.stderr and "api.py" not in r.stderr
+    assert ply.with_suffix(".gsz").is_file()
