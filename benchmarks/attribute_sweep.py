@@ -109,11 +109,97 @@ def sweep_scene(ply: Path, args: argparse.Namespace, backend: str) -> dict[str, 
             "base": args.base, "base_params": base.as_dict(), "rows": rows}
 
 
+def _coarseness(param: str, value: float) -> float:
+    """log of the step, larger = coarser (bits and levels count the other way)."""
+    if param == "position_bits":
+        return -value * np.log(2.0)
+    if param == "opacity_levels":
+        return -float(np.log(value))
+    return float(np.log(value))
+
+
+def _at(points: list[tuple[float, float, float]], x: float) -> tuple[float, float, bool]:
+    """(bytes, mse, inside) at coarseness ``x``: bytes linear and log mse linear in x between
+    the grid points around it; clamped to the grid's ends (inside False)."""
+    xs = [p[0] for p in points]
+    if x <= xs[0] or x >= xs[-1]:
+        p = points[0] if x <= xs[0] else points[-1]
+        return p[1], p[2], xs[0] <= x <= xs[-1]
+    j = int(np.searchsorted(xs, x)) - 1
+    (x0, b0, m0), (x1, b1, m1) = points[j], points[j + 1]
+    t = (x - x0) / (x1 - x0)
+    return (1 - t) * b0 + t * b1, float(np.exp((1 - t) * np.log(m0) + t * np.log(m1))), True
+
+
+def _current(params: Any, param: str) -> float:
+    if param.startswith("sh_band"):
+        return params.sh_rest_steps[int(param[-1]) - 1]
+    return getattr(params, param)
+
+
+def allocation(scene: dict[str, Any], presets: list[int]) -> list[dict[str, Any]]:
+    """For each preset: its steps' predicted bytes (sum of the attributes' stream bytes) and
+    error (sum of the attributes' render MSEs, which roughly add), and the grid steps with the
+    fewest predicted bytes at no larger predicted error: for a multiplier ``lam`` each
+    attribute takes the grid value minimising ``bytes + lam * mse`` (the Lagrangian choice,
+    equal marginal cost of error across attributes); ``lam`` is the smallest whose total error
+    stays within the preset's. Nothing here is measured at the chosen steps together: it is a
+    proposal for the rd runs to check."""
+    curves: dict[str, list[tuple[float, float, float]]] = {}
+    for r in scene["rows"]:
+        if r["mse"] > 0:
+            curves.setdefault(r["param"], []).append(
+                (_coarseness(r["param"], r["value"]), float(r["stream_bytes"]), r["mse"],
+                 r["value"]))
+    for k in curves:
+        curves[k].sort()
+    out = []
+    for q in presets:
+        p = preset(q)
+        cur, clamped = {}, []
+        for k, pts in curves.items():
+            b, m, inside = _at([t[:3] for t in pts], _coarseness(k, _current(p, k)))
+            cur[k] = (b, m)
+            if not inside:
+                clamped.append(k)
+        budget_mse = sum(m for _, m in cur.values())
+
+        def choose(lam: float) -> dict[str, tuple[float, float, float]]:
+            return {k: min(((b, m, v) for _, b, m, v in pts), key=lambda c: c[0] + lam * c[1])
+                    for k, pts in curves.items()}
+
+        def total(lam: float) -> float:
+            return sum(c[1] for c in choose(lam).values())
+
+        # the total error falls as lam grows: the smallest lam (log bisection) within budget
+        lo, hi = -20.0, 80.0
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if total(10.0**mid) <= budget_mse else (mid, hi)
+        hi = 10.0**hi
+        best = choose(hi)
+        out.append({
+            "preset": q, "lambda": hi, "clamped": clamped,
+            "current": {k: {"value": _current(p, k), "bytes": b, "mse": m}
+                        for k, (b, m) in cur.items()},
+            "proposed": {k: {"value": v, "bytes": b, "mse": m} for k, (b, m, v) in best.items()},
+            "current_bytes": sum(b for b, _ in cur.values()),
+            "current_db": _db(budget_mse),
+            "proposed_bytes": sum(t[0] for t in best.values()),
+            "proposed_db": _db(sum(t[1] for t in best.values()))})
+    return out
+
+
+def _db(mse: float) -> float:
+    return 10 * float(np.log10(1 / mse)) if mse > 0 else float("inf")
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Per-attribute sweep ({report['date']})", "",
              f"Command: `{report['command']}`", "",
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; "
-             f"{report['views']} evaluation views of seed {report['seed']} at "
+             f"{report['views']} evaluation views of seed "
+             f"{report.get('seed', '(views before 2026-12-01)')} at "
              f"{report['size']}x{report['size']}.", "",
              "error = render PSNR with only that attribute decoded (others exact); bytes = the "
              "attribute's stream.", ""]
@@ -125,6 +211,24 @@ def markdown(report: dict[str, Any]) -> str:
         for r in scene["rows"]:
             db = 10 * np.log10(1 / r["mse"]) if r["mse"] > 0 else float("inf")
             lines.append(f"| {r['param']} | {r['value']:.4g} | {r['stream_bytes']:,} | {db:.2f} |")
+        lines.append("")
+        alloc = allocation(scene, report.get("presets", [1, 2, 3, 4, 5]))
+        params = sorted({r["param"] for r in scene["rows"]}, key=list(GRID).index)
+        lines += ["### Allocation (a proposal, from the rows above)", "",
+                  "Per preset: its steps, and the grid steps with the fewest predicted bytes at "
+                  "no larger predicted error (errors of the attributes added; the Lagrangian "
+                  "choice on the grid, `allocation()`). Predicted figures, not measured "
+                  "together: an rd run checks them.", "",
+                  "| preset | | " + " | ".join(params) + " | predicted bytes | predicted dB |",
+                  "|---:|---|" + "---:|" * (len(params) + 2)]
+        for a in alloc:
+            for kind in ("current", "proposed"):
+                vals = " | ".join(f"{a[kind][k]['value']:.4g}" for k in params)
+                lines.append(f"| {a['preset']} | {kind} | {vals} | {a[kind + '_bytes']:,.0f} | "
+                             f"{a[kind + '_db']:.2f} |")
+            if a["clamped"]:
+                lines.append(f"| {a['preset']} | outside the grid | "
+                             + ", ".join(a["clamped"]) + " |" + " |" * (len(params) + 1))
         lines.append("")
     return "\n".join(lines)
 
@@ -142,7 +246,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="evaluation view seed (default: the split's)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="sweep")
+    ap.add_argument("--from-json", action="store_true",
+                    help="SCENES is one results .json of an earlier run: rewrite its .md only")
     args = ap.parse_args(argv)
+    if args.from_json:
+        report = json.loads(args.scenes[0].read_text())
+        args.scenes[0].with_suffix(".md").write_text(markdown(report))
+        return report
     check_split(args.scenes, args.split)
     backend = resolve_backend("auto")
     report = {"command": "python3 benchmarks/attribute_sweep.py " + " ".join(

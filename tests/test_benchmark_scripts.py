@@ -54,6 +54,12 @@ def test_attribute_sweep_runs_and_coarser_steps_cost_fewer_bytes(tmp_path, monke
         assert coarse["stream_bytes"] < fine["stream_bytes"]
         assert coarse["mse"] > fine["mse"]
     assert report["seed"] == 1 and (tmp_path / "sweep-test.md").is_file()
+    # the allocation's proposal never predicts a larger error than the preset's own steps, and
+    # spends no more bytes than the finest grid choice would
+    for a in sweep.allocation(report["scenes"][0], [3, 5]):
+        assert a["proposed_db"] >= a["current_db"] - 1e-9
+        assert set(a["proposed"]) == {"position_bits", "dc_step"}
+        assert a["proposed_bytes"] <= rows[1]["stream_bytes"] + rows[2]["stream_bytes"]
 
 
 def test_attribute_sweep_refuses_a_test_scene(tmp_path):
