@@ -505,6 +505,47 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
     Console().print(table)
 
 
+@main.command()
+@click.argument("input_path", metavar="IN.gsz", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@handle_errors
+def info(input_path: Path, as_json: bool) -> None:
+    """What a .gsz file holds (Gaussians, SH degree, preset, streams, side information, the
+    learned prior's gains, the decode's estimated memory), read from its header and metadata
+    only: no payload is decoded, so it is as fast for a file of any size."""
+    from ..info import info as read_info
+
+    _check_input(input_path)
+    with naming(input_path):
+        result = read_info(input_path)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    n = result["gaussians"]
+    lines = [f"{input_path}: .gsz {result['version']}, {_size(result['file_bytes'])}, "
+             f"written by {result['encoder']}",
+             f"  {n:,} Gaussians, SH degree {result['sh_degree']}, quality "
+             f"{result['quality']}, {result['bits_per_gaussian']:.1f} bits/Gaussian"
+             + (", importance classes" if result["importance_classes"] else "")]
+    for row in result["streams"]:
+        lines.append(f"  {row['stream']}  {str(row['attribute']):<20} {row['bytes']:>12,} B  "
+                     f"{row['bits_per_gaussian']:7.2f} bits/G")
+    side = result["side_information"]
+    if side is None:
+        lines.append("  no side information (decode writes the base layer as it is)")
+    else:
+        sizes = sorted({f"{w}x{h}" for w, h in side["sizes"]})
+        lines.append(f"  side information: {side['views']} views ({', '.join(sizes)}), "
+                     f"{side['scale']}x{side['scale']} blocks")
+        prior = side["prior"]
+        if prior is not None:
+            lines.append(f"  learned-prior gains {prior.get('gain')} (without, with residual) "
+                         f"for weights {prior.get('weights')}")
+    lines.append(f"  estimated decode memory (base layer): "
+                 f"{_size(result['decode_memory_bytes'])}")
+    click.echo("\n".join(lines))
+
+
 @main.group()
 def bitrate() -> None:
     """Inspect where the bytes of a .gsz file go."""

@@ -12,7 +12,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -197,16 +197,30 @@ def write_container(streams: list[Stream], flags: int = 0) -> bytes:
     return head + bytes(entries) + b"".join(s.payload for s in streams)
 
 
-def read_container(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
-    """Parse and verify .gsz bytes; every problem is a ContainerError (LimitError for limits)."""
-    size = len(data)
+@dataclass(frozen=True)
+class Entry:
+    """One row of the stream table: where a stream's payload lies, without the payload."""
+
+    kind: str
+    codec: int
+    required: bool
+    offset: int
+    length: int
+    crc: int
+
+
+def _parse_table(head: bytes, size: int, limits: Limits) -> tuple[int, int, int, list[Entry]]:
+    """``(major, minor, flags, entries)`` from the header and as much of the stream table as
+    ``head`` holds (all of it: ContainerError otherwise), for a file of ``size`` bytes. Checks
+    everything the table alone can show: magic, version, length, limits, header checksum, flags,
+    kinds, spans inside the file and not overlapping, no kind twice, META first."""
     if size == 0:
         raise ContainerError("not a .gsz file (it is empty)")
     if size < HEADER_SIZE:
-        if not MAGIC.startswith(bytes(data[: len(MAGIC)])):
+        if not MAGIC.startswith(bytes(head[: len(MAGIC)])):
             raise ContainerError("not a .gsz file (bad magic)")
         raise ContainerError(f"truncated .gsz file: {size} bytes, shorter than the header")
-    magic, major, minor, flags, count, length, crc = _HEADER.unpack_from(data, 0)
+    magic, major, minor, flags, count, length, crc = _HEADER.unpack_from(head, 0)
     if magic != MAGIC:
         raise ContainerError("not a .gsz file (bad magic)")
     if major != VERSION_MAJOR:
@@ -224,19 +238,17 @@ def read_container(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
     if count > limits.max_streams:
         raise LimitError(f"file declares {count} streams (limit {limits.max_streams})")
     table_end = HEADER_SIZE + ENTRY_SIZE * count
-    if table_end > size:
+    if table_end > size or len(head) < table_end:
         raise ContainerError("truncated .gsz file: the stream table runs past the end")
-    if zlib.crc32(bytes(data[:28]) + bytes(data[HEADER_SIZE:table_end])) != crc:
+    if zlib.crc32(bytes(head[:28]) + bytes(head[HEADER_SIZE:table_end])) != crc:
         raise ContainerError("corrupt .gsz file: header checksum mismatch")
     unknown_required = flags & REQUIRED_FILE_FLAGS_MASK & ~KNOWN_FILE_FLAGS
     if unknown_required:
         raise ContainerError(f"unsupported .gsz feature flags 0x{unknown_required:08x}")
-    streams: list[Stream] = []
-    offsets: list[int] = []
-    spans: list[tuple[int, int]] = []
+    entries: list[Entry] = []
     for i in range(count):
         raw_kind, codec, sflags, offset, slen, scrc, reserved = _ENTRY.unpack_from(
-            data, HEADER_SIZE + ENTRY_SIZE * i
+            head, HEADER_SIZE + ENTRY_SIZE * i
         )
         try:
             kind = raw_kind.decode("ascii")
@@ -251,18 +263,60 @@ def read_container(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
                 f"corrupt .gsz file: stream {kind!r} ({slen} bytes at {offset}) "
                 "lies outside the file"
             )
-        payload = bytes(data[offset : offset + slen])
-        if zlib.crc32(payload) != scrc:
-            raise ContainerError(f"corrupt .gsz file: checksum mismatch in stream {kind!r}")
-        if any(kind == s.kind for s in streams):
+        if any(kind == e.kind for e in entries):
             raise ContainerError(f"corrupt .gsz file: stream {kind!r} appears twice")
-        spans.append((offset, offset + slen))
-        streams.append(Stream(kind, codec, bool(sflags & FLAG_REQUIRED), payload))
-        offsets.append(offset)
-    spans.sort()
+        entries.append(Entry(kind, codec, bool(sflags & FLAG_REQUIRED), offset, slen, scrc))
+    spans = sorted((e.offset, e.offset + e.length) for e in entries)
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         if start < end:
             raise ContainerError("corrupt .gsz file: streams overlap")
-    if streams[0].kind != META_KIND or streams[0].codec != CODEC_ZSTD_JSON:
+    if entries[0].kind != META_KIND or entries[0].codec != CODEC_ZSTD_JSON:
         raise ContainerError("corrupt .gsz file: the first stream must be zstd JSON metadata")
-    return Container((major, minor), flags, streams, offsets, size)
+    return major, minor, flags, entries
+
+
+def read_container(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
+    """Parse and verify .gsz bytes; every problem is a ContainerError (LimitError for limits)."""
+    size = len(data)
+    major, minor, flags, entries = _parse_table(data, size, limits)
+    streams: list[Stream] = []
+    for e in entries:
+        payload = bytes(data[e.offset : e.offset + e.length])
+        if zlib.crc32(payload) != e.crc:
+            raise ContainerError(f"corrupt .gsz file: checksum mismatch in stream {e.kind!r}")
+        streams.append(Stream(e.kind, e.codec, e.required, payload))
+    return Container((major, minor), flags, streams, [e.offset for e in entries], size)
+
+
+@dataclass
+class Header:
+    """What :func:`read_header` reads: version, flags, the stream table and the metadata
+    stream's payload (checksum verified); no other payload is read."""
+
+    version: tuple[int, int]
+    flags: int
+    entries: list[Entry]
+    meta_payload: bytes
+    file_size: int
+
+
+def read_header(f: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Header:
+    """The header, stream table and metadata payload of the .gsz file open as ``f`` (binary,
+    seekable), reading nothing else: at most ``32 + 32 * streams`` bytes plus the metadata's,
+    whatever the file's size. The other streams' checksums are not verified (their bytes are
+    not read)."""
+    size = f.seek(0, 2)
+    f.seek(0)
+    head = f.read(HEADER_SIZE)
+    if len(head) == HEADER_SIZE and head[:8] == MAGIC:
+        count = min(_HEADER.unpack_from(head, 0)[4], limits.max_streams)
+        head += f.read(ENTRY_SIZE * count)
+    major, minor, flags, entries = _parse_table(head, size, limits)
+    meta = entries[0]
+    if meta.length > limits.max_meta_bytes:
+        raise LimitError(f"metadata stream of {meta.length} bytes (limit {limits.max_meta_bytes})")
+    f.seek(meta.offset)
+    payload = f.read(meta.length)
+    if len(payload) != meta.length or zlib.crc32(payload) != meta.crc:
+        raise ContainerError("corrupt .gsz file: checksum mismatch in stream 'META'")
+    return Header((major, minor), flags, entries, payload, size)

@@ -1,0 +1,83 @@
+"""What a .gsz file holds, from its header and metadata only (``gscodec info``).
+
+:func:`info` reads the container's header, its stream table and the metadata stream (GSZ.md
+sections 3 and 5), and nothing else: no attribute payload is read, decompressed or verified, so
+it answers in the same time for a file of any size. (``gscodec bitrate report``,
+:func:`gscodec.inspect`, reads every stream to count its probability tables.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from . import budget
+from .codec.attributes import REGISTRY, ImportanceCodec
+from .codec.meta import get_int
+from .formats.errors import ContainerError, LimitError, unreadable
+from .formats.gsz import (
+    DEFAULT_LIMITS,
+    ZSTD_UNKNOWN_SIZE,
+    Limits,
+    decode_meta,
+    read_header,
+)
+
+_ATTRIBUTE = {codec.kind: name for name, codec in REGISTRY.items()}
+_OTHER = {"META": "metadata", "SIDE": "side information", ImportanceCodec.kind:
+          "importance classes"}
+
+
+def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Gaussians, SH degree, preset, encoder, streams (kind, attribute, bytes, bits per
+    Gaussian), side information (views, their sizes, block scale, the prior's gains), the
+    estimated memory of a base-layer decode (GSZ.md 4.1) and the file's size. ContainerError
+    (LimitError for limits) where the header or metadata is bad; the attribute streams are not
+    checked (``gscodec decode`` and ``bitrate report`` do that)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            header = read_header(f, limits)
+    except OSError as e:
+        raise unreadable(p, e, ContainerError, "a .gsz file") from None
+    meta = decode_meta(header.meta_payload, limits)
+    if meta.get("format") != "gsz":
+        raise ContainerError("bad metadata: format must be 'gsz'")
+    n = get_int(meta, "n", 0, 1 << 62)
+    if n > limits.max_gaussians:
+        raise LimitError(f"file declares {n} Gaussians (limit {limits.max_gaussians})")
+    degree = get_int(meta, "sh_degree", 0, 3)
+    stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
+    per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
+    streams = [{"stream": e.kind, "attribute": _ATTRIBUTE.get(e.kind, _OTHER.get(e.kind)),
+                "codec": e.codec, "required": e.required, "bytes": e.length,
+                "bits_per_gaussian": per_g(e.length)} for e in header.entries]
+    kinds = {e.kind for e in header.entries}
+    side = _side(stream_meta.get("SIDE")) if "SIDE" in kinds else None
+    meta_bytes = zstandard.get_frame_parameters(header.meta_payload).content_size
+    if meta_bytes == ZSTD_UNKNOWN_SIZE:
+        meta_bytes = limits.max_meta_bytes
+    memory = budget.base_bytes(n, degree, file_bytes=header.file_size, meta_bytes=meta_bytes,
+                               classes=ImportanceCodec.kind in kinds)
+    return {"file_bytes": header.file_size, "version": "{}.{}".format(*header.version),
+            "gaussians": n, "sh_degree": degree, "quality": meta.get("quality"),
+            "encoder": meta.get("encoder"), "bits_per_gaussian": per_g(header.file_size),
+            "importance_classes": ImportanceCodec.kind in kinds, "streams": streams,
+            "side_information": side, "decode_memory_bytes": memory}
+
+
+def _side(side_meta: Any) -> dict[str, Any] | None:
+    """Views, sizes, scale, step and prior gains of a SIDE stream's metadata (None where it
+    is malformed: the decoder reports that)."""
+    views = budget.side_views(side_meta)
+    if views is None:
+        return None
+    scale, sizes = views
+    prior = side_meta.get("prior")
+    step = side_meta.get("step")
+    return {"views": len(sizes), "sizes": [list(s) for s in sizes], "scale": scale,
+            "step": step if isinstance(step, (int, float)) else None,
+            "prior": prior if isinstance(prior, dict) else None}
