@@ -8,6 +8,7 @@ silently until someone runs it (as ``rd.render_set`` once broke ``attribute_swee
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -86,3 +87,25 @@ def test_classes_benchmark_compares_variants_with_the_uniform_curve(tmp_path):
     default = gscodec.encode(gscodec.read_ply(ply), quality=3, views=0)
     assert gentle["bytes"] == len(default)
     assert gentle["psnr_change"] == pytest.approx(gentle["psnr"] - scene["uniform"][1]["psnr"])
+
+
+def test_presets_benchmark_measures_candidates_against_todays_table(tmp_path):
+    bench = _load("presets")
+    today = [(40.0, 1000.0), (45.0, 2000.0), (50.0, 4000.0)]
+    assert bench.bd_rate(today, [(p, 0.9 * b) for p, b in today]) == pytest.approx(-0.1)
+    assert bench.bd_rate(today, [(p + 20, b) for p, b in today]) is None
+    ply = tmp_path / "tiny.ply"
+    gscodec.write_ply(ply, make_scene(600, sh_degree=0, seed=3))
+    spec = tmp_path / "c.json"
+    spec.write_text(json.dumps({"same": {}, "coarse": {"3": {"position_bits": 9.0}}}))
+    report = bench.main([str(ply), "--candidates", str(spec), "--qualities", "2,3",
+                         "--views", "2", "--sizes", "32", "--out", str(tmp_path)])
+    scene = report["scenes"][0]
+    assert scene["bd_rate"]["same"] == pytest.approx(0.0)
+    today_q3, coarse_q3 = scene["curves"]["today"][1], scene["curves"]["coarse"][1]
+    assert coarse_q3["params"]["position_bits"] == 9.0
+    assert coarse_q3["bytes"] < today_q3["bytes"] and coarse_q3["psnr"] < today_q3["psnr"]
+    assert scene["curves"]["coarse"][0]["bytes"] == scene["curves"]["today"][0]["bytes"]
+    spec.write_text(json.dumps({"bad": {"3": {"no_such_step": 1}}}))
+    with pytest.raises(SystemExit, match="not a preset field"):
+        bench.main([str(ply), "--candidates", str(spec), "--qualities", "3"])
