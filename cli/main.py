@@ -82,15 +82,50 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+PROGRESS_INTERVAL_S = 1.0
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+def plain_progress(what: str, clock: Callable[[], float] | None = None
+                   ) -> Callable[[int, int, str], None]:
+    """A progress callback for logs: ``gscodec WHAT: NN% stage`` on stderr (with
+    ``--json-errors``, one JSON object ``{"progress": {...}}`` per line instead), at most one
+    line per :data:`PROGRESS_INTERVAL_S` (the first once that long has passed, so quick commands
+    print none), so that batch and CI logs show where the time goes."""
+    read = clock or _clock
+    last = [read()]
+    as_json = _json_errors()
+
+    def update(step: int, total: int, description: str) -> None:
+        now = read()
+        if now - last[0] < PROGRESS_INTERVAL_S:
+            return
+        last[0] = now
+        pct = int(100 * min(max(step, 0), max(total, 1)) / max(total, 1))
+        if as_json:
+            click.echo(json.dumps({"progress": {"command": what, "percent": pct,
+                                                "stage": description}}), err=True)
+        else:
+            click.echo(f"gscodec {what}: {pct:3d}% {description}".rstrip(), err=True)
+
+    return update
+
+
 @contextmanager
 def progress_bar(quiet: bool, what: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A transient rich progress bar on stderr, fed by the library's progress callback; none
-    when stderr is not a terminal (logs and scripts get the summary or the error only)."""
+    """A transient rich progress bar on stderr, fed by the library's progress callback; where
+    stderr is not a terminal (logs, CI), plain lines instead (:func:`plain_progress`)."""
     from rich.console import Console
 
     console = Console(stderr=True)
-    if quiet or not console.is_terminal:
+    if quiet:
         yield lambda step, total, description: None
+        return
+    if not console.is_terminal:
+        yield plain_progress(what)
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

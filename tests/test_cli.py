@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+from cli_helpers import PROGRESS_LINE
 from cli_helpers import one_error_line as _one_error_line
 from click.testing import CliRunner
 
@@ -358,3 +359,37 @@ def test_encode_prints_a_limit_warning_as_one_plain_line(tmp_path, monkeypatch):
         "warning: a decoder with the default limits refuses this file")
     assert "LimitWarning" not in r.stderr and "api.py" not in r.stderr
     assert ply.with_suffix(".gsz").is_file()
+
+
+def test_progress_in_logs_is_plain_lines_at_most_one_a_second(tmp_path, monkeypatch):
+    from gscodec.cli import main as cli_main
+    from gscodec.synthetic import make_scene
+
+    now = [0.0]
+    lines: list[str] = []
+    update = cli_main.plain_progress("encode", clock=lambda: now[0])
+    monkeypatch.setattr(cli_main.click, "echo", lambda text, err=False: lines.append(text))
+    for step in range(30):  # 30 updates over 9 seconds
+        now[0] += 0.3
+        update(step, 30, "coding" if step < 15 else "rendering")
+    assert 7 <= len(lines) <= 9
+    assert lines[0] == "gscodec encode:  10% coding" and lines[-1].endswith("% rendering")
+    monkeypatch.undo()
+
+    # through the command: a clock that runs 2 s per reading gives lines for the stages
+    ticks = iter(range(0, 1_000_000, 2))
+    monkeypatch.setattr(cli_main, "_clock", lambda: float(next(ticks)))
+    ply = tmp_path / "s.ply"
+    gscodec.write_ply(ply, make_scene(300, sh_degree=0, seed=1))
+    r = CliRunner().invoke(main, ["encode", str(ply), "--views", "1"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    progress = [ln for ln in r.stderr.splitlines() if ln.startswith("gscodec encode:")]
+    assert progress and all(PROGRESS_LINE.match(ln) for ln in progress)
+    quiet = CliRunner().invoke(main, ["encode", str(ply), "--views", "1", "--force", "--quiet"],
+                               catch_exceptions=False)
+    assert quiet.exit_code == 0 and "gscodec encode:" not in quiet.stderr
+    # with JSON errors the progress lines are JSON too
+    r = CliRunner().invoke(main, ["--json-errors", "encode", str(ply), "--views", "1", "--force"],
+                           catch_exceptions=False)
+    objs = [json.loads(ln) for ln in r.stderr.splitlines() if ln.startswith("{")]
+    assert objs and all(set(o["progress"]) == {"command", "percent", "stage"} for o in objs)

@@ -35,7 +35,8 @@ def _digest(path: Path) -> str:
 
 
 def _json_error(r) -> dict:
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    lines = [line for line in r.stderr.splitlines()
+             if line.strip() and not line.startswith('{"progress"')]
     assert len(lines) == 1, r.stderr
     error = json.loads(lines[0])["error"]
     assert set(error) == {"type", "message", "exit_code"}
