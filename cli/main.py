@@ -248,21 +248,34 @@ def main(json_errors: bool) -> None:
                    "that the scene encoded is the one `gscodec decode` writes (on a CPU the colour "
                    "fit: one render per side-information view), or without it (the base "
                    "layer).")
+@click.option("--cameras", "cameras_path", type=click.Path(path_type=Path),
+              help="Training cameras (INRIA cameras.json or nerfstudio transforms.json, in the "
+                   "scene's coordinates): the side information and the importance estimate "
+                   "use VIEWS (and 16) of them, spread over the set, instead of synthesized "
+                   "views; the summary names them.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def encode(input_path: Path, output: Path | None, quality: int, views: int | None,
            sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
-           prior_gains: bool | None, refine: bool, force: bool, quiet: bool) -> None:
+           prior_gains: bool | None, refine: bool, cameras_path: Path | None, force: bool,
+           quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
     `gscodec decode` does unless --no-refine; one line on stderr says which)."""
     from ..api import default_views, encode_with_order, load_scene
+    from ..cameras import spread
 
     _check_input(input_path)
     out = output or input_path.with_suffix(".gsz")
     _check_not_input(out, input_path)
     check_output_path(out, force=force)
+    cameras = None
+    if cameras_path is not None:
+        from ..cameras import read_cameras
+
+        _check_input(cameras_path)
+        cameras = read_cameras(cameras_path)
     t0 = time.perf_counter()
     _note_gsz_input(input_path, refine, quiet)
     with progress_bar(quiet, "encode") as report:
@@ -271,6 +284,8 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
         n, degree = scene[0].n, scene[0].sh_degree
         if views is None:
             views = default_views(scene[0], quality)
+        if cameras is not None:
+            views = min(views, len(cameras))
         # the encoder gets the only reference to the scene (popped from the list), so that it
         # can let it go once it is coded and rendered (memory: one scene at a time)
         with warnings.catch_warnings(record=True) as caught:
@@ -278,7 +293,8 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
             data, _ = encode_with_order(scene.pop(), quality, progress=report, views=views,
                                         sideinfo_scale=int(sideinfo_scale),
                                         sideinfo_step=sideinfo_step / 255.0,
-                                        importance=importance, prior_gains=prior_gains)
+                                        importance=importance, prior_gains=prior_gains,
+                                        cameras=cameras)
         atomic_write_bytes(out, data, force=force)
     # the encoder's warnings (a file beyond the default decode budget) as one plain line each,
     # not Python's file:line form
@@ -292,6 +308,10 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
             f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
             f"quality {quality}, {time.perf_counter() - t0:.1f} s"
         )
+        if cameras is not None and views > 0:
+            names = [cameras[i].name for i in spread(cameras, views)]
+            click.echo(f"side information at {len(names)} of {len(cameras)} training cameras: "
+                       + ", ".join(names))
 
 
 @main.command()
@@ -460,7 +480,9 @@ def _heat(a: Any, b: Any) -> Any:
 @click.option("--size", type=click.IntRange(16, 8192), default=256, show_default=True,
               help="Longest side of the renders, in pixels.")
 @click.option("--cameras", "cameras_path", type=click.Path(path_type=Path),
-              help="INRIA cameras.json to use instead of views synthesized around REF.")
+              help="Cameras (INRIA cameras.json or nerfstudio transforms.json) to use instead "
+                   "of views synthesized around REF; those a .gsz input's side information "
+                   "was measured at are left out (held-out views).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path),
               help="Write reference | other | error heat map of the worst view.")
@@ -484,7 +506,8 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
     import numpy as np
 
     from ..api import load_scene
-    from ..cameras import evaluation_views, read_cameras_json, subset
+    from ..cameras import evaluation_views, read_cameras, same_view, subset
+    from ..info import side_cameras
     from ..metrics import compare_renders
     from ..png import encode_png
     from ..render import render, resolve_backend
@@ -502,7 +525,18 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
         ref = load_scene(ref_path, refine=refine)
         other = load_scene(other_path, refine=refine)
         if cameras_path is not None:
-            cams = subset(read_cameras_json(cameras_path), views, size)
+            pool = read_cameras(cameras_path)
+            used = [c for p in (ref_path, other_path) if p.suffix == ".gsz"
+                    for c in side_cameras(p)]
+            held = [c for c in pool if not any(same_view(c, u) for u in used)]
+            if not held:
+                raise GscodecError(f"{cameras_path}: every camera was used by the encoder "
+                                   "(side information); none is left to evaluate on")
+            if len(held) < len(pool) and not quiet:
+                click.echo(f"note: {len(pool) - len(held)} of the {len(pool)} cameras carry "
+                           "the file's side information and are left out (held-out views "
+                           "only)", err=True)
+            cams = subset(held, views, size)
         else:
             cams = evaluation_views(ref.means, views, size, seed=seed)
         result = compare_renders(ref, other, cams, backend=backend, progress=report)

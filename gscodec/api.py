@@ -14,7 +14,7 @@ import numpy as np
 import zstandard
 
 from . import __version__, budget, memory
-from .cameras import encoder_views
+from .cameras import Camera, encoder_views, fitted, spread
 from .codec import adaptive
 from .codec.attributes import COLOUR_FEATURES, REGISTRY, ImportanceCodec, RowView, morton_order
 from .codec.canonical import canonicalize
@@ -138,6 +138,7 @@ def encode_with_order(
     backend: str = "auto",
     importance: bool | None = None,
     prior_gains: bool | None = None,
+    cameras: list[Camera] | None = None,
 ) -> tuple[bytes, np.ndarray]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
@@ -153,6 +154,11 @@ def encode_with_order(
     scene has at least :data:`codec.adaptive.MIN_GAUSSIANS` Gaussians) measures how much each
     Gaussian matters to renders at the encoder views (:mod:`gscodec.importance`) and gives the
     less important ones coarser steps at the same estimated fidelity (:mod:`codec.adaptive`).
+
+    ``cameras`` (training cameras, :func:`gscodec.cameras.read_cameras`): the side information
+    and the importance estimate use ``views`` (and 16) of them spread over the set
+    (:func:`training_views`) instead of synthesized encoder views, so that a walk-through scene
+    is measured where it was captured; the SIDE stream stores them as it stores any view.
 
     ``prior_gains`` (default: on with side information, for the presets the shipped learned
     prior was trained for) stores in the side information how much of the prior's correction
@@ -186,7 +192,7 @@ def encode_with_order(
     classes, adapts = None, {}
     if importance and n > 0:
         report(0, total, "measuring importance")
-        classes, adapts = _importance(shapes[-1], order, backend)
+        classes, adapts = _importance(shapes[-1], order, backend, cameras)
     features: dict[str, np.ndarray] = {}
     streams: list[Stream] = []
     stream_meta: dict[str, Any] = {}
@@ -242,7 +248,9 @@ def encode_with_order(
         report(total, total + 1, "side information")
         from . import sideinfo
 
-        cams = sideinfo.cameras(arrays["means"], views, sideinfo_size, sideinfo_scale)
+        cams = (sideinfo.cameras(arrays["means"], views, sideinfo_size, sideinfo_scale)
+                if cameras is None else
+                training_views(cameras, views, sideinfo_size, sideinfo_scale))
         # the original's renders first (the render does not depend on the storage order); then
         # this function holds no reference to the input, so that a caller that passed the only
         # one (the CLI does) does not hold two scenes while the decoded one is rendered
@@ -303,14 +311,24 @@ def _prior_gains(base: Gaussians, si: Any, quality: int, backend: str,
         raise
 
 
-def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str
+def training_views(cameras: list[Camera], count: int, size: int, multiple: int = 1
+                   ) -> list[Camera]:
+    """The ``count`` training cameras the encoder uses (:func:`gscodec.cameras.spread`: spread
+    over the set, deterministic), at longest side ``size`` and dimensions that are multiples of
+    ``multiple`` (:func:`gscodec.cameras.fitted`)."""
+    return [fitted(cameras[i], size, multiple) for i in spread(cameras, count)]
+
+
+def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str,
+                cameras: list[Camera] | None = None
                 ) -> tuple[np.ndarray, dict[str, tuple[float, list[int]]]]:
     """Importance class of each Gaussian (storage order) and the per-class steps of each
-    attribute that uses them."""
+    attribute that uses them, measured at synthesized encoder views or at ``cameras``."""
     from .importance import sensitivities
 
     g = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
-    cams = encoder_views(arrays["means"], IMPORTANCE_VIEWS, IMPORTANCE_SIZE)
+    cams = (encoder_views(arrays["means"], IMPORTANCE_VIEWS, IMPORTANCE_SIZE) if cameras is None
+            else training_views(cameras, IMPORTANCE_VIEWS, IMPORTANCE_SIZE))
     sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
     k = adaptive.DEFAULT_CLASSES
     classes = adaptive.classes(sens)

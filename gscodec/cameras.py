@@ -1,4 +1,5 @@
-"""Pinhole cameras: reading INRIA ``cameras.json`` and synthesizing views around a scene.
+"""Pinhole cameras: reading training cameras (INRIA ``cameras.json``, nerfstudio
+``transforms.json``) and synthesizing views around a scene.
 
 Convention (the one of 3DGS, COLMAP and gsplat): ``viewmat`` is the 4x4 world-to-camera
 matrix; in camera space x points right, y down and z forward (into the scene). ``K`` is the 3x3
@@ -14,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -287,21 +289,120 @@ def subset(cams: list[Camera], count: int, size: int) -> list[Camera]:
     return [c.scaled(size) for c in cams[::step][:count]]
 
 
-def read_cameras_json(path: str | os.PathLike[str]) -> list[Camera]:
-    """Cameras of an INRIA 3DGS ``cameras.json``: a list of objects with ``width``, ``height``,
-    ``position`` [3], ``rotation`` [3][3] (camera-to-world), ``fx``, ``fy``; principal point at
-    the image centre."""
+def fitted(cam: Camera, longest_side: int, multiple: int = 1) -> Camera:
+    """``cam`` at longest side ``longest_side`` pixels, its width and height then cut down to
+    multiples of ``multiple`` (the side information's block size) by cropping equally on both
+    sides (the principal point moves with the crop; the view itself does not change)."""
+    c = cam.scaled(longest_side)
+    w = max(multiple, c.width - c.width % multiple)
+    h = max(multiple, c.height - c.height % multiple)
+    if (w, h) == (c.width, c.height):
+        return c
+    K = c.K.copy()
+    K[0, 2] -= (c.width - w) / 2
+    K[1, 2] -= (c.height - h) / 2
+    return Camera(c.viewmat, K, w, h, c.name)
+
+
+def spread(cams: list[Camera], count: int) -> list[int]:
+    """Indices of ``count`` of ``cams`` (all of them if fewer) spread over the set: the camera
+    nearest the mean camera centre first, then each next one the farthest (in position, ties
+    to the lowest index) from those chosen. Deterministic: the encoder's choice of training
+    views depends only on the cameras."""
+    n = len(cams)
+    if count >= n:
+        return list(range(n))
+    pos = np.array([c.position for c in cams])
+    chosen = [int(np.argmin(np.linalg.norm(pos - pos.mean(axis=0), axis=1)))]
+    dist = np.linalg.norm(pos - pos[chosen[0]], axis=1)
+    while len(chosen) < count:
+        dist[chosen] = -np.inf
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(pos - pos[nxt], axis=1))
+    return chosen
+
+
+def same_view(a: Camera, b: Camera, tol: float = 1e-6) -> bool:
+    """Whether ``a`` and ``b`` look from the same pose (any resolution)."""
+    return bool(np.allclose(a.viewmat, b.viewmat, atol=tol))
+
+
+def read_cameras(path: str | os.PathLike[str]) -> list[Camera]:
+    """Training cameras from an INRIA 3DGS ``cameras.json`` (a JSON list) or a nerfstudio /
+    instant-ngp ``transforms.json`` (an object with ``frames``), in the scene's coordinates
+    (the cameras must be in the frame the PLY was exported in)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise unreadable(p, e, CameraError, "a cameras.json file") from None
+        raise unreadable(p, e, CameraError, "a cameras file") from None
     except UnicodeDecodeError:
         raise CameraError(f"{p}: not UTF-8 text") from None
     try:
-        items = json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise CameraError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(doc, dict) and "frames" in doc:
+        return _transforms_cameras(p, doc)
+    return _inria_cameras(p, doc)
+
+
+_INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x")
+
+
+def _transforms_cameras(p: Path, doc: dict[str, Any]) -> list[Camera]:
+    """nerfstudio / instant-ngp frames: ``transform_matrix`` camera-to-world in the OpenGL
+    convention (x right, y up, looking down -z), intrinsics per frame or shared at the top
+    (``fl_x``, ``fl_y``, ``cx``, ``cy``, ``w``, ``h``; or ``camera_angle_x``, the horizontal
+    field of view in radians, with ``w`` and ``h``)."""
+    frames = doc.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise CameraError(f"{p}: 'frames' must be a non-empty list")
+    shared = {k: doc[k] for k in _INTRINSIC_KEYS if k in doc}
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes -> OpenCV (y down, +z ahead)
+    cams = []
+    for i, frame in enumerate(frames):
+        try:
+            if not isinstance(frame, dict):
+                raise TypeError("a frame must be an object")
+            k = {**shared, **{key: frame[key] for key in _INTRINSIC_KEYS if key in frame}}
+            w, h = int(k["w"]), int(k["h"])
+            if "fl_x" in k:
+                fx = float(k["fl_x"])
+                fy = float(k.get("fl_y", fx))
+            else:
+                fx = fy = 0.5 * w / math.tan(0.5 * float(k["camera_angle_x"]))
+            cx, cy = float(k.get("cx", w / 2)), float(k.get("cy", h / 2))
+            c2w = np.asarray(frame["transform_matrix"], dtype=np.float64).reshape(4, 4)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CameraError(f"{p}: frame {i} is malformed ({type(e).__name__}: {e})") from None
+        if w <= 0 or h <= 0 or not (fx > 0 and fy > 0) or not np.isfinite(c2w).all() \
+                or not (np.isfinite(cx) and np.isfinite(cy)):
+            raise CameraError(f"{p}: frame {i} has invalid values")
+        c2w = c2w @ flip
+        rot, pos = c2w[:3, :3], c2w[:3, 3]
+        if abs(abs(np.linalg.det(rot)) - 1.0) > 1e-3:
+            raise CameraError(f"{p}: frame {i}: transform_matrix has a scaled rotation")
+        view = np.eye(4)
+        view[:3, :3] = rot.T
+        view[:3, 3] = -rot.T @ pos
+        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        name = frame.get("file_path", i)
+        cams.append(Camera(view, K, w, h, str(name)))
+    return cams
+
+
+def read_cameras_json(path: str | os.PathLike[str]) -> list[Camera]:
+    """Cameras of an INRIA 3DGS ``cameras.json`` or a nerfstudio ``transforms.json`` (the name
+    predates the second format: :func:`read_cameras`)."""
+    return read_cameras(path)
+
+
+def _inria_cameras(p: Path, items: Any) -> list[Camera]:
+    """INRIA 3DGS ``cameras.json``: a list of objects with ``width``, ``height``, ``position``
+    [3], ``rotation`` [3][3] (camera-to-world), ``fx``, ``fy``; principal point at the image
+    centre."""
     if not isinstance(items, list) or not items:
         raise CameraError(f"{p}: expected a non-empty JSON list of cameras")
     cams = []

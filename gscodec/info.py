@@ -15,6 +15,7 @@ from typing import Any
 import zstandard
 
 from . import budget
+from .cameras import Camera
 from .codec.attributes import REGISTRY, ImportanceCodec
 from .codec.meta import get_int
 from .formats.errors import ContainerError, LimitError, unreadable
@@ -25,6 +26,7 @@ from .formats.gsz import (
     decode_meta,
     read_header,
 )
+from .sidemeta import parse_views
 
 _ATTRIBUTE = {codec.kind: name for name, codec in REGISTRY.items()}
 _OTHER = {"META": "metadata", "SIDE": "side information", ImportanceCodec.kind:
@@ -67,6 +69,26 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
             "encoder": meta.get("encoder"), "bits_per_gaussian": per_g(header.file_size),
             "importance_classes": ImportanceCodec.kind in kinds, "streams": streams,
             "side_information": side, "decode_memory_bytes": memory}
+
+
+def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
+                 ) -> list[Camera]:
+    """The cameras of a .gsz file's side information (empty without any), from its header and
+    metadata only: the views the encoder measured, which a held-out evaluation leaves out."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            header = read_header(f, limits)
+    except OSError as e:
+        raise unreadable(p, e, ContainerError, "a .gsz file") from None
+    if "SIDE" not in {e.kind for e in header.entries}:
+        return []
+    meta = decode_meta(header.meta_payload, limits)
+    streams = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
+    side = streams.get("SIDE")
+    if not isinstance(side, dict):
+        raise ContainerError("bad metadata: the SIDE stream has no metadata")
+    return parse_views(side)[2]
 
 
 def _side(side_meta: Any) -> dict[str, Any] | None:

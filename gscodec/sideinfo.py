@@ -17,15 +17,15 @@ import numpy as np
 import torch
 
 from . import budget
-from .budget import MAX_SIDE, MAX_VIEWS  # the bounds of GSZ.md 6.8 (and the budget's)
 from .cameras import Camera, encoder_views
 from .codec.attributes import decode_matrix, encode_matrix
 from .codec.channels import GroupSpec
-from .codec.meta import get_float, get_float_list, get_int, get_list
+from .codec.meta import get_float_list
 from .formats.errors import ContainerError
 from .formats.gsz import DEFAULT_LIMITS, Limits
 from .gaussians import Gaussians
 from .render import render
+from .sidemeta import parse_views
 
 KIND = "SIDE"
 CODEC = 1
@@ -112,25 +112,8 @@ def encode(si: SideInfo) -> tuple[bytes, dict[str, Any]]:
 def decode(payload: bytes, meta: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> SideInfo:
     """Inverse of :func:`encode`; every value is checked (ContainerError), and the declared image
     sizes against ``limits`` and the payload size (LimitError) before anything is allocated."""
-    scale = get_int(meta, "scale", 1, 64)
-    step = get_float(meta, "step", 1e-6, 1.0)
-    views = get_list(meta, "views", MAX_VIEWS)
-    cams, shapes = [], []
-    for i, v in enumerate(views):
-        if not isinstance(v, dict):
-            raise ContainerError(f"bad metadata: SIDE view {i} must be an object")
-        where = f"SIDE view {i}: "
-        w = get_int(v, "width", scale, MAX_SIDE, where)
-        h = get_int(v, "height", scale, MAX_SIDE, where)
-        if w % scale or h % scale:
-            raise ContainerError(f"bad metadata: {where}size is not a multiple of the scale")
-        view = np.asarray(get_float_list(v, "viewmat", 16, where), np.float64).reshape(4, 4)
-        fx, fy, cx, cy = get_float_list(v, "K", 4, where)
-        if not (fx > 0 and fy > 0):
-            raise ContainerError(f"bad metadata: {where}focal lengths must be positive")
-        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        cams.append(Camera(view, K, w, h, f"side{i}"))
-        shapes.append((h // scale, w // scale))
+    scale, step, cams = parse_views(meta)
+    shapes = [(cam.height // scale, cam.width // scale) for cam in cams]
     budget.check_side_pixels(sum(cam.width * cam.height for cam in cams), limits)
     n = sum(a * b for a, b in shapes)
     # the residual rows' memory against the budget (GSZ.md 4.1), whatever the payload size:
