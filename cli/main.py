@@ -317,7 +317,10 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
 @main.command()
 @click.argument("input_path", metavar="IN.gsz", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output .ply (default: IN.decoded.ply).")
+              help="Output file, its format by suffix: .ply (INRIA), .spz, .splat, "
+                   ".compressed.ply or .glb (default: IN.decoded.ply).")
+@click.option("--spz-version", type=click.Choice(["3", "4"]), default="4", show_default=True,
+              help="SPZ version of a .spz output (3: gzip, 4: zstd streams).")
 @click.option("--no-refine", is_flag=True,
               help="Write the decoded Gaussians without refinement.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
@@ -348,10 +351,12 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | None,
+def decode(input_path: Path, output: Path | None, spz_version: str, no_refine: bool,
+           steps: int | None,
            method: str, device: str, prior: str, extra_views: int, max_gaussians: int | None,
            max_memory: int | None, force: bool, quiet: bool) -> None:
-    """Decompress a .gsz file into a 3DGS PLY (INRIA layout).
+    """Decompress a .gsz file into a 3DGS PLY (INRIA layout) or, by the output's suffix, a
+    .spz, .splat, .compressed.ply or .glb (KHR_gaussian_splatting) file.
 
     Files with side information are refined unless --no-refine is given. The Gaussians come out
     in the codec's storage order (Morton order), not the original order."""
@@ -359,6 +364,7 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
     from ..formats.atomic import atomic_write
     from ..formats.gsz import DEFAULT_LIMITS, Limits
     from ..formats.ply import write_ply_file
+    from ..formats.writers import output_format, write_scene_arrays
 
     limits = Limits(
         max_gaussians=DEFAULT_LIMITS.max_gaussians if max_gaussians is None else max_gaussians,
@@ -368,6 +374,7 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
     out = output or input_path.with_name(f"{stem}.decoded.ply")
     _check_not_input(out, input_path)
     check_output_path(out, force=force)
+    kind = output_format(out)  # (an unknown suffix is refused before anything is decoded)
     t0 = time.perf_counter()
     with progress_bar(quiet, "decode") as report:
         report(0, 1, "reading")
@@ -380,9 +387,12 @@ def decode(input_path: Path, output: Path | None, no_refine: bool, steps: int | 
             g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
                            device=device, limits=limits, prior=prior, extra_views=extra_views,
                            method=method)
-        report(1, 1, "writing PLY")
+        report(1, 1, f"writing {kind}")
         arrays = g.as_arrays()
-        atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
+        if kind == "ply":
+            atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
+        else:
+            write_scene_arrays(out, arrays, force=force, spz_version=int(spz_version))
     if not quiet:
         summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
                                       extra_views, method)
@@ -572,6 +582,40 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
     table.add_row("mean", db(result["psnr"]), f"{result['ssim']:.4f}", db(result["psnr_covered"]),
                   f"{100 * result['coverage']:.0f}%", style="bold")
     Console().print(table)
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("output", metavar="OUT", type=click.Path(path_type=Path))
+@click.option("--spz-version", type=click.Choice(["3", "4"]), default="4", show_default=True,
+              help="SPZ version of a .spz output (3: gzip, 4: zstd streams).")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="For a .gsz input: decode it as `gscodec decode` does (refined where it "
+                   "carries side information) or without refinement.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--quiet", is_flag=True, help="No summary.")
+@handle_errors
+def convert(input_path: Path, output: Path, spz_version: str, refine: bool, force: bool,
+            quiet: bool) -> None:
+    """Convert a scene between formats: IN any format gscodec reads (.ply, .compressed.ply,
+    .splat, .spz, .sog, SOG meta.json, .gsz), OUT by its suffix (.ply, .spz, .splat,
+    .compressed.ply, .glb). Each format keeps what it can hold: .splat drops the SH bands
+    above DC, the 8-bit formats quantize."""
+    from ..api import load_scene
+    from ..formats.writers import output_format, write_scene_arrays
+
+    _check_input(input_path)
+    _check_not_input(output, input_path)
+    check_output_path(output, force=force)
+    kind = output_format(output)
+    t0 = time.perf_counter()
+    _note_gsz_input(input_path, refine, quiet)
+    with naming(input_path):
+        g = load_scene(input_path, refine=refine)
+    write_scene_arrays(output, g.as_arrays(), force=force, spz_version=int(spz_version))
+    if not quiet:
+        click.echo(f"{input_path} -> {output}: {g.n:,} Gaussians (SH {g.sh_degree}), {kind}, "
+                   f"{_size(output.stat().st_size)}, {time.perf_counter() - t0:.1f} s")
 
 
 @main.command()
