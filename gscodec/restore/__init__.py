@@ -105,6 +105,9 @@ GAIN_STEP = 1.0 / 64  # the fitted gains are rounded to this
 # and 1.0); playbot preset 1 (0.41 / 0.61) gained 0.19 dB, cat (1 / 1) 0.44-0.46 dB. (It was
 # 0.1 before 2026-11-27; files written then keep their gains.) Provenance: tuning split (playbot,
 # cat), views before 2026-12-01; benchmarks/results/refine-prior-playbot.md, refine-prior-cat.md.
+# Not re-derived at the views of 2026-12-01: the threshold belongs to the shipped weights, which
+# issue 17 replaces (they were trained on biker, whose licence forbids it); the retrained prior
+# must choose its own threshold on the tuning split.
 MIN_GAIN = 0.5
 
 
