@@ -321,6 +321,10 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
                    ".compressed.ply or .glb (default: IN.decoded.ply).")
 @click.option("--spz-version", type=click.Choice(["3", "4"]), default="4", show_default=True,
               help="SPZ version of a .spz output (3: gzip, 4: zstd streams).")
+@click.option("--turn", type=click.Choice(["x", "y", "z"]), default=None,
+              help="Turn the scene 180 degrees about this axis before writing (two coordinates "
+                   "change sign; covariances and SH turn with it): x converts between INRIA "
+                   "PLY axes and the RUB axes of Niantic's .spz tools.")
 @click.option("--no-refine", is_flag=True,
               help="Write the decoded Gaussians without refinement.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
@@ -351,8 +355,8 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def decode(input_path: Path, output: Path | None, spz_version: str, no_refine: bool,
-           steps: int | None,
+def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | None,
+           no_refine: bool, steps: int | None,
            method: str, device: str, prior: str, extra_views: int, max_gaussians: int | None,
            max_memory: int | None, force: bool, quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout) or, by the output's suffix, a
@@ -389,6 +393,10 @@ def decode(input_path: Path, output: Path | None, spz_version: str, no_refine: b
                            method=method)
         report(1, 1, f"writing {kind}")
         arrays = g.as_arrays()
+        if turn is not None:
+            from ..formats.axes import turn as turn_arrays
+
+            arrays = turn_arrays(arrays, turn)
         if kind == "ply":
             atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
         else:
@@ -589,14 +597,18 @@ def compare(ref_path: Path, other_path: Path, views: int, size: int, cameras_pat
 @click.argument("output", metavar="OUT", type=click.Path(path_type=Path))
 @click.option("--spz-version", type=click.Choice(["3", "4"]), default="4", show_default=True,
               help="SPZ version of a .spz output (3: gzip, 4: zstd streams).")
+@click.option("--turn", type=click.Choice(["x", "y", "z"]), default=None,
+              help="Turn the scene 180 degrees about this axis before writing (two coordinates "
+                   "change sign; covariances and SH turn with it): x converts between INRIA "
+                   "PLY axes and the RUB axes of Niantic's .spz tools.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="For a .gsz input: decode it as `gscodec decode` does (refined where it "
                    "carries side information) or without refinement.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No summary.")
 @handle_errors
-def convert(input_path: Path, output: Path, spz_version: str, refine: bool, force: bool,
-            quiet: bool) -> None:
+def convert(input_path: Path, output: Path, spz_version: str, turn: str | None, refine: bool,
+            force: bool, quiet: bool) -> None:
     """Convert a scene between formats: IN any format gscodec reads (.ply, .compressed.ply,
     .splat, .spz, .sog, SOG meta.json, .gsz), OUT by its suffix (.ply, .spz, .splat,
     .compressed.ply, .glb). Each format keeps what it can hold: .splat drops the SH bands
@@ -612,7 +624,12 @@ def convert(input_path: Path, output: Path, spz_version: str, refine: bool, forc
     _note_gsz_input(input_path, refine, quiet)
     with naming(input_path):
         g = load_scene(input_path, refine=refine)
-    write_scene_arrays(output, g.as_arrays(), force=force, spz_version=int(spz_version))
+    arrays = g.as_arrays()
+    if turn is not None:
+        from ..formats.axes import turn as turn_arrays
+
+        arrays = turn_arrays(arrays, turn)
+    write_scene_arrays(output, arrays, force=force, spz_version=int(spz_version))
     if not quiet:
         click.echo(f"{input_path} -> {output}: {g.n:,} Gaussians (SH {g.sh_degree}), {kind}, "
                    f"{_size(output.stat().st_size)}, {time.perf_counter() - t0:.1f} s")

@@ -89,3 +89,18 @@ def test_unknown_output_suffix_is_refused_before_any_work(files):
     r = run("convert", str(ply), str(d / "c.spz"))  # exists (from the test above, or not)
     if (d / "c.spz").exists():
         assert r.exit_code == 1 and "exists" in one_error_line(r)
+
+
+def test_turn_option(files):
+    g, ply, gsz, d = files
+    out = d / "turned.ply"
+    r = run("convert", str(ply), str(out), "--turn", "x")
+    assert r.exit_code == 0, r.output
+    a, b = g.as_arrays(), gscodec.read_ply(out).as_arrays()
+    assert np.allclose(b["means"], a["means"] * np.array([1, -1, -1], np.float32))
+    assert not np.allclose(b["sh"], a["sh"])
+    r = run("decode", str(gsz), "-o", str(d / "turned-decode.ply"), "--turn", "z", "--no-refine")
+    assert r.exit_code == 0, r.output
+    plain = gscodec.decode(gsz, refine=False).as_arrays()
+    got = gscodec.read_ply(d / "turned-decode.ply").as_arrays()
+    assert np.allclose(got["means"], plain["means"] * np.array([-1, -1, 1], np.float32))
