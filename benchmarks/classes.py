@@ -3,7 +3,7 @@
 
     python3 benchmarks/classes.py SCENE.ply [...] [--split tuning] [--views 6] [--sizes 512]
                                   [--qualities 3,5] [--uniform 1-7]
-                                  [--variants 0.35/16/0.5:0.75:0.9,...]
+                                  [--variants 0.25/16/0.6:0.85:0.95,...]
                                   [--out benchmarks/results] [--name classes]
 
 For each scene: the base layer with uniform steps (``importance=False``) at every preset of
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evaluation as ev  # noqa: E402
 from common import HERE, parse_int_list, report_header, write_report  # noqa: E402
 
-DEFAULT_VARIANTS = "0.35/16/0.5:0.75:0.9"
+DEFAULT_VARIANTS = "0.25/16/0.6:0.85:0.95"  # the encoder's default (codec.adaptive)
 
 
 def parse_variant(text: str) -> dict[str, Any]:

@@ -76,7 +76,8 @@ def test_classes_benchmark_compares_variants_with_the_uniform_curve(tmp_path):
     ply = tmp_path / "tiny.ply"
     gscodec.write_ply(ply, make_scene(5000, sh_degree=0, seed=4))
     report = bench.main([str(ply), "--views", "2", "--sizes", "48", "--qualities", "3",
-                         "--uniform", "2-4", "--variants", "0.35/16/0.5:0.75:0.9,4/16/0.5:0.75:0.9",
+                         "--uniform", "2-4",
+                         "--variants", "0.25/16/0.6:0.85:0.95,4/16/0.6:0.85:0.95",
                          "--out", str(tmp_path), "--name", "classes-test"])
     scene = report["scenes"][0]
     assert [u["quality"] for u in scene["uniform"]] == [2, 3, 4]

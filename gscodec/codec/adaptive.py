@@ -27,23 +27,35 @@ too (GSZ.md 5.7), but on playbot (SH 2) per-class SH steps raised PSNR at 256 px
 lowered it at 768 px at equal bytes (preset 5, 3,289,103 B: 51.24 / 48.47 dB; without them
 2,987,522 B: 49.23 / 48.49 dB; uniform steps 3,073,410 B: 49.24 / 48.67 dB), so they stay
 uniform; the SH sensitivity still counts in the class score."""
-CLASS_QUANTILES = (0.5, 0.75, 0.9)
-"""Class edges, as quantiles of the importance score: the less important half, then 25%, 15%
-and the top 10% (finer classes at the top, where the steps differ most)."""
+CLASS_QUANTILES = (0.6, 0.85, 0.95)
+"""Class edges, as quantiles of the importance score: the less important 60%, then 25%, 10%
+and the top 5% (finer classes at the top, where the steps differ most). Chosen with
+:data:`DEFAULT_ERROR_RATIO`, see there."""
 DEFAULT_CLASSES = len(CLASS_QUANTILES) + 1
 MAX_CLASSES = 16
 MAX_MULT = 64
 DEFAULT_MAX_RATIO = 16.0
-DEFAULT_ERROR_RATIO = 0.35
-"""The estimated error the per-class steps aim at, relative to the preset's uniform steps. The
-estimate comes from the encoder views; at other views (the evaluation views of
-``benchmarks/rd.py``) the coarse classes cost two to three times what it predicts, so aiming
-lower keeps each preset's measured fidelity. Tuned on plant at preset 5 (6 evaluation views,
-256 px; bytes / PSNR): uniform steps 1,052,937 / 61.24 dB; 4 equal classes, ratio 6, error
-ratio 1: 906,230 / 59.25; error ratio 0.5: 966,926 / 61.38; these edges, ratio 16, error ratio
-0.35: 949,331 / 61.73 (the best of the variants tried, about 3% smaller than equal classes with
-ratio 6 at equal PSNR). Provenance: tuning split (plant), views before 2026-12-01;
-benchmarks/results/rd.md, refine-importance.md."""
+DEFAULT_ERROR_RATIO = 0.25
+"""The estimated error the per-class steps aim at, relative to the preset's uniform steps (the
+estimate comes from the encoder views; at other views the coarse classes cost more than it
+predicts, so the aim is below 1). Chosen with the class edges and the ratio cap on the tuning
+split: plant (113,648 Gaussians, SH 0) and plant-sh3 (24,000, distilled SH 3), presets 3 and
+5, 6 evaluation views of seed 1 at 512 px, bytes against the uniform steps' curve at equal
+PSNR (``benchmarks/results/classes-tuning.md``, ``classes-tuning-2.md``, command there):
+
+- error ratio (edges 0.5 / 0.75 / 0.9, cap 16): 0.7: -6.8% / -6.5% (plant, presets 3 / 5),
+  -3.4% / -4.3% (plant-sh3); 0.5: -8.2 / -8.7, -4.8 / -8.4; 0.35 (the value before
+  2026-12-01): -8.4 / -8.0, -5.5 / -10.5; 0.25: -10.3 / -9.2, -5.5 / -15.1; 0.18: -11.8 /
+  -11.0, -6.1 / (above the curve). Smaller ratios also raise each preset's PSNR above its
+  uniform steps' (0.25: +0.42 / +0.48 dB on plant; 0.18: +1.26 / +1.48), where 0.35 now lost a
+  dB on plant (-0.99 / -0.95): 0.25 keeps about the preset's fidelity with the larger saving.
+- ratio cap 8 / 32 (0.35): -9.5 / -8.0 and -6.0 / -7.3 on plant, no better than 16.
+- edges 0.25 / 0.5 / 0.75 (0.35): -6.7 / -7.1, -2.1 / -4.1; edges 0.6 / 0.85 / 0.95: -9.1 /
+  -8.6, -6.0 / -13.2 with 0.35 and -11.2 / -10.2, -6.0 / -16.2 with 0.25 (+0.82 / +0.89 dB on
+  plant, +0.43 / +0.19 on plant-sh3): the best measured, kept.
+
+Before 2026-12-01 these were chosen on plant at preset 5 with the old views at 256 px
+(``benchmarks/results/rd.md``, ``refine-importance.md``)."""
 MIN_GAUSSIANS = 4096
 """Scenes with fewer Gaussians are coded without classes (per-class tables would cost more
 than the steps save)."""
