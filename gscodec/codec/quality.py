@@ -66,6 +66,18 @@ levels are 85 (a divisor of 255) or multiples of 255, so 8-bit alphas stay on th
 Provenance: tuning split (benchmarks/README.md), plant and playbot, at the view construction
 before 2026-12-01; results: benchmarks/results/sweep-plant.md, sweep-playbot.md, rd.md.
 
+Re-checked on 2026-12-01 at the new views (tuning split, 6 evaluation views of seed 1 at 512
+px): the per-attribute sweeps (``sweep-plant-512.md``, ``sweep-plant-sh3-512.md``) and their
+allocation (the steps of equal marginal cost at each preset's predicted error), measured as
+whole tables (``presets-tuning.md``): plant's allocation differs from these steps by at most one
+grid step and codes within noise of them (-0.4% bytes at equal PSNR on plant, +0.8% on
+plant-sh3), so presets 1-5 stay. plant-sh3's allocation (coarser positions and rotations, SH
+steps of 0.03-0.12) saves 7.5% on plant-sh3 but costs 4.3% on plant (its positions lose 2.9 dB
+at preset 3 there); its lesson is the SH steps: every step above about 0.05 sends the SH
+rest of a full-precision scene to zero (``sweep-plant-sh3-512.md``), which caps presets 1-8 on
+the distilled scenes. That is left to the rate-distortion issue (SH coding for trained data),
+which must check it on an SH scene of 8-bit origin (playbot) too.
+
 At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
 steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of
 the uniform steps listed here with fewer bytes."""
