@@ -25,7 +25,10 @@ def report_header(script: str, argv: list[str] | None) -> dict[str, Any]:
 
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "command": " ".join(["python3", f"benchmarks/{script}", *(argv or sys.argv[1:])]),
-            "machine": machine()}
+            "machine": machine(),
+            # the 1-minute load average when the run started: above about 0.5 on this 2-core
+            # machine other work shared the cores, and seconds in the report are inflated
+            "load_average": os.getloadavg()[0]}
 
 
 def machine() -> dict[str, Any]:

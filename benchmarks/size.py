@@ -155,7 +155,9 @@ def _fmt_err(e: dict[str, float]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Size benchmark ({report['date']})", "", f"Command: `{report['command']}`", "",
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-             f"Python {report['machine']['python']}", "",
+             f"Python {report['machine']['python']}; load average at the start "
+             f"{report.get('load_average', float('nan')):.2f} (above about 0.5 other work shared "
+             "the cores: the seconds are inflated, bytes and errors are not)", "",
              "Errors: positions RMSE / bbox diagonal | log-scale RMSE | rotation mean angle (deg) "
              "| opacity RMSE (alpha) | DC RMSE (0-255) | SH-rest RMSE | covariance relative "
              "error. Presets 1-5 may store an equivalent rotation/scale pair (same covariance), "
