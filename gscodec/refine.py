@@ -49,9 +49,16 @@ class RefineConfig:
     geometry_after: float = 0.3  # fraction of the steps before positions, scales, rotations move
     # with quantization cells: Adam works on u where value = low + (high - low) * sigmoid(u),
     # so learning rates are in units of the cell, the same at every preset
+    # The SH rest's rate is a fifth of the others': its cells are wide at low presets (every
+    # coefficient of a full-precision scene quantized to 0 at preset 1) and 45 coefficients
+    # per Gaussian fitted to a few views overfit them. 30 steps at 8 side-information views
+    # (tuning split, 4 evaluation views of seed 1 at 512 px; gain over the unrefined file,
+    # benchmarks/results/sh-rest-lr.md): cat-sh3 preset 1: -3.97 dB at 0.05, +0.18 at 0.02,
+    # +1.10 at 0.01, +0.18 frozen; cat-sh3 preset 5: +0.93 / +1.21 / +0.83 at 0.05 / 0.02 /
+    # 0.01; plant-sh3 preset 1: -2.68 / +0.34 / +1.00.
     cell_lr: dict[str, float] = field(default_factory=lambda: {
         "means": 0.05, "quats": 0.05, "log_scales": 0.05, "opacity_logits": 0.05,
-        "sh_dc": 0.05, "sh_rest": 0.05,
+        "sh_dc": 0.05, "sh_rest": 0.01,
     })
     pool: int = 1  # compare pool x pool block averages of render and target (1: pixels)
     # with pool > 1: weight of an added pixel-level loss (targets whose detail inside the
