@@ -12,6 +12,7 @@ views of seed 1 at 512 px) of each, against the original's renders. One line per
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -25,11 +26,13 @@ import evaluation as ev  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 4 or args[0] in ("-h", "--help"):
-        print(__doc__)
-        raise SystemExit(0 if args and args[0] in ("-h", "--help") else 2)
-    ply, quality, views, rates = Path(args[0]), int(args[1]), int(args[2]), args[3]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scene", type=Path)
+    ap.add_argument("quality", type=int)
+    ap.add_argument("views", type=int, help="side-information views")
+    ap.add_argument("rates", help="comma list of SH-rest cell learning rates")
+    a = ap.parse_args(argv)
+    ply, quality, views, rates = a.scene, a.quality, a.views, a.rates
     ev.check_split([ply], "tuning")
     g = gscodec.read_ply(ply)
     opts = SimpleNamespace(sizes=[512], cameras=None, views=4, split="tuning", seed=None)
