@@ -365,10 +365,8 @@ def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | 
     Files with side information are refined unless --no-refine is given. The Gaussians come out
     in the codec's storage order (Morton order), not the original order."""
     from ..api import decode as decode_gsz
-    from ..formats.atomic import atomic_write
     from ..formats.gsz import DEFAULT_LIMITS, Limits
-    from ..formats.ply import write_ply_file
-    from ..formats.writers import output_format, write_scene_arrays
+    from ..formats.writers import output_format
 
     limits = Limits(
         max_gaussians=DEFAULT_LIMITS.max_gaussians if max_gaussians is None else max_gaussians,
@@ -393,19 +391,30 @@ def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | 
                            method=method)
         report(1, 1, f"writing {kind}")
         arrays = g.as_arrays()
-        if turn is not None:
-            from ..formats.axes import turn as turn_arrays
-
-            arrays = turn_arrays(arrays, turn)
-        if kind == "ply":
-            atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
-        else:
-            write_scene_arrays(out, arrays, force=force, spz_version=int(spz_version))
+        _write_scene(out, kind, arrays, turn, spz_version, force)
     if not quiet:
         summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
                                       extra_views, method)
         click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
                    f"{summary}{time.perf_counter() - t0:.1f} s")
+
+
+def _write_scene(out: Path, kind: str, arrays: dict[str, Any], turn: str | None,
+                 spz_version: str, force: bool) -> None:
+    """Write decoded arrays in format ``kind`` (formats.writers.output_format of ``out``),
+    turned 180 degrees about ``turn`` first where given; the INRIA PLY streamed atomically."""
+    from ..formats.atomic import atomic_write
+    from ..formats.ply import write_ply_file
+    from ..formats.writers import write_scene_arrays
+
+    if turn is not None:
+        from ..formats.axes import turn as turn_arrays
+
+        arrays = turn_arrays(arrays, turn)
+    if kind == "ply":
+        atomic_write(out, lambda f: write_ply_file(f, arrays), force=force)
+    else:
+        write_scene_arrays(out, arrays, force=force, spz_version=int(spz_version))
 
 
 def _refinement_summary(path: Path, no_refine: bool, steps: int | None, device: str,
@@ -614,7 +623,7 @@ def convert(input_path: Path, output: Path, spz_version: str, turn: str | None, 
     .compressed.ply, .glb). Each format keeps what it can hold: .splat drops the SH bands
     above DC, the 8-bit formats quantize."""
     from ..api import load_scene
-    from ..formats.writers import output_format, write_scene_arrays
+    from ..formats.writers import output_format
 
     _check_input(input_path)
     _check_not_input(output, input_path)
@@ -624,12 +633,7 @@ def convert(input_path: Path, output: Path, spz_version: str, turn: str | None, 
     _note_gsz_input(input_path, refine, quiet)
     with naming(input_path):
         g = load_scene(input_path, refine=refine)
-    arrays = g.as_arrays()
-    if turn is not None:
-        from ..formats.axes import turn as turn_arrays
-
-        arrays = turn_arrays(arrays, turn)
-    write_scene_arrays(output, arrays, force=force, spz_version=int(spz_version))
+    _write_scene(output, kind, g.as_arrays(), turn, spz_version, force)
     if not quiet:
         click.echo(f"{input_path} -> {output}: {g.n:,} Gaussians (SH {g.sh_degree}), {kind}, "
                    f"{_size(output.stat().st_size)}, {time.perf_counter() - t0:.1f} s")

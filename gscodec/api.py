@@ -369,17 +369,22 @@ def _header(data: bytes, limits: Limits, memory: bool = True
     """The container, metadata, Gaussian count and SH degree, checked against ``limits``; with
     ``memory``, also the base layer's estimated memory (GSZ.md 4.1)."""
     container = read_container(data, limits)
-    meta = decode_meta(container.streams[0].payload, limits)
+    meta, n, degree = checked_meta(container.streams[0].payload, limits)
+    if memory:  # the base layer's memory against the budget (4.1), before anything is decoded
+        budget.check(budget.Estimate(_base_bytes(container, n, degree, limits)), limits,
+                     _declares(n, degree))
+    return container, meta, n, degree
+
+
+def checked_meta(payload: bytes, limits: Limits) -> tuple[dict[str, Any], int, int]:
+    """The metadata stream's dict, Gaussian count and SH degree, checked against ``limits``."""
+    meta = decode_meta(payload, limits)
     if meta.get("format") != FORMAT_NAME:
         raise ContainerError("bad metadata: format must be 'gsz'")
     n = get_int(meta, "n", 0, 1 << 62)
     if n > limits.max_gaussians:
         raise LimitError(f"file declares {n} Gaussians (limit {limits.max_gaussians})")
-    degree = get_int(meta, "sh_degree", 0, 3)
-    if memory:  # the base layer's memory against the budget (4.1), before anything is decoded
-        budget.check(budget.Estimate(_base_bytes(container, n, degree, limits)), limits,
-                     _declares(n, degree))
-    return container, meta, n, degree
+    return meta, n, get_int(meta, "sh_degree", 0, 3)
 
 
 def _declares(n: int, degree: int) -> str:
@@ -388,11 +393,19 @@ def _declares(n: int, degree: int) -> str:
 
 def _base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
     """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes)."""
-    meta_bytes = zstandard.get_frame_parameters(container.streams[0].payload).content_size
+    return base_memory(container.streams[0].payload, n, degree, container.file_size,
+                       container.get(IMPORTANCE.kind) is not None, limits)
+
+
+def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classes: bool,
+                limits: Limits) -> int:
+    """:func:`gscodec.budget.base_bytes` from the header: the metadata stream's payload (its
+    decompressed size), the file's size and whether it has importance classes."""
+    meta_bytes = zstandard.get_frame_parameters(meta_payload).content_size
     if meta_bytes == ZSTD_UNKNOWN_SIZE:
         meta_bytes = limits.max_meta_bytes  # (it decompressed to at most that)
-    return budget.base_bytes(n, degree, file_bytes=container.file_size, meta_bytes=meta_bytes,
-                             classes=container.get(IMPORTANCE.kind) is not None)
+    return budget.base_bytes(n, degree, file_bytes=file_size, meta_bytes=meta_bytes,
+                             classes=classes)
 
 
 def resolve_device(device: str) -> str:

@@ -12,25 +12,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from . import budget
+from .api import ATTRIBUTE_OF_KIND, IMPORTANCE, OTHER_STREAMS, base_memory, checked_meta
 from .cameras import Camera
-from .codec.attributes import REGISTRY, ImportanceCodec
-from .codec.meta import get_int
-from .formats.errors import ContainerError, LimitError, unreadable
-from .formats.gsz import (
-    DEFAULT_LIMITS,
-    ZSTD_UNKNOWN_SIZE,
-    Limits,
-    decode_meta,
-    read_header,
-)
+from .formats.errors import ContainerError, unreadable
+from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header
 from .sidemeta import parse_views
 
-_ATTRIBUTE = {codec.kind: name for name, codec in REGISTRY.items()}
-_OTHER = {"META": "metadata", "SIDE": "side information", ImportanceCodec.kind:
-          "importance classes"}
+
+def _read(path: str | os.PathLike[str], limits: Limits
+          ) -> tuple[Header, dict[str, Any], int, int, dict[str, Any]]:
+    """Header, metadata, Gaussian count, SH degree and the per-stream metadata of a file."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            header = read_header(f, limits)
+    except OSError as e:
+        raise unreadable(p, e, ContainerError, "a .gsz file") from None
+    meta, n, degree = checked_meta(header.meta_payload, limits)
+    streams = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
+    return header, meta, n, degree, streams
 
 
 def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -39,52 +40,30 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
     estimated memory of a base-layer decode (GSZ.md 4.1) and the file's size. ContainerError
     (LimitError for limits) where the header or metadata is bad; the attribute streams are not
     checked (``gscodec decode`` and ``bitrate report`` do that)."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            header = read_header(f, limits)
-    except OSError as e:
-        raise unreadable(p, e, ContainerError, "a .gsz file") from None
-    meta = decode_meta(header.meta_payload, limits)
-    if meta.get("format") != "gsz":
-        raise ContainerError("bad metadata: format must be 'gsz'")
-    n = get_int(meta, "n", 0, 1 << 62)
-    if n > limits.max_gaussians:
-        raise LimitError(f"file declares {n} Gaussians (limit {limits.max_gaussians})")
-    degree = get_int(meta, "sh_degree", 0, 3)
-    stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
+    header, meta, n, degree, stream_meta = _read(path, limits)
     per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
-    streams = [{"stream": e.kind, "attribute": _ATTRIBUTE.get(e.kind, _OTHER.get(e.kind)),
+    streams = [{"stream": e.kind,
+                "attribute": ATTRIBUTE_OF_KIND.get(e.kind, OTHER_STREAMS.get(e.kind)),
                 "codec": e.codec, "required": e.required, "bytes": e.length,
                 "bits_per_gaussian": per_g(e.length)} for e in header.entries]
     kinds = {e.kind for e in header.entries}
+    classes = IMPORTANCE.kind in kinds
     side = _side(stream_meta.get("SIDE")) if "SIDE" in kinds else None
-    meta_bytes = zstandard.get_frame_parameters(header.meta_payload).content_size
-    if meta_bytes == ZSTD_UNKNOWN_SIZE:
-        meta_bytes = limits.max_meta_bytes
-    memory = budget.base_bytes(n, degree, file_bytes=header.file_size, meta_bytes=meta_bytes,
-                               classes=ImportanceCodec.kind in kinds)
     return {"file_bytes": header.file_size, "version": "{}.{}".format(*header.version),
             "gaussians": n, "sh_degree": degree, "quality": meta.get("quality"),
             "encoder": meta.get("encoder"), "bits_per_gaussian": per_g(header.file_size),
-            "importance_classes": ImportanceCodec.kind in kinds, "streams": streams,
-            "side_information": side, "decode_memory_bytes": memory}
+            "importance_classes": classes, "streams": streams, "side_information": side,
+            "decode_memory_bytes": base_memory(header.meta_payload, n, degree,
+                                               header.file_size, classes, limits)}
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
                  ) -> list[Camera]:
     """The cameras of a .gsz file's side information (empty without any), from its header and
     metadata only: the views the encoder measured, which a held-out evaluation leaves out."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            header = read_header(f, limits)
-    except OSError as e:
-        raise unreadable(p, e, ContainerError, "a .gsz file") from None
+    header, _, _, _, streams = _read(path, limits)
     if "SIDE" not in {e.kind for e in header.entries}:
         return []
-    meta = decode_meta(header.meta_payload, limits)
-    streams = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
     side = streams.get("SIDE")
     if not isinstance(side, dict):
         raise ContainerError("bad metadata: the SIDE stream has no metadata")
