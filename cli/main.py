@@ -639,6 +639,119 @@ def convert(input_path: Path, output: Path, spz_version: str, turn: str | None, 
                    f"{_size(output.stat().st_size)}, {time.perf_counter() - t0:.1f} s")
 
 
+class _FrameSize(click.ParamType):
+    """WIDTHxHEIGHT in pixels."""
+
+    name = "WxH"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            w, h = (int(x) for x in str(value).lower().split("x"))
+        except ValueError:
+            self.fail(f"{value!r} is not WIDTHxHEIGHT (e.g. 640x480)", param, ctx)
+        if not (16 <= w <= 4096 and 16 <= h <= 4096):
+            self.fail(f"{value!r}: each side must be 16 to 4096 pixels", param, ctx)
+        return w, h
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
+@click.option("--against", "against_path", type=click.Path(path_type=Path), default=None,
+              metavar="ORIGINAL", help="The original scene (any format): toggled with the decoded "
+                                      "one in the panel, which shows the PSNR at the current "
+                                      "camera.")
+@click.option("--screenshot", "png_path", type=click.Path(path_type=Path), default=None,
+              help="Instead of serving: open the page in headless Chromium, write what it draws "
+                   "at the home camera to this PNG (decoded | original with --against, on "
+                   "black) and exit.")
+@click.option("--size", "frame", type=_FrameSize(), default="640x480", show_default=True,
+              help="Size of each --screenshot frame.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to serve on (0: any free port).")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="For a .gsz input: decode it as `gscodec decode` does (refined where it "
+                   "carries side information) or without refinement.")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
+              help="Seconds --screenshot waits for the browser.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --screenshot output.")
+@click.option("--quiet", is_flag=True, help="No note about .gsz inputs, no summary.")
+@handle_errors
+def view(input_path: Path, against_path: Path | None, png_path: Path | None,
+         frame: tuple[int, int], host: str, port: int, refine: bool, timeout: float,
+         force: bool, quiet: bool) -> None:
+    """Look at a scene (.gsz or any format gscodec reads) in the browser: a viser page with
+    the decoded scene, the original beside it (toggled) with --against, and the PSNR of the
+    current camera. Needs viser (pip install 'gscodec[view]'); --screenshot needs Chromium."""
+    import logging
+
+    import numpy as np
+
+    from ..api import load_scene
+    from ..png import encode_png
+    from ..view import Viewer, _viser, find_browser, psnr_at, screenshot
+
+    for p in (input_path, *([against_path] if against_path is not None else [])):
+        _check_input(p)
+    if png_path is not None:
+        check_output_path(png_path, force=force)
+        if find_browser() is None:
+            raise GscodecError("--screenshot needs Chromium (Debian: apt install chromium), or "
+                               "GSCODEC_BROWSER naming a Chromium executable")
+    _viser()
+    for p in (input_path, *([against_path] if against_path is not None else [])):
+        _note_gsz_input(p, refine, quiet)
+    with naming(input_path):
+        decoded = load_scene(input_path, refine=refine)
+    original = None
+    if against_path is not None:
+        with naming(against_path):
+            original = load_scene(against_path, refine=refine)
+    # the browser's speculative connections make the websocket library log handshake errors
+    logging.getLogger("websockets").setLevel(logging.CRITICAL)
+    if png_path is not None:
+        import rich
+
+        rich.get_console().quiet = True  # viser's banner: stdout stays for the summary
+    viewer = Viewer(decoded, original, host=host, port=port,
+                    title=input_path.name)
+    try:
+        if png_path is None:
+            click.echo(f"{input_path}: {decoded.n:,} Gaussians at {viewer.url} "
+                       "(Ctrl-C stops)", err=True)
+            try:
+                while True:
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                return
+        frames = screenshot(viewer, *frame, timeout=timeout)
+    finally:
+        viewer.close()
+    rgb = []
+    for name in ("decoded", "original"):
+        if name in frames:
+            f = frames[name].astype(np.float64) / 255.0
+            rgb.append(f[..., :3] * f[..., 3:4])  # viser's PNG is unpremultiplied RGBA
+    atomic_write_bytes(png_path, encode_png(np.concatenate(rgb, axis=1)), force=force)
+    if quiet:
+        return
+    covered = float((frames["decoded"][..., 3] > 0).mean())
+    line = (f"{png_path}: {frame[0]}x{frame[1]} browser frame of {input_path} "
+            f"({decoded.n:,} Gaussians), {100 * covered:.0f}% of the frame covered")
+    if original is not None:
+        from ..cameras import Camera, intrinsics
+
+        cam = viewer.home
+        fov = 2.0 * np.degrees(np.arctan(0.5 * cam.height / cam.K[1, 1]))
+        cam = Camera(cam.viewmat, intrinsics(*frame, fov), *frame)
+        value = psnr_at(decoded, original, cam)
+        line += f"; PSNR against {against_path} at this view {value:.2f} dB"
+    click.echo(line)
+
+
 @main.command()
 @click.argument("input_path", metavar="IN.gsz", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
