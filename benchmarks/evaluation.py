@@ -6,7 +6,11 @@ fidelity measures (benchmarks/README.md says why each choice was made).
   scenes choose constants, **test** scenes only report. A benchmark run names its split
   (``--split tuning|test``) and refuses scenes of the other one; scenes in neither set run as
   ``unlisted`` (never a headline figure).
-- Views: ``--cameras cameras.json`` (a subset of the given views) or synthesized evaluation views
+- Views: ``--cameras cameras.json`` (or ``transforms.json``): the scene's training cameras,
+  split as 3DGS and Mip-NeRF 360 papers split them (:func:`camera_split`: every
+  :data:`HOLDOUT_EVERY`-th camera held out for evaluation, a subset of those evaluated, the rest
+  given to the encoder, :func:`encoder_cameras`, for side information and importance); or
+  synthesized evaluation views
   (:func:`gscodec.cameras.evaluation_views`) of the split's view seed (:data:`VIEW_SEEDS`,
   ``--seed`` overrides it); at every size of ``--sizes`` (pixels, the longest side).
 - Fidelity against the original's renders (black background): mean PSNR over the views, the
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 
 import gscodec
-from gscodec.cameras import Camera, evaluation_views, read_cameras_json, subset
+from gscodec.cameras import Camera, evaluation_views, read_cameras, subset
 from gscodec.metrics import covered_mse, psnr, ssim
 from gscodec.render import render
 
@@ -83,7 +87,8 @@ def add_arguments(ap: argparse.ArgumentParser, *, views: int = 8, sizes: str = "
     ap.add_argument("--seed", type=int, default=None,
                     help="evaluation view seed (default: the split's, VIEW_SEEDS)")
     ap.add_argument("--cameras", type=Path, default=None,
-                    help="INRIA cameras.json: evaluate at (a subset of) these views instead")
+                    help="training cameras (INRIA cameras.json or transforms.json): evaluate at "
+                         "(a subset of) every 8th, encode with the others")
     ap.add_argument("--views", type=int, default=views, help="evaluation views")
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes(sizes),
                     help="comma list of render sizes (longest side, pixels)")
@@ -93,9 +98,32 @@ def view_seed(args: argparse.Namespace) -> int:
     return VIEW_SEEDS[args.split] if args.seed is None else args.seed
 
 
+HOLDOUT_EVERY = 8
+"""With ``--cameras``, cameras 0, 8, 16, ... of the file are held out for evaluation (the
+convention of the 3DGS and Mip-NeRF 360 evaluations) and never given to the encoder."""
+
+
+def camera_split(cams: list[Camera]) -> tuple[list[Camera], list[Camera]]:
+    """(encoder cameras, held-out cameras) of a training set: every :data:`HOLDOUT_EVERY`-th
+    held out, the rest for the encoder (a set of fewer than 2 cameras cannot be split)."""
+    if len(cams) < 2:
+        raise SystemExit(f"--cameras: {len(cams)} camera(s); at least 2 are needed to hold "
+                         "some out for evaluation")
+    held = [c for i, c in enumerate(cams) if i % HOLDOUT_EVERY == 0]
+    return [c for i, c in enumerate(cams) if i % HOLDOUT_EVERY != 0], held
+
+
+def encoder_cameras(args: argparse.Namespace) -> list[Camera] | None:
+    """The cameras the encoder may use (side information, importance) with ``--cameras``;
+    None without (the encoder's synthesized views, disjoint from the evaluation views)."""
+    if args.cameras is None:
+        return None
+    return camera_split(read_cameras(args.cameras))[0]
+
+
 def cameras_for(g: gscodec.Gaussians, args: argparse.Namespace, size: int) -> list[Camera]:
     if args.cameras is not None:
-        return subset(read_cameras_json(args.cameras), args.views, size)
+        return subset(camera_split(read_cameras(args.cameras))[1], args.views, size)
     return evaluation_views(g.means, args.views, size, seed=view_seed(args))
 
 

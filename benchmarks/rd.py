@@ -107,10 +107,13 @@ def rate_at(curve: list[dict[str, Any]], target_psnr: float) -> tuple[float | No
     return None, "not_monotone"
 
 
-def gscodec_file(ref: gscodec.Gaussians, q: int, mode: str) -> bytes:
+def gscodec_file(ref: gscodec.Gaussians, q: int, mode: str,
+                 cameras: list | None = None) -> bytes:
     """The base layer at preset ``q`` (mode "base"), or what ``gscodec encode -q Q`` writes with
-    no other flag (mode "cli")."""
-    return gscodec.encode(ref, quality=q, views=default_views(ref, q) if mode == "cli" else 0)
+    no other flag (mode "cli"); with ``cameras`` (the training cameras not held out), what
+    ``gscodec encode --cameras`` writes."""
+    return gscodec.encode(ref, quality=q, views=default_views(ref, q) if mode == "cli" else 0,
+                          cameras=cameras)
 
 
 def bench_scene(ply: Path, args: argparse.Namespace, tool: str | None, backend: str
@@ -122,7 +125,7 @@ def bench_scene(ply: Path, args: argparse.Namespace, tool: str | None, backend: 
                              "ply_bytes": ply.stat().st_size, "gscodec": [], "peers": []}
     for q in args.qualities:
         t0 = time.perf_counter()
-        data = gscodec_file(ref, q, args.mode)
+        data = gscodec_file(ref, q, args.mode, ev.encoder_cameras(args))
         t1 = time.perf_counter()
         dec = gscodec.decode(data, refine=args.mode == "cli")
         t2 = time.perf_counter()
@@ -275,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         **report_header("rd.py", argv), "backend": backend, "split": args.split, "mode": args.mode,
         "view_seed": ev.view_seed(args), "views": args.views, "sizes": args.sizes,
-        "view_source": f"cameras {args.cameras}" if args.cameras else
+        "view_source": f"cameras {args.cameras} (every {ev.HOLDOUT_EVERY}th held out, the "
+        "rest for the encoder)" if args.cameras else
         f"evaluation_views seed {ev.view_seed(args)}",
         "name": args.name, "scenes": [],
     }

@@ -124,10 +124,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for ply in args.scenes:
         g = gscodec.read_ply(ply)
         evref = ev.reference(g, args, "auto")
+        train = ev.encoder_cameras(args)  # None: synthesized encoder views
         curve = []
         files: dict[tuple[bool, int], bytes] = {}  # "side" and "full" decode the same file
         for q in sorted(set(args.base_qualities) | set(args.qualities)):
-            data = files[False, q] = gscodec.encode(g, quality=q, views=0)
+            data = files[False, q] = gscodec.encode(g, quality=q, views=0, cameras=train)
             curve.append({"quality": q, "bytes": len(data), **score(evref, gscodec.decode(data))})
         rows = []
         for config in args.configs:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     files[side, q] = gscodec.encode(
                         g, quality=q, views=side_views if side else 0,
                         sideinfo_size=args.side_size, sideinfo_scale=args.scale,
-                        sideinfo_step=args.step / 255)
+                        sideinfo_step=args.step / 255, cameras=train)
                 data = files[side, q]
                 t0 = time.perf_counter()
                 refined = gscodec.decode(data, steps=args.steps, device=device, prior=prior,

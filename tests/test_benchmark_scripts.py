@@ -110,3 +110,45 @@ def test_presets_benchmark_measures_candidates_against_todays_table(tmp_path):
     spec.write_text(json.dumps({"bad": {"3": {"no_such_step": 1}}}))
     with pytest.raises(SystemExit, match="not a preset field"):
         bench.main([str(ply), "--candidates", str(spec), "--qualities", "3"])
+
+
+def test_benchmarks_with_training_cameras_encode_with_some_and_evaluate_on_the_others(
+        tmp_path, monkeypatch):
+    """--cameras: every 8th camera is held out and evaluated on; the encoder (side
+    information, importance) gets the others and never a held-out one."""
+    from gscodec.cameras import evaluation_views, same_view
+
+    ev = _load("evaluation")
+    refine = _load("refine")
+    g = make_scene(600, sh_degree=0, seed=3)
+    ply = tmp_path / "tiny.ply"
+    gscodec.write_ply(ply, g)
+    cams = evaluation_views(g.means, 17, 48, seed=9)
+    doc = [{"id": i, "img_name": f"i{i}", "width": c.width, "height": c.height,
+            "position": c.position.tolist(), "rotation": c.viewmat[:3, :3].T.tolist(),
+            "fx": float(c.K[0, 0]), "fy": float(c.K[1, 1])} for i, c in enumerate(cams)]
+    path = tmp_path / "cameras.json"
+    path.write_text(json.dumps(doc))
+    train, held = ev.camera_split(ev.read_cameras(path))
+    assert len(held) == 3 and len(train) == 14  # cameras 0, 8, 16
+    assert not any(same_view(a, b) for a in train for b in held)
+    given = []
+    real = gscodec.encode
+
+    def spy(*a, **kw):
+        given.append(kw.get("cameras"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(gscodec, "encode", spy)
+    seen = []
+    monkeypatch.setattr(refine.ev, "reference", lambda gg, args, backend: seen.append(
+        ev.cameras_for(gg, args, 32)) or ev.reference(gg, args, backend))
+    refine.main([str(ply), "--split", "tuning", "--cameras", str(path), "--qualities", "5",
+                 "--configs", "colour", "--side-views", "2", "--views", "2", "--sizes", "32",
+                 "--out", str(tmp_path)])
+    assert given and all(c is not None and len(c) == 14 for c in given)
+    assert all(same_view(a, b) for a, b in zip(given[0], train, strict=True))
+    evaluated = seen[0]
+    assert len(evaluated) == 2
+    assert not any(same_view(e, t) for e in evaluated for t in train)
+    assert all(any(same_view(e, h) for h in held) for e in evaluated)
