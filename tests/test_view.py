@@ -108,6 +108,10 @@ def test_panel_psnr_is_the_psnr_at_the_browser_camera():
     decoded = gscodec.decode(gscodec.encode(original, 1))
     v = Viewer(decoded, original, port=0)
     try:
+        import urllib.request
+
+        with urllib.request.urlopen(v.url, timeout=30) as page:  # the page is served
+            assert page.status == 200 and b"<html" in page.read(4096).lower()
         cam = evaluation_views(original.means, 1, 96, seed=2)[0]
         pose = browser_pose(cam)
         before = np.array(v.scenes[0].handle.buffer[:, 7], copy=True)
