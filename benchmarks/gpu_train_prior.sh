@@ -21,11 +21,11 @@ source "$(dirname "$0")/gpu_setup.sh"
 
 JOBS=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
 say "pairs ($JOBS processes) and training (${SECONDS_TRAIN} s)"
-timeout $(( $(left) - 20 )) python3 -m gscodec.restore.train --data "$DATA" \
+timeout $(( $(left) - 20 )) python3 -m gscodec.training.prior --data "$DATA" \
     --out "$OUT/restore-gpu.pt" --report "$OUT/report.json" --device cuda \
     --views "$VIEWS" --val-views 6 --qualities 1-3 --val "$VAL" \
     --exclude brucewick,cow,falconstatue,mushroom --zero-mean-block 4 --p-residual 0.8 \
     --lr 2e-3 --batch 32 --time-limit "$SECONDS_TRAIN" --steps 10000000 --val-every 5000 \
-    --skip-initial-validation --jobs "$JOBS" --threads 4 --cache /tmp/gscodec-restore-cache
+    --skip-initial-validation --jobs "$JOBS" --threads 4 --cache "$HOME/.cache/gscodec/restore-pairs"
 say "train rc=$?"
 ls -la "$OUT"

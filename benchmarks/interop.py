@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 import gscodec
+from gscodec.formats.common import SH_C0
 from gscodec.formats.ply import _parse_header
 from gscodec.formats.readers import detect_format, read_scene_arrays
 from gscodec.formats.writers import morton_order, write_scene_arrays
@@ -65,7 +66,6 @@ from gscodec.formats.writers import morton_order, write_scene_arrays
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, machine, peer_tool  # noqa: E402
 
-SH_C0 = 0.28209479177387814
 ATTRIBUTES = ("means", "quats", "log_scales", "alpha", "colour", "sh_rest")
 
 

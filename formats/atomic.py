@@ -8,7 +8,7 @@ A reader never sees a half-written output, a failure leaves nothing behind, and 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -16,10 +16,17 @@ from typing import BinaryIO
 from .errors import GscodecError, OutputExistsError
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temporary(parent: Path, name: str) -> tuple[int, Path]:
+    """A new, empty file beside the output, opened for writing: its name is random (and
+    created exclusively), its mode 0o666 less the process's umask, applied by the kernel as
+    for any new file (reading the umask would mean setting it, which races with threads)."""
+    while True:
+        tmp = parent / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def check_output_path(path: str | os.PathLike[str], *, force: bool) -> Path:
@@ -49,10 +56,8 @@ def atomic_write(
     """
     out = check_output_path(path, force=force)
     parent = out.parent if str(out.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
-    tmp = Path(tmp_name)
+    fd, tmp = _create_temporary(parent, out.name)
     try:
-        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -16,6 +16,7 @@ from .errors import FormatError, unreadable
 ArrayDict = dict[str, np.ndarray]
 
 SH_C0 = 0.28209479177387814
+"""Y_0^0, which maps the DC coefficient to colour: rgb = 0.5 + SH_C0 * dc (the one definition)."""
 MAX_GAUSSIANS = 1 << 28  # the same ceiling as the .gsz decoder's default limits
 ALPHA_EPS = 1e-6  # 8-bit alphas of 0 and 255 become logits of about -13.8 and +13.8
 _COEFFS_FOR_DEGREE = {0: 1, 1: 4, 2: 9, 3: 16}

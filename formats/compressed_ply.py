@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -84,60 +85,80 @@ def read_compressed_ply_arrays(path: str | os.PathLike[str]) -> ArrayDict:
             fmt, elements, header_size = _parse_header(f, where)
         except PlyError as e:
             raise FormatError(str(e)) from None
-        if fmt == "ascii":
-            raise FormatError(f"{where}: an ASCII compressed PLY is not supported")
+        has_colour, n, degree = _layout(fmt, elements, where)
         order = "<" if fmt == "binary_little_endian" else ">"
-        by_name = {el.name: el for el in elements}
-        if "chunk" not in by_name or "vertex" not in by_name:
-            raise FormatError(f"{where}: compressed PLY without a 'chunk' and a 'vertex' element")
-        chunk_el, vertex_el, sh_el = by_name["chunk"], by_name["vertex"], by_name.get("sh")
-        _props(chunk_el, _BOUNDS, "f4", where)
-        has_colour = any(name == "min_r" for name, _ in chunk_el.props)
-        if has_colour:
-            _props(chunk_el, _COLOUR_BOUNDS, "f4", where)
-        _props(vertex_el, PACKED, "u4|i4", where)
-        n = vertex_el.count
-        check_count(where, n)
-        degree = 0
-        if sh_el is not None:
-            names = [name for name, _ in sh_el.props]
-            if len(names) not in _REST_COUNTS or set(names) != {
-                    f"f_rest_{i}" for i in range(len(names))}:
-                raise FormatError(
-                    f"{where}: compressed PLY 'sh' element needs f_rest_0.. with 9, 24 or 45 "
-                    f"properties, it has {len(names)}"
-                )
-            _props(sh_el, tuple(names), "u1", where)
-            degree = _REST_COUNTS[len(names)]
-            if sh_el.count != n:
-                raise FormatError(
-                    f"{where}: compressed PLY has {n} vertices but {sh_el.count} 'sh' rows"
-                )
-        need_chunks = -(-n // CHUNK_SIZE)
-        if chunk_el.count < need_chunks:
+        data = _read_elements(f, elements, order, header_size, size, where)
+    return _unpack(data, n, degree, has_colour, where)
+
+
+def _layout(fmt: str, elements: list[_Element], where: str) -> tuple[bool, int, int]:
+    """Whether the chunks carry colour bounds, the Gaussian count and the SH degree of a
+    compressed PLY's header (FormatError where it is not one gscodec reads)."""
+    if fmt == "ascii":
+        raise FormatError(f"{where}: an ASCII compressed PLY is not supported")
+    by_name = {el.name: el for el in elements}
+    if "chunk" not in by_name or "vertex" not in by_name:
+        raise FormatError(f"{where}: compressed PLY without a 'chunk' and a 'vertex' element")
+    chunk_el, vertex_el, sh_el = by_name["chunk"], by_name["vertex"], by_name.get("sh")
+    _props(chunk_el, _BOUNDS, "f4", where)
+    has_colour = any(name == "min_r" for name, _ in chunk_el.props)
+    if has_colour:
+        _props(chunk_el, _COLOUR_BOUNDS, "f4", where)
+    _props(vertex_el, PACKED, "u4|i4", where)
+    n = vertex_el.count
+    check_count(where, n)
+    degree = 0
+    if sh_el is not None:
+        names = [name for name, _ in sh_el.props]
+        if len(names) not in _REST_COUNTS or set(names) != {
+                f"f_rest_{i}" for i in range(len(names))}:
             raise FormatError(
-                f"{where}: compressed PLY has {chunk_el.count} chunks, {n} Gaussians need "
-                f"{need_chunks}"
+                f"{where}: compressed PLY 'sh' element needs f_rest_0.. with 9, 24 or 45 "
+                f"properties, it has {len(names)}"
             )
-        data: dict[str, np.ndarray] = {}
-        offset = header_size
-        for el in elements:
-            if el.has_list:
-                raise FormatError(f"{where}: compressed PLY element {el.name!r} has list "
-                                  "properties")
-            dtype = np.dtype([(name, order + t) for name, t in el.props])
-            need = el.count * dtype.itemsize
-            if size - offset < need:
-                raise FormatError(
-                    f"{where}: truncated compressed PLY: element {el.name!r} needs {need} "
-                    f"bytes, {max(size - offset, 0)} are left"
-                )
-            if el.name in ("chunk", "vertex", "sh"):
-                f.seek(offset)
-                data[el.name] = np.fromfile(f, dtype=dtype, count=el.count)
-                if data[el.name].shape[0] != el.count:
-                    raise FormatError(f"{where}: truncated compressed PLY")
-            offset += need
+        _props(sh_el, tuple(names), "u1", where)
+        degree = _REST_COUNTS[len(names)]
+        if sh_el.count != n:
+            raise FormatError(
+                f"{where}: compressed PLY has {n} vertices but {sh_el.count} 'sh' rows"
+            )
+    need_chunks = -(-n // CHUNK_SIZE)
+    if chunk_el.count < need_chunks:
+        raise FormatError(
+            f"{where}: compressed PLY has {chunk_el.count} chunks, {n} Gaussians need "
+            f"{need_chunks}"
+        )
+    return has_colour, n, degree
+
+
+def _read_elements(f: BinaryIO, elements: list[_Element], order: str, header_size: int, size: int,
+                   where: str) -> dict[str, np.ndarray]:
+    """The chunk, vertex and sh elements' records."""
+    data: dict[str, np.ndarray] = {}
+    offset = header_size
+    for el in elements:
+        if el.has_list:
+            raise FormatError(f"{where}: compressed PLY element {el.name!r} has list "
+                              "properties")
+        dtype = np.dtype([(name, order + t) for name, t in el.props])
+        need = el.count * dtype.itemsize
+        if size - offset < need:
+            raise FormatError(
+                f"{where}: truncated compressed PLY: element {el.name!r} needs {need} "
+                f"bytes, {max(size - offset, 0)} are left"
+            )
+        if el.name in ("chunk", "vertex", "sh"):
+            f.seek(offset)
+            data[el.name] = np.fromfile(f, dtype=dtype, count=el.count)
+            if data[el.name].shape[0] != el.count:
+                raise FormatError(f"{where}: truncated compressed PLY")
+        offset += need
+    return data
+
+
+def _unpack(data: dict[str, np.ndarray], n: int, degree: int, has_colour: bool, where: str
+            ) -> ArrayDict:
+    """The Gaussians of the chunk, vertex and sh records."""
     chunks = data["chunk"]
     for name in chunks.dtype.names or ():
         if name in _BOUNDS + _COLOUR_BOUNDS and not np.isfinite(chunks[name]).all():

@@ -62,7 +62,7 @@ import numpy as np
 from .common import SH_C0, ArrayDict
 from .errors import FormatError
 from .ply import _check_arrays
-from .writers import check_scene, linear_scales, sigmoid, unit_quats
+from .scene import check_scene, linear_scales, sigmoid, unit_quats
 
 EXTENSION = "KHR_gaussian_splatting"
 GLB_MAGIC = 0x46546C67

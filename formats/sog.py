@@ -40,6 +40,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,31 @@ def _texels(img: np.ndarray, name: str, count: int, where: str) -> np.ndarray:
 def decode_sog(meta_bytes: bytes, load: Callable[[str, int], bytes], where: str) -> ArrayDict:
     """The Gaussians of a SOG scene: its meta.json bytes and a function that returns the bytes
     of a named image (refusing more than the given number of bytes)."""
+    m = _parse_meta(meta_bytes, where)
+    return _decode_images(m, load, where)
+
+
+@dataclass
+class _SogMeta:
+    """What a SOG meta.json says (validated): counts, bounds, codebooks and image names."""
+
+    n: int
+    mins: np.ndarray
+    maxs: np.ndarray
+    means_files: list[str]
+    scale_book: np.ndarray
+    scales_file: str
+    quats_file: str
+    sh0_book: np.ndarray
+    sh0_file: str
+    degree: int = 0
+    palette: int = 0
+    shn_book: np.ndarray | None = None
+    centroids_file: str = ""
+    labels_file: str = ""
+
+
+def _parse_meta(meta_bytes: bytes, where: str) -> _SogMeta:
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -190,34 +216,41 @@ def decode_sog(meta_bytes: bytes, load: Callable[[str, int], bytes], where: str)
     for book, what in ((scale_book, "scales"), (sh0_book, "sh0")):
         if len(book) > 256:
             raise _fail(where, f"SOG meta.json {what}.codebook has more than 256 entries")
-    degree = 0
+    m = _SogMeta(n, mins, maxs, means_files, scale_book, scales_file, quats_file, sh0_book,
+                 sh0_file)
     shn = meta.get("shN")
     if shn is not None:
-        degree = _int(_get(shn, "bands", where), where, "shN.bands")
+        degree = m.degree = _int(_get(shn, "bands", where), where, "shN.bands")
         if degree not in (1, 2, 3):
             raise _fail(where, f"SOG meta.json shN.bands {degree} is not 1, 2 or 3")
-        palette = _int(_get(shn, "count", where), where, "shN.count")
+        palette = m.palette = _int(_get(shn, "count", where), where, "shN.count")
         if not 0 < palette <= MAX_PALETTE:
             raise _fail(where, f"SOG meta.json shN.count {palette} is not in 1..{MAX_PALETTE}")
-        shn_book = _numbers(_get(shn, "codebook", where), where, "shN.codebook")
-        if len(shn_book) > 256:
+        m.shn_book = _numbers(_get(shn, "codebook", where), where, "shN.codebook")
+        if len(m.shn_book) > 256:
             raise _fail(where, "SOG meta.json shN.codebook has more than 256 entries")
-        centroids_file, labels_file = _files(shn, "shN", where, 2)
+        m.centroids_file, m.labels_file = _files(shn, "shN", where, 2)
 
+    return m
+
+
+def _decode_images(m: _SogMeta, load: Callable[[str, int], bytes], where: str) -> ArrayDict:
+    """The Gaussians from the images ``m`` names."""
+    n, mins, maxs, degree, palette = m.n, m.mins, m.maxs, m.degree, m.palette
     # the writer's images are ceil(sqrt(n) / 4) * 4 wide and a multiple of 4 high
     max_pixels = 2 * n + 64 * (math.isqrt(n) + 64)
 
     def image(name: str, pixels: int = max_pixels, width: int | None = None) -> np.ndarray:
         return _decode_webp(load(name, MAX_IMAGE_BYTES), name, where, pixels, width)
 
-    lo = _texels(image(means_files[0]), means_files[0], n, where).astype(np.uint32)
-    hi = _texels(image(means_files[1]), means_files[1], n, where).astype(np.uint32)
+    lo = _texels(image(m.means_files[0]), m.means_files[0], n, where).astype(np.uint32)
+    hi = _texels(image(m.means_files[1]), m.means_files[1], n, where).astype(np.uint32)
     v = (lo[:, :3] | (hi[:, :3] << 8)).astype(np.float64) / 65535.0
     t = mins + (maxs - mins) * v
     means = np.sign(t) * np.expm1(np.abs(t))
     del lo, hi, v, t
 
-    q = _texels(image(quats_file), quats_file, n, where)
+    q = _texels(image(m.quats_file), m.quats_file, n, where)
     tag = q[:, 3].astype(np.intp)
     bad = (tag < 252) | (tag > 255)
     if bad.any():
@@ -232,28 +265,28 @@ def decode_sog(meta_bytes: bytes, load: Callable[[str, int], bytes], where: str)
             raise _fail(where, f"SOG {what} image indexes past its {len(book)}-entry codebook")
         return book[idx]
 
-    s = _texels(image(scales_file), scales_file, n, where)
-    log_scales = lookup(scale_book, s[:, :3], "scales")
+    s = _texels(image(m.scales_file), m.scales_file, n, where)
+    log_scales = lookup(m.scale_book, s[:, :3], "scales")
     del s
-    c = _texels(image(sh0_file), sh0_file, n, where)
+    c = _texels(image(m.sh0_file), m.sh0_file, n, where)
     k = coeffs_for_degree(degree)
     sh = np.zeros((n, k, 3), dtype=np.float32)
-    sh[:, 0, :] = lookup(sh0_book, c[:, :3], "sh0")
+    sh[:, 0, :] = lookup(m.sh0_book, c[:, :3], "sh0")
     opacity = logit_from_byte(c[:, 3])
     del c
     if degree:
-        labels_img = _texels(image(labels_file), labels_file, n, where)
+        labels_img = _texels(image(m.labels_file), m.labels_file, n, where)
         labels = labels_img[:, 0].astype(np.intp) | (labels_img[:, 1].astype(np.intp) << 8)
         del labels_img
         per = k - 1
         rows = -(-palette // 64)
-        cen = image(centroids_file, pixels=64 * per * rows, width=64 * per)
+        cen = image(m.centroids_file, pixels=64 * per * rows, width=64 * per)
         if labels.size and int(labels.max()) >= min(palette, cen.shape[0] * 64):
             raise _fail(where, f"SOG shN labels name palette entries past the {palette} "
                         "the centroids image holds")
         # palette [P, per, 3] of codebook indices, then per-Gaussian lookup
         pal = cen[:, :, :3].reshape(cen.shape[0], 64, per, 3).reshape(-1, per, 3)
-        sh[:, 1:, :] = lookup(shn_book, pal[labels], "shN")
+        sh[:, 1:, :] = lookup(m.shn_book, pal[labels], "shN")
     return finish(where, means, quats, log_scales, opacity, sh)
 
 

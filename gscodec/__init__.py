@@ -7,8 +7,7 @@
     >>> gscodec.write_ply("scene.decoded.ply", g2)
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: F401
 from .api import decode, encode, encode_with_order, inspect, read_ply, write_ply  # noqa: E402
 from .formats.errors import (  # noqa: E402
     ContainerError,

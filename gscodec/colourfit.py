@@ -59,7 +59,7 @@ def fit_colours(
     """New (numpy-backed) Gaussians whose colours remove ``residuals`` (``[h, w, 3]`` per
     camera, any block size that divides the camera's; image units) as well as one linear
     solve can; see the module docstring. ``cells``: (low, high) bounds for ``sh_dc`` and
-    ``sh_rest`` (as :func:`gscodec.api.quantization_cells` gives). ``max_change``: bounds as
+    ``sh_rest`` (as :func:`gscodec.refinement.quantization_cells` gives). ``max_change``: bounds as
     half-widths around the decoded values (:func:`colour_changes`). ``progress(view, views)``
     after each view. ``inplace``: write the fitted coefficients into the SH array of
     ``gaussians`` (numpy float32; no copy of the scene) and return them."""
@@ -109,7 +109,7 @@ def colour_changes(
     ``bands`` is the file's). ``max_change``: the largest change of each coefficient
     (half-widths of the quantization cells around the decoded values: ``sh_dc`` broadcastable
     to ``[n, 1, 3]``, ``sh_rest`` to ``[n, K, 3]``, leading axis n or 1;
-    :func:`gscodec.api.quantization_halves`)."""
+    :func:`gscodec.refinement.quantization_halves`)."""
     if len(cameras) != len(residuals):
         raise ValueError("need one residual image per camera")
     g = geometry.numpy()
@@ -131,40 +131,52 @@ def colour_changes(
     # deterministic, and torch.use_deterministic_algorithms imports some 800 modules, 68 MB)
     with torch.no_grad():
         for v, (cam, res) in enumerate(zip(cameras, residuals, strict=True)):
-            r = torch.from_numpy(np.ascontiguousarray(res, np.float32)).permute(2, 0, 1)[None]
-            up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
-                                                 mode="bilinear", align_corners=False)
-            up = up[0].permute(1, 2, 0).reshape(-1, 3).contiguous()
-            num.zero_()
-            den.zero_()
-
-            def sink(ids: torch.Tensor, pix: torch.Tensor, w: torch.Tensor,
-                     num: torch.Tensor = num, den: torch.Tensor = den,
-                     up: torch.Tensor = up) -> None:
-                num.index_add_(0, ids, w[:, None] * up[pix])
-                den.index_add_(0, ids, w)
-
-            # the weights do not depend on the colours: the DC term is enough to render
-            render(g, cam, sh_degree=0, backend="cpu", pair_sink=sink, max_pairs=MAX_PAIRS)
-            seen_all = torch.nonzero(den > 0).squeeze(1)
-            centre = torch.from_numpy(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3])
-            # in chunks of Gaussians: the outer products are 128 bytes a Gaussian in float64
-            for a in range(0, seen_all.numel(), SOLVE_CHUNK):
-                seen = seen_all[a : a + SOLVE_CHUNK]
-                if bands:
-                    d = means[seen].double() - centre
-                    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-                    basis = sh_basis(bands, d)  # [m, k]
-                else:
-                    basis = torch.full((seen.numel(), 1), C0, dtype=torch.float64)
-                ds = den[seen].double()
-                outer = ds[:, None, None] * basis[:, :, None] * basis[:, None, :]
-                A[seen] += outer[:, tri[0], tri[1]].float()
-                b[seen] += (basis[:, :, None] * num[seen].double()[:, None, :]).float()
-            del seen_all
+            _accumulate_view(g, means, cam, res, bands, tri, A, b, num, den)
             if progress:
                 progress(v + 1, len(cameras))
     del num, den
+    return _solve(A, b, tri, k, ridge=ridge, relaxation=relaxation, max_change=max_change)
+
+
+def _accumulate_view(g: Gaussians, means: torch.Tensor, cam: Camera, res: np.ndarray,
+                     bands: int, tri: torch.Tensor, A: torch.Tensor, b: torch.Tensor,
+                     num: torch.Tensor, den: torch.Tensor) -> None:
+    """Adds one view's normal equations to ``A`` and ``b`` (``num``, ``den``: that view's
+    weighted residual sums and weights per Gaussian, reused between views)."""
+    r = torch.from_numpy(np.ascontiguousarray(res, np.float32)).permute(2, 0, 1)[None]
+    up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
+                                         mode="bilinear", align_corners=False)
+    up = up[0].permute(1, 2, 0).reshape(-1, 3).contiguous()
+    num.zero_()
+    den.zero_()
+
+    def sink(ids: torch.Tensor, pix: torch.Tensor, w: torch.Tensor) -> None:
+        num.index_add_(0, ids, w[:, None] * up[pix])
+        den.index_add_(0, ids, w)
+
+    # the weights do not depend on the colours: the DC term is enough to render
+    render(g, cam, sh_degree=0, backend="cpu", pair_sink=sink, max_pairs=MAX_PAIRS)
+    seen_all = torch.nonzero(den > 0).squeeze(1)
+    centre = torch.from_numpy(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3])
+    # in chunks of Gaussians: the outer products are 128 bytes a Gaussian in float64
+    for a in range(0, seen_all.numel(), SOLVE_CHUNK):
+        seen = seen_all[a : a + SOLVE_CHUNK]
+        if bands:
+            d = means[seen].double() - centre
+            d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            basis = sh_basis(bands, d)  # [m, k]
+        else:
+            basis = torch.full((seen.numel(), 1), C0, dtype=torch.float64)
+        ds = den[seen].double()
+        outer = ds[:, None, None] * basis[:, :, None] * basis[:, None, :]
+        A[seen] += outer[:, tri[0], tri[1]].float()
+        b[seen] += (basis[:, :, None] * num[seen].double()[:, None, :]).float()
+
+
+def _solve(A: torch.Tensor, b: torch.Tensor, tri: torch.Tensor, k: int, *, ridge: float,
+           relaxation: float, max_change: dict[str, np.ndarray] | None) -> torch.Tensor:
+    """Each Gaussian's coefficient changes from its accumulated normal equations."""
+    n = A.shape[0]
     seen = torch.nonzero(A[:, 0] > 0).squeeze(1)  # (entry 0 of the triangle: (0, 0))
     changes = torch.zeros(n, k, 3, dtype=torch.float32)
     diag = torch.full((k,), ridge, dtype=torch.float64)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .formats.common import SH_C0  # noqa: F401  Y_0^0 (rgb = 0.5 + SH_C0 * dc), re-exported
+
 if TYPE_CHECKING:  # torch is imported lazily: the base codec does not need it
     import torch
-
-SH_C0 = 0.28209479177387814  # Y_0^0, maps the DC coefficient to colour: rgb = 0.5 + SH_C0 * dc
 
 
 @dataclass

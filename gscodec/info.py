@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from . import budget
-from .api import ATTRIBUTE_OF_KIND, IMPORTANCE, OTHER_STREAMS, base_memory, checked_meta
 from .cameras import Camera
+from .decoder import base_memory, checked_meta
 from .formats.errors import ContainerError, unreadable
 from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header
 from .sidemeta import parse_views
+from .streams import ATTRIBUTE_OF_KIND, IMPORTANCE, OTHER_STREAMS
 
 
 def _read(path: str | os.PathLike[str], limits: Limits

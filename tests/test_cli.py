@@ -242,7 +242,7 @@ def test_gsz_inputs_of_compare_and_encode_say_how_they_are_decoded(tmp_path, mon
     # the CPU's default refinement is the colour fit (on the CPU even where CUDA is present,
     # since refinement with gsplat is not bit-reproducible): each call is recorded (its views)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(gscodec.api, "CPU_ADAM_GAUSSIANS", 0)  # (this scene counts as large)
+    monkeypatch.setattr(gscodec.refinement, "CPU_ADAM_GAUSSIANS", 0)  # (this scene counts as large)
     steps_run: list[int] = []
     original = gscodec.colourfit.colour_changes
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gscodec import api, sideinfo
+from gscodec import api, refinement, sideinfo
 from gscodec.cameras import encoder_views, evaluation_views
 from gscodec.colourfit import fit_colours
 from gscodec.gaussians import Gaussians
@@ -116,7 +116,7 @@ def test_half_widths_bound_the_fit_as_the_cells_do():
 
 
 def test_the_refinement_method_rules():
-    big = api.CPU_ADAM_GAUSSIANS + 1
+    big = refinement.CPU_ADAM_GAUSSIANS + 1
     assert api.refinement_method("auto", "cpu", None, False, big) == "colour"
     assert api.refinement_method("auto", "cpu", None, False, 1000) == "adam"  # small scenes
     assert api.refinement_method("auto", "cpu", 30, False, big) == "adam"  # steps ask for it
@@ -131,14 +131,14 @@ def test_decode_refines_large_scenes_with_the_colour_fit_on_the_cpu(monkeypatch)
     original = make_scene(600, sh_degree=0, seed=8)
     data = api.encode(original, quality=2, views=4, sideinfo_size=64)
     base = api.decode(data, refine=False)
-    monkeypatch.setattr(api, "CPU_ADAM_GAUSSIANS", 500)  # (600 Gaussians count as large here)
+    monkeypatch.setattr(refinement, "CPU_ADAM_GAUSSIANS", 500)  # (600 count as large)
     fitted = api.decode(data, device="cpu")
     assert not np.array_equal(fitted.sh[:, 0], base.sh[:, 0])
     np.testing.assert_array_equal(fitted.means, base.means)  # only colours move
     held_out = evaluation_views(original.means, 4, 64, seed=9)
     assert _mean_psnr(original, fitted, held_out) > _mean_psnr(original, base, held_out)
-    monkeypatch.setattr(api, "CPU_ADAM_GAUSSIANS", 600)  # small: gradient steps move positions
-    monkeypatch.setattr(api, "default_steps", lambda device, n=0: 4)
+    monkeypatch.setattr(refinement, "CPU_ADAM_GAUSSIANS", 600)  # small: Adam moves positions
+    monkeypatch.setattr(refinement, "default_steps", lambda device, n=0: 4)
     stepped = api.decode(data, device="cpu")
     assert not np.array_equal(stepped.means, base.means)
 

@@ -21,16 +21,16 @@ from gscodec.restore import (  # noqa: E402
     restore_image,
     restore_targets,
 )
-from gscodec.restore.data import PairSpec, coarse_residual, make_pairs  # noqa: E402
 from gscodec.restore.model import (  # noqa: E402
     RestoreConfig,
     RestoreNet,
     make_input,
 )
 from gscodec.restore.pretrained import WeightsError, load_weights, save_weights  # noqa: E402
-from gscodec.restore.train import Sampler, calibrate, evaluate, train  # noqa: E402
-from gscodec.restore.train import main as train_main  # noqa: E402
 from gscodec.synthetic import make_scene  # noqa: E402
+from gscodec.training.pairs import PairSpec, coarse_residual, make_pairs  # noqa: E402
+from gscodec.training.prior import Sampler, calibrate, evaluate, train  # noqa: E402
+from gscodec.training.prior import main as train_main  # noqa: E402
 
 TINY = RestoreConfig((4, 8, 8, 8), (1, 1, 1, 1))
 SMALL = RestoreConfig((8, 16, 16, 16), (1, 1, 1, 1))

@@ -150,13 +150,12 @@ def render(
         else:
             device = torch.device("cpu")
     device = torch.device(device)
-    means = _tensor(gaussians.means, device)
-    quats = _tensor(gaussians.quats, device)
-    log_scales = _tensor(gaussians.log_scales, device)
-    opacities = torch.sigmoid(_tensor(gaussians.opacity_logits, device))
-    sh = _tensor(gaussians.sh, device)
-    viewmat = torch.as_tensor(camera.viewmat, dtype=torch.float32, device=device)
-    K = torch.as_tensor(camera.K, dtype=torch.float32, device=device)
+    t = _Tensors(_tensor(gaussians.means, device), _tensor(gaussians.quats, device),
+                 _tensor(gaussians.log_scales, device),
+                 torch.sigmoid(_tensor(gaussians.opacity_logits, device)),
+                 _tensor(gaussians.sh, device),
+                 torch.as_tensor(camera.viewmat, dtype=torch.float32, device=device),
+                 torch.as_tensor(camera.K, dtype=torch.float32, device=device))
     if background is None:
         bg = torch.zeros(3, device=device)
     else:
@@ -164,7 +163,7 @@ def render(
     full_degree = gaussians.sh_degree
     degree = full_degree if sh_degree is None else min(sh_degree, full_degree)
 
-    if means.shape[0] == 0:  # (gsplat 1.5.3 dies with SIGFPE on zero Gaussians)
+    if t.means.shape[0] == 0:  # (gsplat 1.5.3 dies with SIGFPE on zero Gaussians)
         image = torch.zeros(camera.height, camera.width, 3, device=device)
         alpha = torch.zeros(camera.height, camera.width, 1, device=device)
     elif backend == "gsplat":
@@ -172,52 +171,71 @@ def render(
             raise ValueError("pair_sink needs the cpu backend")
         from .gsplat_backend import render_gsplat
 
-        image, alpha = render_gsplat(means, quats, log_scales, opacities, sh, viewmat, K,
-                                     camera.width, camera.height, degree, eps2d, near_plane)
+        image, alpha = render_gsplat(t.means, t.quats, t.log_scales, t.opacities, t.sh,
+                                     t.viewmat, t.K, camera.width, camera.height, degree, eps2d,
+                                     near_plane)
     else:
-        cam_pos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-
-        def screen(sel: slice) -> tuple[torch.Tensor, ...]:
-            covars = covariances(quats[sel], log_scales[sel])
-            means2d, conics, depths, radii = project(
-                means[sel], covars, opacities[sel], viewmat, K, camera.width, camera.height,
-                eps2d=eps2d, near=near_plane)
-            dirs = means[sel] - cam_pos
-            dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-            return means2d, conics, depths, radii, sh_to_rgb(sh[sel], dirs, degree)
-
-        n = means.shape[0]
-        if max_pairs is None:
-            max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()
-                         else cpu.NO_GRAD_MAX_PAIRS)
-        if torch.is_grad_enabled():
-            means2d, conics, depths, radii, colors = screen(slice(0, n))
-            image, alpha = cpu.rasterize(means2d, conics, colors, opacities, depths, radii,
-                                         camera.width, camera.height, max_pairs=max_pairs,
-                                         pair_sink=pair_sink)
-        else:
-            # without autograd, in chunks of Gaussians (the per-Gaussian temporaries of the
-            # projection, covariances, Jacobians, SH basis, are a few hundred bytes each),
-            # keeping only the rows of the Gaussians on screen
-            # (filled in place: no second copy from concatenating the chunks)
-            table = torch.empty(n, 6 + sh.shape[-1], dtype=torch.float32, device=device)
-            depths = torch.empty(n, dtype=torch.float32, device=device)
-            radii = torch.empty(n, 2, dtype=torch.int32, device=device)
-            ids = torch.empty(n, dtype=torch.int64, device=device)
-            kept = 0
-            for a in range(0, n, PROJECT_CHUNK):
-                sel = slice(a, a + PROJECT_CHUNK)
-                m2d, con, dep, rad, col = screen(sel)
-                on = torch.nonzero((rad > 0).any(dim=-1)).squeeze(1)
-                rows = slice(kept, kept + on.numel())
-                table[rows] = cpu.pair_table(m2d[on], con[on], opacities[sel][on], col[on])
-                depths[rows], radii[rows], ids[rows] = dep[on], rad[on], on + a
-                kept += on.numel()
-                del m2d, con, dep, rad, col, on
-            image, alpha = cpu.rasterize_table(table[:kept], depths[:kept], radii[:kept],
-                                               camera.width, camera.height,
-                                               max_pairs=max_pairs, pair_sink=pair_sink,
-                                               ids=ids[:kept])
-            del table, depths, radii, ids
+        image, alpha = _render_cpu(t, camera, degree, eps2d, near_plane, max_pairs, pair_sink)
     image = image + (1.0 - alpha) * bg
     return RenderResult(image, alpha)
+
+
+@dataclass
+class _Tensors:
+    """The attributes and camera of one render, as tensors on its device."""
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    log_scales: torch.Tensor
+    opacities: torch.Tensor
+    sh: torch.Tensor
+    viewmat: torch.Tensor
+    K: torch.Tensor
+
+
+def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_plane: float,
+                max_pairs: int | None, pair_sink: cpu.PairSink | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The PyTorch rasterizer's image and alpha (:func:`render` with the cpu backend)."""
+    cam_pos = -t.viewmat[:3, :3].T @ t.viewmat[:3, 3]
+
+    def screen(sel: slice) -> tuple[torch.Tensor, ...]:
+        covars = covariances(t.quats[sel], t.log_scales[sel])
+        means2d, conics, depths, radii = project(
+            t.means[sel], covars, t.opacities[sel], t.viewmat, t.K, camera.width, camera.height,
+            eps2d=eps2d, near=near_plane)
+        dirs = t.means[sel] - cam_pos
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return means2d, conics, depths, radii, sh_to_rgb(t.sh[sel], dirs, degree)
+
+    n = t.means.shape[0]
+    if max_pairs is None:
+        max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()
+                     else cpu.NO_GRAD_MAX_PAIRS)
+    if torch.is_grad_enabled():
+        means2d, conics, depths, radii, colors = screen(slice(0, n))
+        return cpu.rasterize(means2d, conics, colors, t.opacities, depths, radii,
+                             camera.width, camera.height, max_pairs=max_pairs,
+                             pair_sink=pair_sink)
+    # without autograd, in chunks of Gaussians (the per-Gaussian temporaries of the
+    # projection, covariances, Jacobians, SH basis, are a few hundred bytes each),
+    # keeping only the rows of the Gaussians on screen
+    # (filled in place: no second copy from concatenating the chunks)
+    device = t.means.device
+    table = torch.empty(n, 6 + t.sh.shape[-1], dtype=torch.float32, device=device)
+    depths = torch.empty(n, dtype=torch.float32, device=device)
+    radii = torch.empty(n, 2, dtype=torch.int32, device=device)
+    ids = torch.empty(n, dtype=torch.int64, device=device)
+    kept = 0
+    for a in range(0, n, PROJECT_CHUNK):
+        sel = slice(a, a + PROJECT_CHUNK)
+        m2d, con, dep, rad, col = screen(sel)
+        on = torch.nonzero((rad > 0).any(dim=-1)).squeeze(1)
+        rows = slice(kept, kept + on.numel())
+        table[rows] = cpu.pair_table(m2d[on], con[on], t.opacities[sel][on], col[on])
+        depths[rows], radii[rows], ids[rows] = dep[on], rad[on], on + a
+        kept += on.numel()
+        del m2d, con, dep, rad, col, on
+    return cpu.rasterize_table(table[:kept], depths[:kept], radii[:kept],
+                               camera.width, camera.height,
+                               max_pairs=max_pairs, pair_sink=pair_sink, ids=ids[:kept])

@@ -5,7 +5,7 @@ Park, Cho, "Leveraging Learned Image Prior for 3D Gaussian Compression").
 targets: restored renders at the side-information views (using their coarse residuals) and at
 extra views (without residual). The network is in :mod:`.model`, the shipped weights and their
 checksum in :mod:`.pretrained`, the training script in :mod:`.train` (``python -m
-gscodec.restore.train``); see ``MODEL_CARD.md`` beside this file.
+gscodec.training.prior``); see ``MODEL_CARD.md`` beside this file.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Output: ``restored = render + flag * upsampled_residual + UNIT * net(x)``. The l
 starts at zero, so an untrained network returns exactly the side-information target of
 :func:`gscodec.sideinfo.targets` (or the render itself without a residual): training can only
 move it away from that where the loss says so. After training, a gain per (flag, preset) in
-[0, 1] scales the correction (``gain`` buffer, set by :func:`gscodec.restore.train.calibrate` to
+[0, 1] scales the correction (``gain`` buffer, set by :func:`gscodec.training.prior.calibrate` to
 the least-squares optimum on training pairs): where the correction does not help on average
 it is shrunk or switched off. The correction is predicted in grey levels
 because the errors at presets 1-5 are about a grey level or less.

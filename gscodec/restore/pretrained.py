@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..formats.atomic import atomic_write_bytes
 from ..formats.errors import GscodecError
 from .model import RestoreConfig, RestoreNet
 
@@ -41,9 +42,7 @@ def save_weights(path: str | os.PathLike[str], model: RestoreNet,
     data = buf.getvalue()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    atomic_write_bytes(p, data, force=True)
     return hashlib.sha256(data).hexdigest()
 
 

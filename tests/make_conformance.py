@@ -1,6 +1,8 @@
-"""Generate the .gsz conformance files in this folder (GSZ.md section 10).
+"""Generate the .gsz conformance files of formats/conformance/ (GSZ.md section 10). It lives
+with the tests, not under formats/, because it encodes with the whole codec (torch included),
+which nothing under formats/ may import.
 
-    python formats/conformance/make.py [--out DIR] [--markdown]
+    python tests/make_conformance.py [--out DIR] [--markdown]
 
 Writes, under DIR (default: this folder):
 
@@ -54,7 +56,7 @@ from gscodec.formats.gsz import (
 )
 from gscodec.synthetic import make_scene
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "formats" / "conformance"
 _HEADER = struct.Struct("<8sHHIIQI")
 _ENTRY = struct.Struct("<4sHHQQII")
 
@@ -396,7 +398,7 @@ def build(out: Path) -> list[dict[str, Any]]:
                       "message": message, "rule": rule})
     _write_json(out / "INDEX.json", {
         "format": "gsz conformance files, version 1.0",
-        "made_by": "python formats/conformance/make.py",
+        "made_by": "python tests/make_conformance.py",
         "files": index,
     })
     return index

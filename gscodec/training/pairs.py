@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from ..cameras import EXTRA_VIEWS_START, Camera, encoder_views, random_encoder_views
+from ..formats.atomic import atomic_write
 from ..gaussians import Gaussians
 from ..render import render
 
@@ -117,7 +117,5 @@ def load_or_make(ply: Path, spec: PairSpec, cache: Path, *, backend: str = "cpu"
         f"{list(spec.qualities)})")
     pairs = make_pairs(g, spec, backend=backend)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **pairs)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez_compressed(f, **pairs), force=True)
     return pairs

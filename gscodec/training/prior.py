@@ -1,9 +1,9 @@
 """Train the restoration network on pairs rendered from scenes (see :mod:`.data`).
 
-    python -m gscodec.restore.train --data SCENE_DIR --out weights.pt [--steps 3000]
+    python -m gscodec.training.prior --data SCENE_DIR --out weights.pt [--steps 3000]
         [--crop 128] [--batch 8] [--lr 1e-3] [--time-limit SECONDS] [--train a,b,c]
         [--val plant,playbot] [--views 12] [--val-views 6] [--size 256] [--qualities 1-5]
-        [--cache /tmp/gscodec-restore-cache] [--jobs 2] [--report report.json] [--gen-only]
+        [--cache DIR] [--jobs 2] [--report report.json] [--gen-only]
         [--init weights.pt] [--time-inference] [--device auto|cpu|cuda]
 
 Every scene file in ``--data`` (``.ply``, ``.splat``, ``.spz``, ``.sog``) trains except the
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .data import PairSpec, load_or_make
-from .model import (
+from ..formats.atomic import atomic_write_bytes
+from ..restore.model import (
     UNIT,
     RestoreConfig,
     RestoreNet,
@@ -50,9 +50,17 @@ from .model import (
     parameter_count,
     upsample,
 )
-from .pretrained import load_weights, save_weights
+from ..restore.pretrained import load_weights, save_weights
+from .pairs import PairSpec, load_or_make
 
-DEFAULT_CACHE = Path("/tmp/gscodec-restore-cache")
+
+def default_cache() -> Path:
+    """Where pairs are cached without ``--cache``: ``$XDG_CACHE_HOME/gscodec/restore-pairs``
+    (``~/.cache/...``), the user's own folder, not a predictable shared one under /tmp where
+    another user could plant pairs for the training to read."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "gscodec" / "restore-pairs"
+
 SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")  # the shared data's .splat files are 3.2 MB,
 # their .ply conversions 5.6 MB: what a GPU lease can carry matters
 VALIDATION = ("plant", "playbot")
@@ -300,7 +308,7 @@ def _make_one(args: tuple[str, PairSpec, str, str]) -> str:
     return Path(ply).stem
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True,
                     help="folder of scene files (.ply, .splat, .spz or .sog; named by stem)")
@@ -318,7 +326,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--val-views", type=int, default=6)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--qualities", type=_parse_qualities, default=(1, 2, 3, 4, 5))
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="folder of cached pairs (default: ~/.cache/gscodec/restore-pairs)")
     ap.add_argument("--jobs", type=int, default=1, help="processes making pairs")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -343,26 +352,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--gen-only", action="store_true", help="make the cached pairs and stop")
     ap.add_argument("--time-inference", action="store_true",
                     help="print the time of one 512x512 restoration and stop")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda: CUDA is not available")
-    device = torch.device("cuda" if args.device == "cuda" or
-                          (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    backend = "auto" if device.type == "cuda" else "cpu"
-    if args.init:
-        model, _ = load_weights(args.init)
-    else:
-        model = RestoreNet(RestoreConfig(args.widths, args.blocks, args.zero_mean_block))
-    model.to(device)
-    if args.time_inference:
-        s = time_inference(model)
-        print(json.dumps({"seconds_512": s, "threads": torch.get_num_threads(),
-                          "device": str(device),
-                          "parameters": parameter_count(model)}))
-        return {"seconds_512": s}
+    return ap
 
+
+def _scenes(ap: argparse.ArgumentParser, args: argparse.Namespace
+            ) -> tuple[dict[str, Path], list[str]]:
+    """The scene files of ``--data`` by name, and the training scenes' names."""
     if not args.data.is_dir():
         ap.error(f"--data {args.data} is not a folder")
     names: dict[str, Path] = {}
@@ -383,12 +378,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     missing = [n for n in train_names if n not in names]
     if missing or not train_names:
         ap.error(f"no training scenes, or not in {args.data}: {missing}")
-    train_spec = PairSpec(qualities=args.qualities, views=args.views, size=args.size,
-                          seed=args.seed, kind="random")
-    val_spec = PairSpec(qualities=args.qualities, views=args.val_views, size=args.size,
-                        kind="fixed")
+    return names, train_names
+
+
+def _pairs(names: dict[str, Path], train_names: list[str], val_names: list[str],
+           train_spec: PairSpec, val_spec: PairSpec, args: argparse.Namespace, backend: str
+           ) -> tuple[list[dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]], float]:
+    """Training and validation pairs (made where not cached) and the seconds that took."""
+    if args.cache is None:
+        args.cache = default_cache()
+        args.cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     jobs = [(str(names[n]), train_spec, str(args.cache), backend) for n in train_names] + \
-           [(str(names[n]), val_spec, str(args.cache), backend) for n in args.val]
+           [(str(names[n]), val_spec, str(args.cache), backend) for n in val_names]
     t0 = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) \
@@ -398,8 +399,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_sets = [load_or_make(names[n], train_spec, args.cache, backend=backend, log=_log)
                   for n in train_names]
     val_sets = {n: load_or_make(names[n], val_spec, args.cache, backend=backend, log=_log)
-                for n in args.val}
+                for n in val_names}
     gen_s = time.perf_counter() - t0
+    return train_sets, val_sets, gen_s
+
+
+def _device_and_model(ap: argparse.ArgumentParser, args: argparse.Namespace
+                      ) -> tuple[torch.device, RestoreNet]:
+    """The training device and the network on it (new, or ``--init``'s weights)."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available")
+    device = torch.device("cuda" if args.device == "cuda" or
+                          (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    if args.init:
+        model, _ = load_weights(args.init)
+    else:
+        model = RestoreNet(RestoreConfig(args.widths, args.blocks, args.zero_mean_block))
+    model.to(device)
+    return device, model
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device, model = _device_and_model(ap, args)
+    backend = "auto" if device.type == "cuda" else "cpu"
+    if args.time_inference:
+        s = time_inference(model)
+        print(json.dumps({"seconds_512": s, "threads": torch.get_num_threads(),
+                          "device": str(device),
+                          "parameters": parameter_count(model)}))
+        return {"seconds_512": s}
+
+    names, train_names = _scenes(ap, args)
+    train_spec = PairSpec(qualities=args.qualities, views=args.views, size=args.size,
+                          seed=args.seed, kind="random")
+    val_spec = PairSpec(qualities=args.qualities, views=args.val_views, size=args.size,
+                        kind="fixed")
+    train_sets, val_sets, gen_s = _pairs(names, train_names, args.val, train_spec, val_spec,
+                                         args, backend)
     n_pairs = sum(len(s["decoded"]) for s in train_sets)
     _log(f"{n_pairs} training pairs from {len(train_sets)} scenes, "
          f"{sum(len(s['decoded']) for s in val_sets.values())} validation pairs ({gen_s:.0f} s)")
@@ -450,7 +490,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=1, default=list))
+        atomic_write_bytes(args.report, json.dumps(report, indent=1, default=list).encode(),
+                           force=True)
     return report
 
 

@@ -1,0 +1,295 @@
+"""The refinement policy: whether and how a decoded file is refined (the colour fit or
+gradient steps, with or without the learned prior, on which device), the defaults that chose
+it (side-information views, steps), the quantization cells refinement stays inside, and the
+refinement of a decoded scene itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .codec.meta import get_dict
+from .codec.quality import DEFAULT_QUALITY
+from .formats.errors import ContainerError
+from .formats.gsz import DEFAULT_LIMITS, Limits
+from .gaussians import Gaussians
+from .progress import Progress
+
+
+def resolve_device(device: str) -> str:
+    """``"cuda"`` or ``"cpu"`` for a refinement device option ("auto": CUDA when available)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def renders_pairs(device: str, backend: str) -> bool:
+    """Whether refinement on ``device`` with ``backend`` renders with the PyTorch rasterizer,
+    whose (pixel, Gaussian) pairs the budget counts, rather than gsplat (as refine_decoded
+    chooses)."""
+    if resolve_device(device) != "cuda":
+        return True
+    from .render import resolve_backend
+
+    return resolve_backend(backend) != "gsplat"
+
+
+def refinement_plan(has_side: bool, prior: str, extra_views: int,
+                    side_meta: Any = None) -> tuple[bool, bool]:
+    """Whether decode refines a file (with or without side information) and whether it uses the
+    learned prior, for the ``prior`` and ``extra_views`` options of :func:`decode`: "auto" uses
+    it when the side information carries the encoder's gains for the shipped weights
+    (``side_meta``: the SIDE stream's metadata)."""
+    use_prior = prior == "on" or (prior == "auto" and _gains_for_shipped_prior(side_meta))
+    return has_side or (use_prior and extra_views > 0), use_prior
+
+
+def _gains_for_shipped_prior(side_meta: Any) -> bool:
+    """Whether SIDE metadata carries gains, not all 0, for the shipped restoration weights
+    (which must be there). All-zero gains make the prior's targets part 1's: not worth running.
+    A malformed entry gives False here; decoding the SIDE stream reports it."""
+    if not isinstance(side_meta, dict) or "prior" not in side_meta:
+        return False  # (before importing torch, which files without SIDE never need)
+    from .restore.pretrained import WEIGHTS_FILE, WEIGHTS_SHA256
+    from .sideinfo import PRIOR_ID_LENGTH, parse_prior
+
+    try:
+        p = parse_prior(side_meta)
+    except ContainerError:
+        return False
+    return (p is not None and p["weights"] == WEIGHTS_SHA256[:PRIOR_ID_LENGTH]
+            and any(g > 0 for g in p["gain"]) and WEIGHTS_FILE.is_file())
+
+
+CPU_FULL_STEPS_GAUSSIANS = 300_000
+
+
+METHODS = ("auto", "adam", "colour")
+
+
+CPU_ADAM_GAUSSIANS = 150_000  # above, "auto" refines with the colour fit on a CPU
+
+
+def refinement_method(method: str, device: str, steps: int | None, prior: bool,
+                      n: int = 0) -> str:
+    """How a file with side information is refined: ``"adam"`` (gradient steps,
+    :mod:`gscodec.refine`) or ``"colour"`` (one linear colour solve, :mod:`gscodec.colourfit`).
+    ``method`` "auto" (the default): gradient steps on a GPU, with the learned prior (whose
+    targets are whole images, not residuals), where ``steps`` asks for them, and on the CPU for
+    scenes of up to :data:`CPU_ADAM_GAUSSIANS` Gaussians (``n``); the colour fit on the CPU
+    above. Measured on massa (tuning split, 58k Gaussians, 4 evaluation views of seed 1 at
+    512 px, ``benchmarks/results/refine-methods-tuning.md``): at equal total bytes 30 Adam steps
+    gain +0.53 / +0.60 / +0.54 / +0.05 dB at presets 1 / 3 / 5 / 7, the colour fit -0.91 /
+    -0.50 / -0.27 / -0.02 (its side information costs more than it restores), so on a CPU the
+    colour fit is the default only where gradient steps would take too long (1M Gaussians at
+    SH 3 on 2 idle cores: the decode with 30 steps took 388 s, with the colour fit 35 s;
+    ``benchmarks/results/default_path-before.md``, ``default_path.md``). ``device``: "cpu" or
+    "cuda"."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    if prior:
+        return "adam"
+    if method != "auto":
+        return method
+    if device == "cuda" or steps is not None:
+        return "adam"
+    return "adam" if n <= CPU_ADAM_GAUSSIANS else "colour"
+
+
+VIEW_GAUSSIANS = 8_000_000  # side-information views x Gaussians the default allows
+
+
+MIN_DEFAULT_VIEWS = 4
+
+
+def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
+    """Side-information views the CLI asks for by default: 8, or 16 for scenes with higher SH
+    bands, whose view-dependent colour needs more directions to be pinned down (measured on
+    playbot, SH 2, preset 1, with the presets before 2026-11-27: +0.34 dB at equal bytes with 8
+    views, +0.70 dB with 16; with today's presets 16 views give +0.52 dB, and 24 views at 4x4
+    or 16-32 views at 8x8 blocks did worse on the held-out views; tuning split, the views
+    before 2026-12-01). Each view costs the encoder two renders and the decoder one, so for
+    scenes of more than :data:`VIEW_GAUSSIANS` / 16 Gaussians the count falls with the
+    Gaussians (views x Gaussians at most :data:`VIEW_GAUSSIANS`, at least
+    :data:`MIN_DEFAULT_VIEWS` views): 8 views for 1M Gaussians. ``quality`` is not used yet.
+
+    Side information is sent at every preset because, refined the way a default decoder
+    refines it, it paid (or cost at most 0.03 dB) at equal total bytes at every preset measured
+    on the tuning split (4 evaluation views of seed
+    1, 512 px): with gradient steps (a GPU, or a CPU up to :data:`CPU_ADAM_GAUSSIANS`) +0.53 /
+    +0.60 / +0.54 / +0.05 dB on massa and +0.54 / +0.35 / +0.18 / +0.04 on plant at presets
+    1 / 3 / 5 / 7 (``benchmarks/results/refine-methods-tuning.md``,
+    ``refine-methods-plant.md``); with the colour fit a CPU decoder uses above that size, +0.07
+    / -0.03 / +0.20 / +0.10 dB on playbot (250k Gaussians, SH 2, DC and linear band,
+    ``refine-methods-playbot-colour1.md``) and -0.01 / +0.28 / +0.31 / +0.03 on plant
+    (``refine-methods-plant.md``). (The colour fit forced on a small scene, which no default
+    decoder does, lost up to 0.91 dB on massa: ``refine-methods-tuning.md``.) The encoder does
+    not know which decoder will read the file, so it does not switch side information off
+    where only one of them would gain."""
+    full = 16 if g.sh_degree > 0 else 8
+    if g.n <= 0:
+        return full
+    return max(MIN_DEFAULT_VIEWS, min(full, VIEW_GAUSSIANS // g.n))
+
+
+def default_steps(device: str, n: int = 0) -> int:
+    """Gradient refinement steps when none are asked for: 300 on a GPU; on the CPU 30 for up to
+    300,000 Gaussians, fewer (down to 10) for larger scenes so that the time stays bounded.
+    Measured on massa (tuning split, 4 evaluation views of seed 1 at 512 px): 30 steps gain
+    +0.53 / +0.60 / +0.54 / +0.05 dB at equal bytes at presets 1 / 3 / 5 / 7
+    (``benchmarks/results/refine-methods-tuning.md``); at preset 7, 100 steps gain +0.52 dB
+    (``refine-methods-massa-q7.md``; 448 s against 293 s for 30, both under load)."""
+    if device == "cuda":
+        return 300
+    if n <= CPU_FULL_STEPS_GAUSSIANS:
+        return 30
+    return max(10, round(30 * CPU_FULL_STEPS_GAUSSIANS / n))
+
+
+def side_info(payload: bytes, stream_meta: dict[str, Any], limits: Limits) -> Any:
+    """The decoded ``SIDE`` stream, or None where it has no views."""
+    from . import sideinfo
+
+    si = sideinfo.decode(payload, get_dict(stream_meta, "SIDE", "streams."), limits)
+    return si if si.cameras else None
+
+
+def colour_changes_from_geometry(values: dict[str, np.ndarray], n: int, degree: int, si: Any,
+                    stream_meta: dict[str, Any], classes: np.ndarray | None,
+                    colour_bands: int | None, report: Progress) -> Any:
+    """The colour fit of :func:`decode` from the decoded geometry (``values`` of the means,
+    rotations, scales and opacities) and the side information: the changes of the first SH
+    coefficients (:func:`gscodec.colourfit.colour_changes`), bounded by their quantization
+    cells, with the SH bands up to ``colour_bands`` (default 1 where the scene has higher
+    bands, else 0)."""
+    from .colourfit import colour_changes
+
+    bands = (1 if degree else 0) if colour_bands is None else max(0, min(colour_bands, degree))
+    geometry = Gaussians(values["means"], values["quats"], values["log_scales"],
+                         values["opacity_logits"], np.zeros((n, 1, 3), np.float32))
+    return colour_changes(geometry, si.cameras, si.residuals, bands=bands,
+                          max_change=quantization_halves(degree, stream_meta, classes),
+                          progress=lambda i, total: report(i, total, "fitting colours"))
+
+
+def refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, Any],
+                    steps: int | None, device: str, backend: str, report: Progress,
+                    limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
+                    extra_views: int = 0, quality: int = 0,
+                    classes: np.ndarray | None = None, method: str = "auto") -> Gaussians:
+    """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
+    with non-zero gains) the network's correction is scaled by the gains the file carries for
+    the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
+    1 does, but for extra views, whose targets are then the decoded renders); only files without
+    gains for these weights get the network's own calibrated gains and a pixel-level weight of
+    1."""
+
+    from . import sideinfo
+    from .refine import RefineConfig, refine
+    from .render import resolve_backend
+
+    si = side_info(payload, stream_meta, limits) if payload is not None else None
+    if si is None and extra_views <= 0:
+        return g
+    device = resolve_device(device)
+    backend = resolve_backend(backend) if device == "cuda" else "cpu"
+    # (the colour fit runs inside decode, before the colours are decoded)
+    assert refinement_method(method, device, steps, prior, g.n) != "colour" or si is None
+    n_steps = default_steps(device, g.n) if steps is None else steps
+    if n_steps <= 0:
+        return g
+    pool = si.scale if si is not None else 1
+    pixel_weight = 0.0
+    if prior:
+        from .restore import file_gains, restore_targets, shipped_model
+
+        report(0, n_steps, "restoring renders with the learned prior")
+        cams, targets = restore_targets(g, si, quality, extra_views, backend=backend,
+                                        device=device)
+        # the restorations' detail inside the residual's blocks is worth matching, as much as
+        # the encoder found the network's correction worth for this scene (cat, preset 1, gain
+        # 1: +0.45 dB on the evaluation views over block averages alone; plant, preset 1, with
+        # a network whose gain there was 0.06: pixels alone lost 0.3 dB against block averages)
+        gains = file_gains(si, shipped_model(device))
+        pixel_weight = gains[1] if gains is not None else 1.0
+    else:
+        assert si is not None
+        cams, targets = si.cameras, sideinfo.targets(g, si, backend=backend, device=device)
+    config = RefineConfig(steps=n_steps, pool=pool, pixel_weight=pixel_weight)
+    result = refine(g, cams, targets, config, backend=backend,
+                    device=device, cells=quantization_cells(g, stream_meta, classes),
+                    progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
+    return result.gaussians
+
+
+def quantization_halves(sh_degree: int, stream_meta: dict[str, Any],
+                        classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The half-widths of the colours' quantization cells of decoded Gaussians (the cells of
+    :func:`quantization_cells` are the decoded values plus or minus them): ``sh_dc``
+    broadcastable to ``[n, 1, 3]`` and, for SH scenes, ``sh_rest`` to ``[n, K, 3]``; the leading
+    axis is n only where the importance classes give rows different steps (else 1: no memory
+    per Gaussian)."""
+    from .codec.attributes import _band_of
+    from .gaussians import SH_C0
+
+    def rows(half: np.ndarray, kind: str) -> np.ndarray:
+        if "mult" in stream_meta[kind] and classes is not None:
+            mult = np.asarray(stream_meta[kind]["mult"], np.float64)[classes]
+            return (half * mult[:, None, None]).astype(np.float32)
+        return half.astype(np.float32)
+
+    out = {"sh_dc": rows(np.full((1, 1, 1), stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2),
+                         "SHDC")}
+    if sh_degree:
+        bands = stream_meta["SHRS"]["steps"]
+        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range((sh_degree + 1) ** 2 - 1)])
+        out["sh_rest"] = rows(half[None, :, None], "SHRS")
+    return out
+
+
+def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
+                       classes: np.ndarray | None = None,
+                       groups: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """For each parameter group of decoded Gaussians, the (low, high) bounds of the quantization
+    cell each value came from (torch tensors): refinement may move values within them only.
+    Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely).
+    ``classes`` (the decoded importance classes) widens the cells of streams with per-class
+    steps by each row's multiplier. ``groups``: only these (default: all; each costs two
+    copies of its values)."""
+    import torch
+
+
+    def box(values: np.ndarray, half: Any, kind: str | None = None) -> tuple[Any, Any]:
+        half = np.asarray(half, np.float64)
+        if kind is not None and "mult" in stream_meta[kind] and classes is not None:
+            mult = np.asarray(stream_meta[kind]["mult"], np.float64)[classes]
+            half = half * mult.reshape((-1,) + (1,) * (values.ndim - 1))
+        t = torch.from_numpy(np.ascontiguousarray(values, np.float32))
+        h = torch.as_tensor(half.astype(np.float32))
+        return t - h, t + h
+
+    want = set(groups) if groups is not None else {"means", "log_scales", "quats", "sh_dc",
+                                                    "opacity_logits", "sh_rest"}
+    cells = {}
+    if "means" in want:
+        cells["means"] = box(g.means, stream_meta["POSN"]["step"] / 2)
+    if "log_scales" in want:
+        cells["log_scales"] = box(g.log_scales, stream_meta["SCAL"]["step"] / 2, "SCAL")
+    if "quats" in want:
+        cells["quats"] = box(g.quats, stream_meta["ROTN"]["step"] / 2, "ROTN")
+    halves = quantization_halves(g.sh_degree, stream_meta, classes)
+    if "sh_dc" in want:
+        cells["sh_dc"] = box(g.sh[:, :1], halves["sh_dc"])
+    if "opacity_logits" in want:
+        levels = stream_meta["OPAC"]["levels"]
+        alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
+        lo = np.clip(alpha - 0.5 / levels, 1e-6, 1 - 1e-6)
+        hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
+        cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
+                                   torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
+    if g.sh_degree and "sh_rest" in want:
+        cells["sh_rest"] = box(g.sh[:, 1:], halves["sh_rest"])
+    return cells

@@ -1,0 +1,21 @@
+"""What the streams of a .gsz file are: the channel codec's id, the attribute each kind of
+stream holds (from the attribute codecs' registry), the other streams, and the metadata's
+format name. Shared by the encoder, the decoder, the bitrate report and ``gscodec info``."""
+
+from __future__ import annotations
+
+from .codec.attributes import REGISTRY, ImportanceCodec
+
+CODEC_CHANNELS_V1 = 1
+
+
+ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
+
+
+OTHER_STREAMS = {"META": "metadata", "SIDE": "side information", "IMPC": "importance classes"}
+
+
+IMPORTANCE = ImportanceCodec()
+
+
+FORMAT_NAME = "gsz"
