@@ -4,27 +4,11 @@ file go, stream by stream, with the part spent on probability tables."""
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any
 
 from .decoder import base_bytes, checked_header, load_data
 from .formats.gsz import DEFAULT_LIMITS, ENTRY_SIZE, HEADER_SIZE, Limits
-from .streams import ATTRIBUTE_OF_KIND, IMPORTANCE, OTHER_STREAMS
-
-
-def _table_bytes(payload: bytes, meta: Any) -> int | None:
-    """Bytes of a channel-coded payload spent on probability tables (each part's, for a stream
-    with per-class steps); None where the payload does not parse that far."""
-    sizes = meta.get("sizes") if isinstance(meta, dict) and "mult" in meta else [len(payload)]
-    if not isinstance(sizes, list) or not all(isinstance(v, int) and v >= 0 for v in sizes):
-        return None
-    total, pos = 0, 0
-    for size in sizes:
-        if size < 4 or pos + size > len(payload):
-            return None
-        total += 4 + struct.unpack_from("<I", payload, pos)[0]
-        pos += size
-    return total
+from .streams import ATTRIBUTE_OF_KIND, CODEC_OF_KIND, OTHER_STREAMS
 
 
 def inspect(
@@ -43,8 +27,9 @@ def inspect(
     stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
     for s in container.streams:
         tables = None
-        if s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind:
-            tables = _table_bytes(s.payload, stream_meta.get(s.kind))
+        codec = CODEC_OF_KIND.get(s.kind)
+        if codec is not None:
+            tables = codec.table_bytes(s.payload, stream_meta.get(s.kind))
         rows.append({
             "stream": s.kind,
             "attribute": ATTRIBUTE_OF_KIND.get(s.kind, OTHER_STREAMS.get(s.kind)),

@@ -221,53 +221,47 @@ def _stream(container: Any, kind: str) -> Any:
 def _decode_streams(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
                     report: Progress, colour_fit: Any = None
                     ) -> tuple[Gaussians, np.ndarray | None]:
-    """The base layer's Gaussians and importance classes (None without). ``colour_fit``, where
-    given, is called with the decoded geometry and classes before the colours are decoded; the
-    changes it returns are added to the SH coefficients they are for."""
-    codecs = [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
+    """The base layer's Gaussians and importance classes (None without), each codec's stream
+    in REGISTRY order. Before the first colour codec the geometry's features that no colour
+    stream reads are dropped and ``colour_fit``, where given, is called with the decoded
+    geometry and classes; the changes it returns are added to the first SH coefficients.
+    Codecs of a part of a field (the SH codecs' coefficients) decode into that field."""
+    codecs = [(name, c) for name, c in REGISTRY.items() if c.present(degree)]
     features: dict[str, np.ndarray] = {}
-    values: dict[str, np.ndarray] = {}
+    fields: dict[str, np.ndarray] = {}
     changes = None
-    sh: np.ndarray | None = None
+    colours_started = False
     for i, (name, codec) in enumerate(codecs):
-        if name == "sh_dc":
-            # the geometry's features that no colour stream reads go
+        if codec.colour and not colours_started:
+            colours_started = True
             features = {k: v for k, v in features.items()
                         if k in COLOUR_FEATURES or k == "imp"}
             if colour_fit is not None:
                 memory.release()
-                changes = colour_fit(values, features.get("imp"))
+                changes = colour_fit(fields, features.get("imp"))
                 memory.release()
-            # the colours are decoded straight into the SH array (no second copy)
-            sh = np.empty((n, (degree + 1) ** 2, 3), np.float32)
         report(i, len(codecs), f"decoding {name}")
         s = _stream(container, codec.kind)
         sub = get_dict(stream_meta, codec.kind, "streams.")
-        if name == "sh_rest":
-            assert sh is not None
-            out = codec.decode(s.payload, sub, n, features, out=sh[:, 1:, :])
+        if codec.coeffs is not None:
+            if codec.field not in fields:  # decoded straight into the field (no second copy)
+                fields[codec.field] = np.empty((n, (degree + 1) ** 2, 3), np.float32)
+            out = codec.decode(s.payload, sub, n, features,
+                               out=fields[codec.field][:, codec.coeffs])
         else:
             out = codec.decode(s.payload, sub, n, features)
+            fields[codec.field] = out.values
         features.update(out.features)
-        if name == "sh_dc":
-            assert sh is not None
-            sh[:, 0, :] = out.values
-            if changes is not None:
-                _add_changes(sh, changes[:, :1])
-                changes = changes[:, 1:].clone() if changes.shape[1] > 1 else None
-        elif name != "sh_rest":
-            values[name] = out.values
-        if name == "means" and container.get(IMPORTANCE.kind) is not None:
+        if name == IMPORTANCE.after and container.get(IMPORTANCE.kind) is not None:
             imp = _stream(container, IMPORTANCE.kind)
             features.update(IMPORTANCE.decode(imp.payload, get_dict(
                 stream_meta, IMPORTANCE.kind, "streams."), n, features).features)
     report(len(codecs), len(codecs), "done")
-    assert sh is not None
-    g = Gaussians(values["means"], values["quats"], values["log_scales"],
-                  values["opacity_logits"], sh)
-    del values, out
+    del out
+    g = Gaussians(**fields)
+    del fields
     if changes is not None:
-        _add_changes(sh[:, 1:], changes)
+        _add_changes(g.sh, changes)
     return g, features.get("imp")
 
 

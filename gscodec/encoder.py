@@ -17,7 +17,6 @@ from ._version import __version__
 from .cameras import Camera, encoder_views, fitted, spread
 from .codec import adaptive
 from .codec.attributes import REGISTRY, RowView, morton_order
-from .codec.canonical import canonicalize
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
 from .decoder import decode, decode_refusal
 from .formats.errors import GscodecError, LimitWarning
@@ -55,14 +54,6 @@ def _validated_arrays(g: Gaussians) -> dict[str, np.ndarray]:
     if (norms <= 1e-24).any():
         raise InputError(f"{int((norms <= 1e-24).sum())} Gaussians have a zero-length quaternion")
     return arrays
-
-
-def _attribute(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
-    if name == "sh_dc":
-        return arrays["sh"][:, 0, :]
-    if name == "sh_rest":
-        return arrays["sh"][:, 1:, :]
-    return arrays[name]
 
 
 def encode_with_order(
@@ -149,7 +140,7 @@ def encode_with_order(
 
 def _codecs(degree: int) -> list[tuple[str, Any]]:
     """The attribute codecs a scene of SH ``degree`` is coded with, in REGISTRY order."""
-    return [(name, c) for name, c in REGISTRY.items() if not (name == "sh_rest" and degree == 0)]
+    return [(name, c) for name, c in REGISTRY.items() if c.present(degree)]
 
 
 def _container(meta: dict[str, Any], streams: list[Stream]) -> bytes:
@@ -160,18 +151,14 @@ def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: Qualit
                 degree: int, importance: bool | None, backend: str,
                 cameras: list[Camera] | None, report: Progress
                 ) -> tuple[list[Stream], dict[str, Any]]:
-    """The attribute streams (and the importance classes' stream) and their metadata."""
+    """The attribute streams (and the importance classes' stream) and their metadata. Each
+    codec in REGISTRY order, except one that another codes together with its own attribute
+    (``coded_with``): that pair is coded in every form the codecs offer (``alternatives``) and
+    the cheaper kept."""
     n = arrays["means"].shape[0]
     codecs = _codecs(degree)
     total = len(codecs) + 1
-    # Rotations and scales may go in the canonical form of codec.canonical (same covariances);
-    # both forms are coded and the smaller kept (the decoder cannot tell them apart, and the
-    # features the scales publish do not depend on the axis order).
-    shapes = [arrays]
-    if params.canonical:
-        canon = dict(arrays)
-        canon["quats"], canon["log_scales"] = canonicalize(arrays["quats"], arrays["log_scales"])
-        shapes.append(canon)
+    shapes = [arrays] + [alt for _, c in codecs for alt in c.alternatives(arrays, params)]
     if importance is None:
         importance = params.canonical and n >= adaptive.MIN_GAUSSIANS
     classes, adapts = None, {}
@@ -183,19 +170,20 @@ def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: Qualit
     stream_meta: dict[str, Any] = {}
     for i, (name, codec) in enumerate(codecs):
         report(i + 1, total, f"coding {name}")
-        if name == "quats":
-            continue  # coded together with the scales, below
-        if name == "log_scales":
-            pair = _scales_and_rotations(shapes, order, params, features, adapts)
+        if codec.coded_with is not None:
+            continue  # coded together with its partner's attribute
+        partners = [c for _, c in codecs if c.coded_with == name]
+        if partners:
+            pair = _cheapest_form(codec, partners, shapes, order, params, features, adapts)
         else:
-            source = _attribute(arrays, name)
-            # the SH rows are gathered block by block inside the codec, not copied whole
-            values = RowView(source, order) if name == "sh_rest" else source[order]
+            source = codec.source(arrays)
+            # (rows gathered block by block inside the codec where it says so, not copied)
+            values = RowView(source, order) if codec.lazy_rows else source[order]
             if name in adapts:
                 pair = [(codec, codec.encode(values, params, features, adapts[name]))]
             else:
                 pair = [(codec, codec.encode(values, params, features))]
-        if name == "means" and classes is not None:
+        if name == IMPORTANCE.after and classes is not None:
             pair.append((IMPORTANCE, IMPORTANCE.encode(classes, adaptive.DEFAULT_CLASSES,
                                                        {**features, **pair[0][1].features})))
         for c, out in pair:
@@ -205,21 +193,23 @@ def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: Qualit
     return streams, stream_meta
 
 
-def _scales_and_rotations(shapes: list[dict[str, np.ndarray]], order: np.ndarray,
-                          params: QualityParams, features: dict[str, np.ndarray],
-                          adapts: dict[str, Any]) -> list[tuple[Any, Any]]:
-    """The scale and rotation streams of the smaller of the forms in ``shapes``."""
+def _cheapest_form(codec: Any, partners: list[Any], shapes: list[dict[str, np.ndarray]],
+                   order: np.ndarray, params: QualityParams, features: dict[str, np.ndarray],
+                   adapts: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """``codec``'s stream and those of the codecs coded with it, in the form of ``shapes``
+    that costs the fewest bytes (each partner sees the features of the streams before it)."""
     best = None
     for shape in shapes:
-        scal = REGISTRY["log_scales"].encode(shape["log_scales"][order], params, features,
-                                             adapts.get("log_scales"))
-        rotn = REGISTRY["quats"].encode(shape["quats"][order], params,
-                                        {**features, **scal.features}, adapts.get("quats"))
-        size = len(scal.payload) + len(rotn.payload)
+        outs, seen = [], dict(features)
+        for c in (codec, *partners):
+            out = c.encode(c.source(shape)[order], params, seen, adapts.get(c.name))
+            seen = {**seen, **out.features}
+            outs.append((c, out))
+        size = sum(len(out.payload) for _, out in outs)
         if best is None or size < best[0]:
-            best = (size, scal, rotn)
+            best = (size, outs)
     assert best is not None
-    return [(REGISTRY["log_scales"], best[1]), (REGISTRY["quats"], best[2])]
+    return best[1]
 
 
 def _side_stream(base_file: bytes, originals: list[Any], cams: list[Camera], quality: int, *,

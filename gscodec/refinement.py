@@ -227,69 +227,33 @@ def refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, A
 
 def quantization_halves(sh_degree: int, stream_meta: dict[str, Any],
                         classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The half-widths of the colours' quantization cells of decoded Gaussians (the cells of
-    :func:`quantization_cells` are the decoded values plus or minus them): ``sh_dc``
-    broadcastable to ``[n, 1, 3]`` and, for SH scenes, ``sh_rest`` to ``[n, K, 3]``; the leading
-    axis is n only where the importance classes give rows different steps (else 1: no memory
-    per Gaussian)."""
-    from .codec.attributes import _band_of
-    from .gaussians import SH_C0
+    """The half-widths (float32) of the colours' quantization cells of decoded Gaussians, as
+    their codecs give them (:meth:`AttributeCodec.half`): ``sh_dc`` broadcastable to
+    ``[n, 1, 3]`` and, for SH scenes, ``sh_rest`` to ``[n, K, 3]``; the leading axis is n only
+    where the importance classes give rows different steps (else 1: no memory per Gaussian)."""
+    from .codec.attributes import REGISTRY
 
-    def rows(half: np.ndarray, kind: str) -> np.ndarray:
-        if "mult" in stream_meta[kind] and classes is not None:
-            mult = np.asarray(stream_meta[kind]["mult"], np.float64)[classes]
-            return (half * mult[:, None, None]).astype(np.float32)
-        return half.astype(np.float32)
-
-    out = {"sh_dc": rows(np.full((1, 1, 1), stream_meta["SHDC"]["step"] / 255 / SH_C0 / 2),
-                         "SHDC")}
-    if sh_degree:
-        bands = stream_meta["SHRS"]["steps"]
-        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range((sh_degree + 1) ** 2 - 1)])
-        out["sh_rest"] = rows(half[None, :, None], "SHRS")
-    return out
+    return {name: codec.half(stream_meta[codec.kind], classes).astype(np.float32)
+            for name, codec in REGISTRY.items() if codec.colour and codec.present(sh_degree)}
 
 
 def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
                        classes: np.ndarray | None = None,
                        groups: tuple[str, ...] | None = None) -> dict[str, Any]:
     """For each parameter group of decoded Gaussians, the (low, high) bounds of the quantization
-    cell each value came from (torch tensors): refinement may move values within them only.
-    Rotations get a box of +-step/2 on every component (the smallest-three cell, loosely).
-    ``classes`` (the decoded importance classes) widens the cells of streams with per-class
-    steps by each row's multiplier. ``groups``: only these (default: all; each costs two
-    copies of its values)."""
+    cell each value came from (torch tensors), as its codec gives them
+    (:meth:`AttributeCodec.cell`): refinement may move values within them only. ``classes``
+    (the decoded importance classes) widens the cells of streams with per-class steps by each
+    row's multiplier. ``groups``: only these (default: all; each costs two copies of its
+    values)."""
     import torch
 
+    from .codec.attributes import REGISTRY
 
-    def box(values: np.ndarray, half: Any, kind: str | None = None) -> tuple[Any, Any]:
-        half = np.asarray(half, np.float64)
-        if kind is not None and "mult" in stream_meta[kind] and classes is not None:
-            mult = np.asarray(stream_meta[kind]["mult"], np.float64)[classes]
-            half = half * mult.reshape((-1,) + (1,) * (values.ndim - 1))
-        t = torch.from_numpy(np.ascontiguousarray(values, np.float32))
-        h = torch.as_tensor(half.astype(np.float32))
-        return t - h, t + h
-
-    want = set(groups) if groups is not None else {"means", "log_scales", "quats", "sh_dc",
-                                                    "opacity_logits", "sh_rest"}
     cells = {}
-    if "means" in want:
-        cells["means"] = box(g.means, stream_meta["POSN"]["step"] / 2)
-    if "log_scales" in want:
-        cells["log_scales"] = box(g.log_scales, stream_meta["SCAL"]["step"] / 2, "SCAL")
-    if "quats" in want:
-        cells["quats"] = box(g.quats, stream_meta["ROTN"]["step"] / 2, "ROTN")
-    halves = quantization_halves(g.sh_degree, stream_meta, classes)
-    if "sh_dc" in want:
-        cells["sh_dc"] = box(g.sh[:, :1], halves["sh_dc"])
-    if "opacity_logits" in want:
-        levels = stream_meta["OPAC"]["levels"]
-        alpha = 1 / (1 + np.exp(-g.opacity_logits.astype(np.float64)))
-        lo = np.clip(alpha - 0.5 / levels, 1e-6, 1 - 1e-6)
-        hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
-        cells["opacity_logits"] = (torch.from_numpy(np.log(lo / (1 - lo)).astype(np.float32)),
-                                   torch.from_numpy(np.log(hi / (1 - hi)).astype(np.float32)))
-    if g.sh_degree and "sh_rest" in want:
-        cells["sh_rest"] = box(g.sh[:, 1:], halves["sh_rest"])
+    for name, codec in REGISTRY.items():
+        if (groups is None or name in groups) and codec.present(g.sh_degree):
+            values = codec.decoded_view(getattr(g, codec.field))
+            lo, hi = codec.cell(values, stream_meta[codec.kind], classes)
+            cells[name] = (torch.from_numpy(lo), torch.from_numpy(hi))
     return cells

@@ -19,3 +19,6 @@ IMPORTANCE = ImportanceCodec()
 
 
 FORMAT_NAME = "gsz"
+
+CODEC_OF_KIND = {**{codec.kind: codec for codec in REGISTRY.values()}, IMPORTANCE.kind: IMPORTANCE}
+"""Stream kind -> the codec that writes and reads it (the channel-coded streams)."""

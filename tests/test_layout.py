@@ -163,3 +163,34 @@ def test_the_atomic_writer_leaves_the_umask_alone_and_no_temporary(tmp_path, mon
     finally:
         monkeypatch.undo()
         os.umask(old)
+
+
+PACKAGES_WITH_PRIVATE_HELPERS = ("gscodec.codec", "gscodec.formats", "gscodec.render",
+                                 "gscodec.restore")
+
+
+def _private_imports() -> list[str]:
+    found = []
+    for m, path in MODULES.items():
+        package = m.split(".") if path.name == "__init__.py" else m.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            owner = next((p for p in PACKAGES_WITH_PRIVATE_HELPERS
+                          if target == p or target.startswith(p + ".")), None)
+            if owner is None or m == owner or m.startswith(owner + "."):
+                continue
+            found += [f"{m} imports {target}.{a.name}" for a in node.names
+                      if a.name.startswith("_")]
+    return found
+
+
+def test_no_module_imports_another_packages_private_helpers():
+    """Each codec owns its cells and report: nothing outside gscodec.codec (or formats,
+    render, restore) reaches for their private helpers."""
+    assert _private_imports() == []

@@ -27,6 +27,7 @@ from ..formats.errors import ContainerError
 from ..gaussians import SH_C0
 from . import morton
 from .adaptive import MAX_CLASSES, MAX_MULT
+from .canonical import canonicalize
 from .channels import GroupSpec, decode_group, encode_group
 from .entropy import (
     AnsEncoder,
@@ -39,7 +40,7 @@ from .entropy import (
     write_table,
 )
 from .meta import get_float, get_float_list, get_int, get_int_list, get_str
-from .payload import Unpacked, pack
+from .payload import Unpacked, pack, table_bytes
 from .quality import QualityParams, robust_diagonal
 
 Features = dict[str, np.ndarray]
@@ -347,6 +348,12 @@ class ImportanceCodec:
     positions; later attributes may use a quantizer step per class."""
 
     kind: ClassVar[str] = "IMPC"
+    after: ClassVar[str] = "means"
+    """Coded right after this attribute's stream (its contexts are the positions' features)."""
+
+    def table_bytes(self, payload: bytes, meta: Any) -> int | None:
+        """Bytes of the payload spent on probability tables (the bitrate report)."""
+        return table_bytes(payload, meta)
     SPEC: ClassVar[GroupSpec] = GroupSpec(((),), ((),), True, ("dens",))
 
     def encode(self, cls: np.ndarray, k: int, features: Features) -> Encoded:
@@ -413,13 +420,77 @@ def density_feature(codes: np.ndarray) -> np.ndarray:
     return (2 * (c[hi] - c[lo]) + (hi - lo) // 2) // (hi - lo)
 
 
-class PositionCodec:
+class AttributeCodec:
+    """What every attribute codec says about itself, so that the pipelines treat them alike:
+    the Gaussians field it codes (``field``, and for the SH codecs which coefficients), whether
+    a scene has it (:meth:`present`), its values in the layout :meth:`encode` takes
+    (:meth:`source`; ``lazy_rows``: gathered block by block from a :class:`RowView` rather
+    than copied whole), whether it codes colours (decoded after the geometry), whether another
+    codec codes it together with its own attribute (``coded_with``), and the quantization
+    cell of each decoded value (:meth:`half`, :meth:`cell`), which refinement stays inside."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    field: ClassVar[str]
+    coeffs: ClassVar[slice | None] = None
+    colour: ClassVar[bool] = False
+    lazy_rows: ClassVar[bool] = False
+    coded_with: ClassVar[str | None] = None
+
+    def present(self, sh_degree: int) -> bool:
+        return True
+
+    def alternatives(self, arrays: dict[str, np.ndarray], params: QualityParams
+                     ) -> list[dict[str, np.ndarray]]:
+        """Other forms of the input (whole array dicts) that decode to the same scene, which
+        the encoder may code instead where they cost fewer bytes (none by default)."""
+        return []
+
+    def source(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """This codec's values in the input arrays, in the layout :meth:`encode` takes."""
+        return arrays[self.field]
+
+    def decoded_view(self, field: np.ndarray) -> np.ndarray:
+        """This codec's values in a decoded Gaussians field (the rows of :meth:`cell`)."""
+        return field if self.coeffs is None else field[:, self.coeffs]
+
+    def table_bytes(self, payload: bytes, meta: Any) -> int | None:
+        """Bytes of this codec's payload spent on probability tables (the bitrate report)."""
+        return table_bytes(payload, meta)
+
+    def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
+        """Half-widths (float64) of the quantization cells of the decoded values, broadcastable
+        to :meth:`decoded_view`'s shape; the leading axis is n only where the importance
+        classes give rows different steps (else 1)."""
+        raise NotImplementedError
+
+    def cell(self, values: np.ndarray, meta: dict[str, Any], classes: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) float32 bounds of the cell each decoded value came from."""
+        v = np.ascontiguousarray(values, np.float32)
+        h = self.half(meta, classes).astype(np.float32)
+        return v - h, v + h
+
+    def _per_class(self, half: np.ndarray, meta: dict[str, Any], classes: np.ndarray | None,
+                   ndim: int) -> np.ndarray:
+        """``half`` times each row's class multiplier, where the stream has per-class steps."""
+        if "mult" in meta and classes is not None:
+            mult = np.asarray(meta["mult"], np.float64)[classes]
+            return half * mult.reshape((-1,) + (1,) * (ndim - 1))
+        return half
+
+
+class PositionCodec(AttributeCodec):
     """Positions: a uniform grid, Morton codes in sorted order, and their gaps coded with one
     probability table (magnitude categories) plus raw low bits."""
 
     name: ClassVar[str] = "means"
     kind: ClassVar[str] = "POSN"
+    field: ClassVar[str] = "means"
     MAX_BITS: ClassVar[int] = 63
+
+    def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray(meta["step"] / 2, np.float64)
 
     def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
         grid = position_grid(values, params)
@@ -483,14 +554,18 @@ class PositionCodec:
 # log-scales
 
 
-class LogScaleCodec:
+class LogScaleCodec(AttributeCodec):
     """Natural-log scales: a uniform grid per axis through the axis' median value (so that scenes
     whose Gaussians share one size, like converted meshes, come back exactly); the three axes
     predict each other; local density is a candidate context."""
 
     name: ClassVar[str] = "log_scales"
     kind: ClassVar[str] = "SCAL"
+    field: ClassVar[str] = "log_scales"
     SPEC: ClassVar[GroupSpec] = GroupSpec.simple(3, features=("dens",))
+
+    def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
+        return self._per_class(np.asarray(meta["step"] / 2, np.float64), meta, classes, 2)
 
     def encode(self, values: np.ndarray, params: QualityParams, features: Features,
                adapt: Adapt | None = None) -> Encoded:
@@ -530,13 +605,18 @@ class LogScaleCodec:
 _OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
 
 
-class RotationCodec:
+class RotationCodec(AttributeCodec):
     """Rotations: normalised, sign made canonical (largest component positive), sent as the
     index of the largest component and the other three components on a uniform grid
     (smallest-three); the index is a candidate context for the components."""
 
     name: ClassVar[str] = "quats"
     kind: ClassVar[str] = "ROTN"
+    field: ClassVar[str] = "quats"
+    coded_with: ClassVar[str | None] = "log_scales"
+    """The encoder codes rotations together with the scales: both in the input's form and,
+    for presets with a canonical form, in that form (same covariances), and keeps the pair
+    that costs fewer bytes (:func:`gscodec.codec.canonical.canonicalize`)."""
     SPEC: ClassVar[GroupSpec] = GroupSpec(
         refs=((), (), (1,), (1, 2)),
         ctx_refs=((), (0,), (0, 1), (0, 1, 2)),
@@ -570,6 +650,21 @@ class RotationCodec:
         meta["step"] = step
         return Encoded(payload, meta)
 
+    def alternatives(self, arrays: dict[str, np.ndarray], params: QualityParams
+                     ) -> list[dict[str, np.ndarray]]:
+        """For presets with a canonical form: rotations and scales in that form (same
+        covariances; the decoder cannot tell them apart, and the features the scales publish
+        do not depend on the axis order)."""
+        if not params.canonical:
+            return []
+        canon = dict(arrays)
+        canon["quats"], canon["log_scales"] = canonicalize(arrays["quats"], arrays["log_scales"])
+        return [canon]
+
+    def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
+        """A box of +-step/2 on every component (the smallest-three cell, loosely)."""
+        return self._per_class(np.asarray(meta["step"] / 2, np.float64), meta, classes, 2)
+
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
         step = get_float(meta, "step", 1e-9, 1.0)
         if "mult" in meta:
@@ -600,12 +695,23 @@ class RotationCodec:
 _ALPHA_EPS = 1e-6
 
 
-class OpacityCodec:
+class OpacityCodec(AttributeCodec):
     """Opacity: alpha = sigmoid(logit) on a uniform grid k / levels (255 levels reproduce the
     8-bit alpha of .splat, SPZ and SOG files exactly); contexts from density and scales."""
 
     name: ClassVar[str] = "opacity_logits"
     kind: ClassVar[str] = "OPAC"
+    field: ClassVar[str] = "opacity_logits"
+
+    def cell(self, values: np.ndarray, meta: dict[str, Any], classes: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The alpha cell k/levels +- 1/(2 levels), as logits (clipped to (1e-6, 1 - 1e-6))."""
+        levels = meta["levels"]
+        alpha = 1 / (1 + np.exp(-np.asarray(values).astype(np.float64)))
+        lo = np.clip(alpha - 0.5 / levels, 1e-6, 1 - 1e-6)
+        hi = np.clip(alpha + 0.5 / levels, 1e-6, 1 - 1e-6)
+        return (np.log(lo / (1 - lo)).astype(np.float32),
+                np.log(hi / (1 - hi)).astype(np.float32))
     SPEC: ClassVar[GroupSpec] = GroupSpec(((),), ((),), True, ("dens", "aniso", "size"))
 
     def encode(self, values: np.ndarray, params: QualityParams, features: Features) -> Encoded:
@@ -631,12 +737,23 @@ class OpacityCodec:
 # spherical harmonics
 
 
-class ShDcCodec:
+class ShDcCodec(AttributeCodec):
     """DC colour: rgb = 0.5 + SH_C0 * dc on a uniform grid in 1/255 units (step 1 reproduces
     8-bit colours exactly); channels predict each other, Morton neighbours are candidates."""
 
     name: ClassVar[str] = "sh_dc"
     kind: ClassVar[str] = "SHDC"
+    field: ClassVar[str] = "sh"
+    coeffs: ClassVar[slice | None] = slice(0, 1)
+    colour: ClassVar[bool] = True
+
+    def source(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return arrays["sh"][:, 0, :]
+
+    def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
+        """``[1 or n, 1, 1]``: the step in 1/255 colour units, as a DC coefficient."""
+        return self._per_class(np.full((1, 1, 1), meta["step"] / 255 / SH_C0 / 2), meta,
+                               classes, 3)
     SPEC: ClassVar[GroupSpec] = GroupSpec.simple(3, features=("dens", "opa"))
 
     def encode(self, values: np.ndarray, params: QualityParams, features: Features,
@@ -649,11 +766,17 @@ class ShDcCodec:
         meta["step"] = dc_step
         return Encoded(payload, meta)
 
-    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features) -> Decoded:
+    def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features,
+               out: np.ndarray | None = None) -> Decoded:
+        """``out``: a float32 ``[n, 1, 3]`` array (or view, e.g. the DC of a whole SH array)
+        that also receives the values."""
         step = get_float(meta, "step", 1e-6, 1e6) / 255.0
         values, _ = _decode_values(payload, meta, n, 3, self.SPEC, features, step, 0.5, SH_C0,
                                    integers=False)
-        return Decoded(_finite(values, "colours"))
+        values = _finite(values, "colours")
+        if out is not None:
+            out[:, 0, :] = values
+        return Decoded(values)
 
 
 def _band_of(coeff: int) -> int:
@@ -671,13 +794,29 @@ def _sh_rest_spec(n_coeffs: int) -> GroupSpec:
     return GroupSpec(tuple(refs), tuple(refs), True, ("opa", "dens"), use_act=True)
 
 
-class ShRestCodec:
+class ShRestCodec(AttributeCodec):
     """Higher SH bands: a uniform step per band; colours of a coefficient predict each other,
     the energy of the coefficients already sent is a candidate context; repeated coefficient
     vectors (as in files that went through a codebook) can be sent as a palette."""
 
     name: ClassVar[str] = "sh_rest"
     kind: ClassVar[str] = "SHRS"
+    field: ClassVar[str] = "sh"
+    coeffs: ClassVar[slice | None] = slice(1, None)
+    colour: ClassVar[bool] = True
+    lazy_rows: ClassVar[bool] = True
+
+    def present(self, sh_degree: int) -> bool:
+        return sh_degree > 0
+
+    def source(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return arrays["sh"][:, 1:, :]
+
+    def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
+        """``[1 or n, coeffs, 1]``: each band's step."""
+        bands = meta["steps"]
+        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(meta["coeffs"])])
+        return self._per_class(half[None, :, None], meta, classes, 3)
 
     def encode(
         self, values: np.ndarray | RowView, params: QualityParams, features: Features,

@@ -13,6 +13,7 @@ a whole number of words, tables left unread and ANS state left over.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import zstandard
 
@@ -46,3 +47,18 @@ class Unpacked:
         if not self.tables.at_end():
             raise ContainerError("corrupt stream: unread probability tables")
         self.ans.finish()
+
+
+def table_bytes(payload: bytes, meta: Any) -> int | None:
+    """Bytes of a channel-coded payload spent on probability tables (each part's, for a stream
+    with per-class steps); None where the payload does not parse that far."""
+    sizes = meta.get("sizes") if isinstance(meta, dict) and "mult" in meta else [len(payload)]
+    if not isinstance(sizes, list) or not all(isinstance(v, int) and v >= 0 for v in sizes):
+        return None
+    total, pos = 0, 0
+    for size in sizes:
+        if size < 4 or pos + size > len(payload):
+            return None
+        total += 4 + struct.unpack_from("<I", payload, pos)[0]
+        pos += size
+    return total
