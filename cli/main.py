@@ -227,9 +227,9 @@ def main(json_errors: bool) -> None:
               default=DEFAULT_QUALITY, show_default=True,
               help="Quality preset: higher keeps more fidelity and writes more bytes.")
 @click.option("--views", type=click.IntRange(0, 64), default=None,
-              help="Views of side information for decoder-side refinement (default: 8, or 16 "
-                   "for scenes with higher SH bands, fewer above 500,000 Gaussians: 8 for 1M, "
-                   "at least 4; 0: none, a faster encode of the base layer only).")
+              help="Views of side information for decoder-side refinement (default: 8, fewer "
+                   "above 1,000,000 Gaussians, at least 4; 0: none, a faster encode of the base "
+                   "layer only).")
 @click.option("--sideinfo-scale", type=click.Choice(["4", "8"]), default="4", show_default=True,
               help="Side-information residuals are averaged over SCALE x SCALE pixels.")
 @click.option("--sideinfo-step", type=click.FloatRange(0.01, 64), default=1.0,

@@ -99,6 +99,7 @@ def refinement_method(method: str, device: str, steps: int | None, prior: bool,
     return "adam" if n <= CPU_ADAM_GAUSSIANS else "colour"
 
 
+DEFAULT_VIEWS = 8
 VIEW_GAUSSIANS = 8_000_000  # side-information views x Gaussians the default allows
 
 
@@ -106,15 +107,19 @@ MIN_DEFAULT_VIEWS = 4
 
 
 def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
-    """Side-information views the CLI asks for by default: 8, or 16 for scenes with higher SH
-    bands, whose view-dependent colour needs more directions to be pinned down (measured on
-    playbot, SH 2, preset 1, with the presets before 2026-11-27: +0.34 dB at equal bytes with 8
-    views, +0.70 dB with 16; with today's presets 16 views give +0.52 dB, and 24 views at 4x4
-    or 16-32 views at 8x8 blocks did worse on the held-out views; tuning split, the views
-    before 2026-12-01). Each view costs the encoder two renders and the decoder one, so for
-    scenes of more than :data:`VIEW_GAUSSIANS` / 16 Gaussians the count falls with the
-    Gaussians (views x Gaussians at most :data:`VIEW_GAUSSIANS`, at least
-    :data:`MIN_DEFAULT_VIEWS` views): 8 views for 1M Gaussians. ``quality`` is not used yet.
+    """Side-information views the CLI asks for by default: 8, for every SH degree. Measured on
+    the tuning split (4 evaluation views of seed 1, 512 px, gain at equal total bytes, with the
+    refinement a default decoder runs): 8 views against 16 on cat-sh3 and plant-sh3 (SH 3,
+    30 Adam steps) +0.87 / +1.02 / +0.85 / +0.71 against +0.64 / +0.99 / +0.88 / +0.65 dB and
+    +0.53 / +0.95 / +0.92 / +0.81 against +0.03 / +0.79 / +0.85 / +0.67 at presets
+    1 / 3 / 5 / 7, on playbot (SH 2, the colour fit of the DC and linear band) +0.18 / +0.19
+    against +0.06 / +0.20 at presets 1 / 5 (``benchmarks/results/refine-default-views-*.md``):
+    16 views' extra side information costs more than it restores, and 8 halve the renders.
+    (Before the SH-rest learning rate fix, 16 views had won on playbot with older presets and
+    views.) Each view costs the encoder two renders and the decoder one, so for scenes of
+    more than :data:`VIEW_GAUSSIANS` / 8 Gaussians the count falls with the Gaussians (views x
+    Gaussians at most :data:`VIEW_GAUSSIANS`, at least :data:`MIN_DEFAULT_VIEWS` views): 8
+    views for 1M Gaussians. ``quality`` is not used yet.
 
     Side information is sent at every preset because, refined the way a default decoder
     refines it, it paid (or cost at most 0.03 dB) at equal total bytes at every preset measured
@@ -129,7 +134,7 @@ def default_views(g: Gaussians, quality: int = DEFAULT_QUALITY) -> int:
     decoder does, lost up to 0.91 dB on massa: ``refine-methods-tuning.md``.) The encoder does
     not know which decoder will read the file, so it does not switch side information off
     where only one of them would gain."""
-    full = 16 if g.sh_degree > 0 else 8
+    full = DEFAULT_VIEWS
     if g.n <= 0:
         return full
     return max(MIN_DEFAULT_VIEWS, min(full, VIEW_GAUSSIANS // g.n))

@@ -147,10 +147,11 @@ def test_default_views_fall_with_the_scene_size():
     def scene(n, degree):
         return types.SimpleNamespace(n=n, sh_degree=degree)
 
-    assert api.default_views(scene(100_000, 3)) == 16
+    assert api.default_views(scene(100_000, 3)) == 8  # 8 whatever the SH degree
     assert api.default_views(scene(100_000, 0)) == 8
-    assert api.default_views(scene(500_000, 3)) == 16
+    assert api.default_views(scene(500_000, 3)) == 8
     assert api.default_views(scene(1_000_000, 3)) == 8
+    assert api.default_views(scene(1_500_000, 3)) == 5
     assert api.default_views(scene(1_000_000, 0)) == 8
     assert api.default_views(scene(3_000_000, 3)) == 4
     assert api.default_views(scene(50_000_000, 0)) == 4
