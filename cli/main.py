@@ -692,7 +692,7 @@ def view(input_path: Path, against_path: Path | None, png_path: Path | None,
 
     from ..api import load_scene
     from ..png import encode_png
-    from ..view import Viewer, _viser, find_browser, psnr_at, screenshot
+    from ..view import Viewer, _viser, find_browser, frame_camera, psnr_at, screenshot
 
     for p in (input_path, *([against_path] if against_path is not None else [])):
         _check_input(p)
@@ -742,12 +742,7 @@ def view(input_path: Path, against_path: Path | None, png_path: Path | None,
     line = (f"{png_path}: {frame[0]}x{frame[1]} browser frame of {input_path} "
             f"({decoded.n:,} Gaussians), {100 * covered:.0f}% of the frame covered")
     if original is not None:
-        from ..cameras import Camera, intrinsics
-
-        cam = viewer.home
-        fov = 2.0 * np.degrees(np.arctan(0.5 * cam.height / cam.K[1, 1]))
-        cam = Camera(cam.viewmat, intrinsics(*frame, fov), *frame)
-        value = psnr_at(decoded, original, cam)
+        value = psnr_at(decoded, original, frame_camera(viewer.home, *frame))
         line += f"; PSNR against {against_path} at this view {value:.2f} dB"
     click.echo(line)
 

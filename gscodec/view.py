@@ -29,6 +29,7 @@ import numpy as np
 
 from .cameras import Camera, encoder_views, intrinsics, robust_bounds
 from .formats.errors import GscodecError
+from .formats.scene import sigmoid
 from .gaussians import SH_C0, Gaussians
 
 if TYPE_CHECKING:  # viser is optional, imported when a viewer starts
@@ -76,10 +77,6 @@ def find_browser() -> str | None:
     return None
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
-
-
 def colours(g: Gaussians, eye: np.ndarray | None) -> np.ndarray:
     """``[N, 3]`` RGB in [0, 1] of each Gaussian: its SH bands evaluated along the direction
     from ``eye`` (world coordinates) to the Gaussian, as gscodec's renderer does, or the DC
@@ -101,13 +98,7 @@ def colours(g: Gaussians, eye: np.ndarray | None) -> np.ndarray:
 
 def covariances(g: Gaussians) -> np.ndarray:
     """``[N, 3, 3]`` world covariances ``R diag(s^2) R^T`` (quaternions normalised here)."""
-    q = np.asarray(g.quats, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    w, x, y, z = q.T
-    r = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                  2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                  2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-                 axis=1).reshape(-1, 3, 3)
+    r = _rotations(np.asarray(g.quats, np.float64))
     s2 = np.exp(2.0 * np.clip(np.asarray(g.log_scales, np.float64), -30.0, 30.0))
     return np.einsum("nij,nj,nkj->nik", r, s2, r).astype(np.float32)
 
@@ -117,7 +108,7 @@ def splat_arrays(g: Gaussians, eye: np.ndarray | None = None) -> dict[str, np.nd
     return {"centers": np.ascontiguousarray(g.means, np.float32),
             "covariances": covariances(g),
             "rgbs": colours(g, eye).astype(np.float32),
-            "opacities": _sigmoid(np.asarray(g.opacity_logits, np.float64))
+            "opacities": sigmoid(np.asarray(g.opacity_logits, np.float64))
             .astype(np.float32)[:, None]}
 
 
@@ -148,11 +139,20 @@ def _quat_wxyz(r: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-def _rotation(wxyz: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.asarray(wxyz, np.float64) / np.linalg.norm(wxyz)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+def _rotations(q: np.ndarray) -> np.ndarray:
+    """``[N, 3, 3]`` rotation matrices of quaternions ``[N, 4]`` (w, x, y, z; normalised here)."""
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    w, x, y, z = q.T
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+                    axis=1).reshape(-1, 3, 3)
+
+
+def frame_camera(cam: Camera, width: int, height: int) -> Camera:
+    """``cam``'s pose and vertical field of view at a ``width`` x ``height`` frame."""
+    fov_y = math.degrees(2.0 * math.atan(0.5 * cam.height / cam.K[1, 1]))
+    return Camera(cam.viewmat, intrinsics(width, height, fov_y), width, height)
 
 
 def camera_from_browser(position: Any, wxyz: Any, fov_y: float, aspect: float,
@@ -164,7 +164,7 @@ def camera_from_browser(position: Any, wxyz: Any, fov_y: float, aspect: float,
         w, h = longest_side, max(1, round(longest_side / aspect))
     else:
         w, h = max(1, round(longest_side * aspect)), longest_side
-    r = _rotation(np.asarray(wxyz))  # camera to world
+    r = _rotations(np.asarray(wxyz, np.float64)[None])[0]  # camera to world
     view = np.eye(4)
     view[:3, :3] = r.T
     view[:3, 3] = -r.T @ np.asarray(position, np.float64)
@@ -229,7 +229,7 @@ class Viewer:
         for i, s in enumerate(self.scenes):
             s.handle = self.server.scene.add_gaussian_splats(
                 f"/{s.name}", **splat_arrays(s.gaussians, eye), visible=i == 0)
-            s.opacity = _sigmoid(np.asarray(s.gaussians.opacity_logits, np.float64))
+            s.opacity = sigmoid(np.asarray(s.gaussians.opacity_logits, np.float64))
         self.server.scene.set_up_direction("+z")
         pose = browser_pose(self.home)
         init = self.server.initial_camera
@@ -345,10 +345,7 @@ def screenshot(viewer: Viewer, width: int, height: int, *, browser: str | None =
             client = clients[0]
             aspect = _canvas_aspect(client, deadline)
             wide = max(width, round(height * aspect))  # the canvas's shape: no distortion
-            cam = viewer.home
-            fov_y = 2.0 * math.atan(0.5 * cam.height / cam.K[1, 1])
-            pose = browser_pose(Camera(cam.viewmat, intrinsics(wide, height, math.degrees(
-                fov_y)), wide, height))
+            pose = browser_pose(frame_camera(viewer.home, wide, height))
             left = (wide - width) // 2
             frames = {}
             for s in viewer.scenes:
