@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -188,6 +189,26 @@ class _ByteSize(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+class _Box(click.ParamType):
+    """A box ``X0,Y0,Z0,X1,Y1,Z1`` (six finite numbers, each minimum at most its maximum) ->
+    ``((x0, y0, z0), (x1, y1, z1))``; anything else is a usage error (exit code 2)."""
+
+    name = "box"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            v = [float(x) for x in str(value).split(",")]
+        except ValueError:
+            v = []
+        if len(v) != 6 or not all(math.isfinite(x) for x in v):
+            self.fail(f"{value!r} is not six numbers X0,Y0,Z0,X1,Y1,Z1", param, ctx)
+        if any(v[a] > v[a + 3] for a in range(3)):
+            self.fail(f"{value!r}: each minimum must be at most its maximum", param, ctx)
+        return tuple(v[:3]), tuple(v[3:])
+
+
 class _Main(click.Group):
     """The command group; with JSON errors asked for, usage errors (exit code 2) are JSON too."""
 
@@ -253,13 +274,21 @@ def main(json_errors: bool) -> None:
                    "scene's coordinates): the side information and the importance estimate "
                    "use VIEWS (and 16) of them, spread over the set, instead of synthesized "
                    "views; the summary names them.")
+@click.option("--chunk-size", type=click.IntRange(256, 1 << 40), default=1 << 16,
+              show_default=True, metavar="N",
+              help="Scenes of more than N Gaussians are written as chunked files (GSZ.md 11): "
+                   "spatial chunks of about N Gaussians that decode on their own (decode "
+                   "--bbox, --fraction, --jobs).")
+@click.option("--jobs", type=click.IntRange(0, 1024), default=0, show_default=True,
+              help="Processes coding the chunks side by side (0: every core, or one for scenes "
+                   "under 262,144 Gaussians); the file's bytes do not depend on it.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def encode(input_path: Path, output: Path | None, quality: int, views: int | None,
            sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
-           prior_gains: bool | None, refine: bool, cameras_path: Path | None, force: bool,
-           quiet: bool) -> None:
+           prior_gains: bool | None, refine: bool, cameras_path: Path | None, chunk_size: int,
+           jobs: int, force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
     `gscodec decode` does unless --no-refine; one line on stderr says which)."""
@@ -294,7 +323,8 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
                                         sideinfo_scale=int(sideinfo_scale),
                                         sideinfo_step=sideinfo_step / 255.0,
                                         importance=importance, prior_gains=prior_gains,
-                                        cameras=cameras)
+                                        cameras=cameras, chunk_size=chunk_size,
+                                        jobs=jobs)
         atomic_write_bytes(out, data, force=force)
     # the encoder's warnings (a file beyond the default decode budget) as one plain line each,
     # not Python's file:line form
@@ -352,13 +382,25 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
               help="Refuse files whose decoding (with refinement, where it runs) is estimated "
                    "to need more memory than SIZE, e.g. 8GB, 512MiB or plain bytes (default: "
                    "16GiB; GSZ.md 4.1).")
+@click.option("--bbox", type=_Box(), default=None, metavar="X0,Y0,Z0,X1,Y1,Z1",
+              help="Only the Gaussians whose centre lies in this box (a chunked file decodes "
+                   "only the chunks that meet it); the base layer, not refined.")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+              metavar="F",
+              help="Only the leading layers of every chunk that hold at least F of it (the "
+                   "Gaussians that cover most: a coarse version of the scene); the base layer, "
+                   "not refined. A plain (unchunked) file is one layer: decoded whole.")
+@click.option("--jobs", type=click.IntRange(0, 1024), default=0, show_default=True,
+              help="Processes decoding the chunks of a chunked file side by side (0: every "
+                   "core, or one for fewer than 262,144 Gaussians).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | None,
            no_refine: bool, steps: int | None,
            method: str, device: str, prior: str, extra_views: int, max_gaussians: int | None,
-           max_memory: int | None, force: bool, quiet: bool) -> None:
+           max_memory: int | None, bbox: Any, fraction: float | None, jobs: int, force: bool,
+           quiet: bool) -> None:
     """Decompress a .gsz file into a 3DGS PLY (INRIA layout) or, by the output's suffix, a
     .spz, .splat, .compressed.ply or .glb (KHR_gaussian_splatting) file.
 
@@ -388,13 +430,17 @@ def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | 
         with naming(input_path):
             g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
                            device=device, limits=limits, prior=prior, extra_views=extra_views,
-                           method=method)
+                           method=method, region=bbox, fraction=fraction, jobs=jobs)
         report(1, 1, f"writing {kind}")
         arrays = g.as_arrays()
         _write_scene(out, kind, arrays, turn, spz_version, force)
     if not quiet:
-        summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
-                                      extra_views, method)
+        summary = ("base layer of the box, " if bbox is not None else "") + (
+            f"leading layers holding {fraction:g} of each chunk, "
+            if fraction is not None and fraction < 1 else "")
+        if not summary:
+            summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
+                                          extra_views, method)
         click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
                    f"{summary}{time.perf_counter() - t0:.1f} s")
 
@@ -768,7 +814,9 @@ def info(input_path: Path, as_json: bool) -> None:
              f"written by {result['encoder']}",
              f"  {n:,} Gaussians, SH degree {result['sh_degree']}, quality "
              f"{result['quality']}, {result['bits_per_gaussian']:.1f} bits/Gaussian"
-             + (", importance classes" if result["importance_classes"] else "")]
+             + (", importance classes" if result["importance_classes"] else "")
+             + (f", chunked (chunks of at most {result['chunk_size']:,} Gaussians)"
+                if isinstance(result["chunk_size"], int) else "")]
     for row in result["streams"]:
         lines.append(f"  {row['stream']}  {str(row['attribute']):<20} {row['bytes']:>12,} B  "
                      f"{row['bits_per_gaussian']:7.2f} bits/G")
@@ -827,6 +875,11 @@ def report(input_path: Path, as_json: bool) -> None:
     table.add_row("total", "", f"{total:,}", f"{info['bits_per_gaussian']:.2f}", "100.0%", "",
                   style="bold")
     Console().print(table)
+    if info["chunks"] is not None:
+        c = info["chunks"]
+        click.echo(f"chunked: {c['count']:,} chunks of {c['layers']} layers (Gaussians per "
+                   "layer: " + ", ".join(f"{k:,}" for k in c["layer_gaussians"]) + "); META "
+                   "and the header+table row include every part's")
     prior = info.get("side_prior")
     if isinstance(prior, dict):
         click.echo(f"side information carries learned-prior gains {prior.get('gain')} "

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from .chunks import FLAG_CHUNKED
 from .errors import ContainerError, LimitError
 
 MAGIC = b"\x89GSZ\r\n\x1a\n"
@@ -26,7 +27,7 @@ ENTRY_SIZE = 32
 FLAG_REQUIRED = 0x0001
 KNOWN_STREAM_FLAGS = FLAG_REQUIRED
 REQUIRED_FILE_FLAGS_MASK = 0xFFFF0000  # unknown bits here must be refused; low bits are hints
-KNOWN_FILE_FLAGS = 0
+KNOWN_FILE_FLAGS = FLAG_CHUNKED
 ZSTD_UNKNOWN_SIZE = (1 << 64) - 1
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_MAX_WINDOW = 8 << 20  # RFC 8878 recommends decoders support 8 MiB; levels <= 19 stay below
@@ -54,7 +55,7 @@ class Limits:
     degree 3, 45 million at 0) and refines on a CPU about 1.4 million at SH 3 (2.2 million at
     0), while a file that asks for more (the per-byte rule it replaces let a 4 MB file ask for
     60 GB) is refused before the machine starts to swap or the process is killed. Raise it on
-    bigger machines."""
+    bigger machines. ``max_chunks`` bounds the chunk count of a chunked file (section 11)."""
 
     max_streams: int = 256
     max_meta_bytes: int = 16 << 20
@@ -62,6 +63,7 @@ class Limits:
     max_file_bytes: int = 1 << 40
     max_side_pixels: int = 1 << 24
     max_memory: int = 16 << 30
+    max_chunks: int = 1 << 20
 
 
 DEFAULT_LIMITS = Limits()
@@ -170,8 +172,9 @@ def _reject_constant(name: str) -> Any:
     raise ContainerError(f"corrupt metadata: {name} is not allowed")
 
 
-def write_container(streams: list[Stream], flags: int = 0) -> bytes:
-    """Serialize streams (the first must be the META stream) into .gsz bytes."""
+def write_container(streams: list[Stream], flags: int = 0, minor: int = VERSION_MINOR) -> bytes:
+    """Serialize streams (the first must be the META stream) into .gsz bytes of version
+    ``1.minor`` (an encoder writes the lowest version its file needs)."""
     if not streams or streams[0].kind != META_KIND:
         raise ValueError("the first stream must be the META stream")
     kinds = [s.kind for s in streams]
@@ -191,7 +194,7 @@ def write_container(streams: list[Stream], flags: int = 0) -> bytes:
             0,
         )
         offset += len(s.payload)
-    head = _HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, flags, len(streams), offset, 0)
+    head = _HEADER.pack(MAGIC, VERSION_MAJOR, minor, flags, len(streams), offset, 0)
     crc = zlib.crc32(head[:28] + bytes(entries))
     head = head[:28] + struct.pack("<I", crc)
     return head + bytes(entries) + b"".join(s.payload for s in streams)

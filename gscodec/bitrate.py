@@ -7,6 +7,8 @@ import os
 from typing import Any
 
 from .decoder import base_bytes, checked_header, load_data
+from .formats.chunks import FLAG_CHUNKED, PARTS_KIND, TABLE_KIND, parse_table, part_bytes
+from .formats.errors import ContainerError
 from .formats.gsz import DEFAULT_LIMITS, ENTRY_SIZE, HEADER_SIZE, Limits
 from .streams import ATTRIBUTE_OF_KIND, CODEC_OF_KIND, OTHER_STREAMS
 
@@ -23,22 +25,31 @@ def inspect(
     data = load_data(data_or_path)
     container, meta, n, degree = checked_header(data, limits, memory=False)
     per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
-    rows = []
     stream_meta = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
-    for s in container.streams:
-        tables = None
-        codec = CODEC_OF_KIND.get(s.kind)
-        if codec is not None:
-            tables = codec.table_bytes(s.payload, stream_meta.get(s.kind))
-        rows.append({
-            "stream": s.kind,
-            "attribute": ATTRIBUTE_OF_KIND.get(s.kind, OTHER_STREAMS.get(s.kind)),
-            "required": s.required,
-            "bytes": len(s.payload),
-            "bits_per_gaussian": per_g(len(s.payload)),
-            "table_bytes": tables,
-        })
     overhead = HEADER_SIZE + ENTRY_SIZE * len(container.streams)
+    chunked = None
+    if container.flags & FLAG_CHUNKED:
+        files, chunked = _parts(container, n, limits)
+        overhead += sum(HEADER_SIZE + ENTRY_SIZE * len(c.streams) for c, _ in files)
+        files.insert(0, (container, stream_meta))
+    else:
+        files = [(container, stream_meta)]
+    rows: dict[str, dict[str, Any]] = {}
+    for c, sub_meta in files:
+        for s in c.streams:
+            codec = CODEC_OF_KIND.get(s.kind)
+            tables = None if codec is None else codec.table_bytes(s.payload, sub_meta.get(s.kind))
+            if s.kind == PARTS_KIND:
+                continue  # (its bytes are the parts' streams, counted one by one)
+            row = rows.setdefault(s.kind, {
+                "stream": s.kind,
+                "attribute": ATTRIBUTE_OF_KIND.get(s.kind, OTHER_STREAMS.get(s.kind)),
+                "required": s.required, "bytes": 0, "table_bytes": None})
+            row["bytes"] += len(s.payload)
+            if tables is not None:
+                row["table_bytes"] = (row["table_bytes"] or 0) + tables
+    for row in rows.values():
+        row["bits_per_gaussian"] = per_g(row["bytes"])
     side_meta = stream_meta.get("SIDE")
     return {
         "file_bytes": len(data),
@@ -48,7 +59,9 @@ def inspect(
         "encoder": meta.get("encoder"),
         "version": f"{container.version[0]}.{container.version[1]}",
         "container_overhead_bytes": overhead,
-        "streams": rows,
+        "streams": list(rows.values()),
+        # a chunked file's chunks and layers (GSZ.md 11), or None for a plain file
+        "chunks": chunked,
         "bits_per_gaussian": per_g(len(data)),
         # the encoder's gains for the learned prior (SIDE metadata), as stored, or None
         "side_prior": side_meta.get("prior") if isinstance(side_meta, dict) else None,
@@ -58,3 +71,25 @@ def inspect(
         # information and refinement add to it), which decode checks against limits.max_memory
         "decode_memory_bytes": base_bytes(container, n, degree, limits),
     }
+
+
+def _parts(container: Any, n: int, limits: Limits
+           ) -> tuple[list[tuple[Any, dict[str, Any]]], dict[str, Any]]:
+    """The parts of a chunked file (each checked as the decoder checks it: container and
+    metadata) with their stream metadata, and the chunk count, layer count and Gaussians per
+    layer."""
+    table, parts = container.get(TABLE_KIND), container.get(PARTS_KIND)
+    if table is None or parts is None:
+        raise ContainerError("corrupt .gsz file: a chunked file needs CTAB and CHNK streams")
+    chunks = parse_table(table.payload, len(parts.payload), n, limits.max_chunks)
+    files = []
+    for c in chunks:
+        for p in c.parts:
+            part, part_meta, _, _ = checked_header(part_bytes(parts.payload, p), limits,
+                                                   memory=False)
+            sub = part_meta.get("streams")
+            files.append((part, sub if isinstance(sub, dict) else {}))
+    layers = len(chunks[0].parts)
+    return files, {"count": len(chunks), "layers": layers,
+                   "layer_gaussians": [sum(c.parts[k].count for c in chunks)
+                                       for k in range(layers)]}

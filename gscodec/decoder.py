@@ -5,6 +5,7 @@ between the geometry and the colours), then the refinement the plan chose."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -12,15 +13,25 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from . import budget, memory
+from . import budget, chunks, memory, parallel
 from .codec.attributes import COLOUR_FEATURES, REGISTRY
 from .codec.meta import get_dict, get_int
+from .formats.chunks import FLAG_CHUNKED, PARTS_KIND, TABLE_KIND, parse_table, part_bytes
 from .formats.errors import ContainerError, LimitError, unreadable
-from .formats.gsz import DEFAULT_LIMITS, ZSTD_UNKNOWN_SIZE, Limits, decode_meta, read_container
+from .formats.gsz import (
+    DEFAULT_LIMITS,
+    ZSTD_UNKNOWN_SIZE,
+    Limits,
+    decode_meta,
+    read_container,
+    read_header,
+)
 from .gaussians import Gaussians
+from .parallel import pmap
 from .progress import Progress, noop
 from .refinement import (
     METHODS,
+    CellSource,
     colour_changes_from_geometry,
     refine_decoded,
     refinement_method,
@@ -71,8 +82,10 @@ def declares(n: int, degree: int) -> str:
 
 def base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
     """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes)."""
-    return base_memory(container.streams[0].payload, n, degree, container.file_size,
-                       container.get(IMPORTANCE.kind) is not None, limits)
+    # (a chunked file's parts may have importance classes: counted as if they do)
+    classes = container.get(IMPORTANCE.kind) is not None or bool(container.flags & FLAG_CHUNKED)
+    return base_memory(container.streams[0].payload, n, degree, container.file_size, classes,
+                       limits)
 
 
 def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classes: bool,
@@ -145,6 +158,9 @@ def decode(
     extra_views: int = 0,
     method: str = "auto",
     colour_bands: int | None = None,
+    region: tuple[Any, Any] | None = None,
+    fraction: float | None = None,
+    jobs: int | None = None,
 ) -> Gaussians:
     """Decompress .gsz bytes (or the file at a path) into numpy-backed Gaussians.
 
@@ -161,48 +177,79 @@ def decode(
     carries the encoder's gains for the shipped weights (:func:`gscodec.restore.fit_gains`),
     with those gains.
     ``extra_views`` > 0 (with the prior) adds views without side information, restored by the
-    network alone; then files without side information are refined too. Raises ContainerError
-    (or its subclass LimitError) for anything wrong with the data."""
+    network alone; then files without side information are refined too.
+
+    ``region`` ``(lo, hi)``: only the Gaussians whose decoded centre lies in the closed box
+    between the corners ``lo`` and ``hi``; ``fraction`` (0 < f <= 1): the leading layers of
+    every chunk that hold at least that share of it (the most covering Gaussians, a coarse
+    version of the scene). A chunked file (GSZ.md 11) decodes only the parts these need, in
+    ``jobs`` processes (default 1; 0: every core; see :func:`gscodec.encode_with_order`); a
+    plain file is one chunk of one layer. Both
+    return the base layer, unrefined (the side information is the whole scene's). Raises
+    ContainerError (or its subclass LimitError) for anything wrong with the data."""
     if prior not in ("auto", "on", "off"):
         raise ValueError("prior must be 'auto', 'on' or 'off'")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
+    box = _region(region)
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ValueError("fraction must be in (0, 1]")
     report = progress or noop
     data = load_data(data_or_path)
-    container, meta, n, degree = checked_header(data, limits)
+    container, meta, n, degree = checked_header(data, limits, memory=False)
     del data  # (the container holds the payloads)
-    stream_meta = get_dict(meta, "streams")
     _check_required_streams(container)
+    whole = box is None and (fraction is None or fraction >= 1)
+    options = dict(refine=refine, steps=steps, device=device, backend=backend, prior=prior,
+                   extra_views=extra_views, method=method, colour_bands=colour_bands)
+    if container.flags & FLAG_CHUNKED:
+        return _decode_chunked(container, meta, n, degree, limits, report, box, fraction, jobs,
+                               whole, options)
+    budget.check(budget.Estimate(base_bytes(container, n, degree, limits)), limits,
+                 declares(n, degree))
+    if not whole:
+        g, _ = _decode_streams(container, get_dict(meta, "streams"), n, degree, report)
+        return g if box is None else g.take(_inside(g.means, box))
+    return _decode_plain(container, meta, n, degree, limits, report, options)
+
+
+def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, limits: Limits,
+                  report: Progress, options: dict[str, Any]) -> Gaussians:
+    """:func:`decode` of a whole plain file with the refinement ``options`` ask for."""
+    o = options
+    stream_meta = get_dict(meta, "streams")
     has_side, refines, use_prior = _decode_plan(
-        container, stream_meta, n, degree, limits, refine=refine, steps=steps, device=device,
-        backend=backend, prior=prior, extra_views=extra_views, method=method)
+        container, stream_meta, n, degree, limits,
+        **{k: v for k, v in o.items() if k != "colour_bands"})
     side = container.get("SIDE")
     # the colour fit needs the geometry only: it runs before the colours are decoded, so that
     # its working memory and the SH array are never held together
     colour_fit = refines and has_side and refinement_method(
-        method, resolve_device(device), steps, use_prior, n) == "colour"
+        o["method"], resolve_device(o["device"]), o["steps"], use_prior, n) == "colour"
     si = side_info(side.payload, stream_meta, limits) if colour_fit else None
     fit = None
     if si is not None:
         def fit(values: dict[str, np.ndarray], classes: np.ndarray | None) -> Any:
             return colour_changes_from_geometry(values, n, degree, si, stream_meta, classes,
-                                                colour_bands, report)
+                                                o["colour_bands"], report)
     g, classes = _decode_streams(container, stream_meta, n, degree, report, fit)
     memory.release()
     if refines and si is None:
         quality = meta.get("quality")
-        g = refine_decoded(g, side.payload if has_side else None, stream_meta, steps, device,
-                           backend, report, limits,
-                           prior=use_prior, extra_views=extra_views if use_prior else 0,
+        g = refine_decoded(g, side.payload if has_side else None, stream_meta, o["steps"],
+                           o["device"], o["backend"], report, limits, prior=use_prior,
+                           extra_views=o["extra_views"] if use_prior else 0,
                            quality=quality if isinstance(quality, int) else 0,
-                           classes=classes, method=method)
+                           classes=classes, method=o["method"])
     return g
 
 
 def _check_required_streams(container: Any) -> None:
+    chunked = bool(container.flags & FLAG_CHUNKED)
     for s in container.streams[1:]:
-        known = (s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind
-                 or (s.kind == "SIDE" and s.codec == 1))
+        known = ((s.kind in (TABLE_KIND, PARTS_KIND)) if chunked else
+                 (s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind))
+        known = known or (s.kind == "SIDE" and s.codec == 1)
         if s.required and not known:
             raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
 
@@ -270,3 +317,170 @@ def _add_changes(sh: np.ndarray, changes: Any) -> None:
     k = changes.shape[1]
     for a in range(0, sh.shape[0], 1 << 16):
         sh[a : a + (1 << 16), :k] += changes[a : a + (1 << 16)].numpy()
+
+
+def _region(region: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``region`` as two float64 corners (ValueError where it is not two finite 3-vectors with
+    ``lo <= hi``)."""
+    if region is None:
+        return None
+    lo, hi = (np.asarray(v, np.float64).reshape(-1) for v in region)
+    if lo.shape != (3,) or hi.shape != (3,) or not (np.isfinite(lo).all()
+                                                  and np.isfinite(hi).all()) or (lo > hi).any():
+        raise ValueError("region must be two corners (x0, y0, z0), (x1, y1, z1) with x0 <= x1, "
+                         "y0 <= y1, z0 <= z1")
+    return lo, hi
+
+
+def _inside(means: np.ndarray, box: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return ((means >= box[0]) & (means <= box[1])).all(axis=1)
+
+
+def _decode_chunked(container: Any, meta: dict[str, Any], n: int, degree: int, limits: Limits,
+                    report: Progress, box: tuple[np.ndarray, np.ndarray] | None,
+                    fraction: float | None, jobs: int | None, whole: bool,
+                    options: dict[str, Any]) -> Gaussians:
+    """:func:`decode` of a chunked file (GSZ.md 11): the parts the region and fraction need,
+    each a plain file decoded on its own (in ``jobs`` processes), put one after the other in
+    table order; a whole file then refined as a plain one would be (:func:`_refined_parts`)."""
+    table, parts = _stream(container, TABLE_KIND), _stream(container, PARTS_KIND)
+    table_chunks = parse_table(table.payload, len(parts.payload), n, limits.max_chunks)
+    chosen = [(c, chunks.layers_for([p.count for p in c.parts], fraction or 1.0))
+              for c in table_chunks
+              if box is None or c.meets(tuple(box[0]), tuple(box[1]))]
+    selected = [(p, c.box) for c, k in chosen for p in c.parts[:k]]
+    count = sum(p.count for p, _ in selected)
+    processes = parallel.resolve_jobs(jobs, count)
+    _check_chunked_budget(container, parts.payload, [p for p, _ in selected], n, count, degree,
+                          processes, limits)
+    if whole:
+        return _refined_parts(container, meta, parts.payload, selected, degree, processes,
+                              limits, report, options)
+    fields, _ = _gather(parts.payload, selected, degree, processes, limits, report)
+    g = Gaussians(**fields)
+    return g if box is None else g.take(_inside(g.means, box))
+
+
+def _check_chunked_budget(container: Any, payload: bytes, selected: list[Any], n: int,
+                          count: int, degree: int, processes: int, limits: Limits) -> None:
+    """The base layer's memory for ``count`` of the file's ``n`` Gaussians (GSZ.md 11.4), with
+    each part decoder beyond the first holding the largest part's."""
+    workers = 0
+    if processes > 1 and selected:
+        largest = max(selected, key=lambda p: p.count)
+        head = read_header(io.BytesIO(part_bytes(payload, largest)), limits)
+        workers = (processes - 1) * base_memory(head.meta_payload, largest.count, degree,
+                                                largest.length, True, limits)
+    budget.check(budget.Estimate(base_memory(container.streams[0].payload, count, degree,
+                                             container.file_size, True, limits) + workers),
+                 limits, declares(n, degree) if count == n else
+                 f"the decode needs {count} of its Gaussians (SH {degree})")
+
+
+def _gather(payload: bytes, selected: list[tuple[Any, Any]], degree: int, processes: int,
+            limits: Limits, report: Progress, geometry_only: bool = False
+            ) -> tuple[dict[str, np.ndarray], CellSource]:
+    """The fields of the ``selected`` parts (``(part, chunk box)``), one after the other, and
+    where their quantization cells come from; ``geometry_only``: no colours."""
+    count = sum(p.count for p, _ in selected)
+    shapes = Gaussians.shapes(degree)
+    if geometry_only:
+        del shapes["sh"]
+    fields = {name: np.empty((count, *shape), np.float32) for name, shape in shapes.items()}
+    tasks = ((part_bytes(payload, p), degree, p.count, box, limits, geometry_only)
+             for p, box in selected)
+    runs, start = [], 0
+    for i, (values, classes, part_meta) in enumerate(pmap(_decode_part, tasks, processes)):
+        report(i, len(selected), f"decoding part {i + 1} of {len(selected)}"
+               + (" (geometry)" if geometry_only else ""))
+        m = values["means"].shape[0]
+        for name, v in values.items():
+            fields[name][start : start + m] = v
+        runs.append((m, part_meta, classes))
+        start += m
+    report(len(selected), len(selected), "done")
+    return fields, CellSource(tuple(runs))
+
+
+def _refined_parts(container: Any, meta: dict[str, Any], payload: bytes,
+                   selected: list[tuple[Any, Any]], degree: int, processes: int,
+                   limits: Limits, report: Progress, options: dict[str, Any]) -> Gaussians:
+    """A whole chunked file decoded and refined as :func:`decode`'s ``options`` say, each value
+    inside the quantization cell of its part. The colour fit runs, as in a plain file, before
+    any colour is decoded: on the geometry of every part (a first pass), then the parts are
+    decoded whole and its changes added."""
+    o = options
+    stream_meta = get_dict(meta, "streams")
+    n = sum(p.count for p, _ in selected)
+    has_side, refines, use_prior = _decode_plan(
+        container, stream_meta, n, degree, limits,
+        **{k: v for k, v in o.items() if k != "colour_bands"})
+    side = container.get("SIDE")
+    colour = refines and has_side and refinement_method(
+        o["method"], resolve_device(o["device"]), o["steps"], use_prior, n) == "colour"
+    si = side_info(side.payload, stream_meta, limits) if colour else None
+    changes = None
+    if si is not None:
+        geometry, cells = _gather(payload, selected, degree, processes, limits, report, True)
+        memory.release()
+        changes = colour_changes_from_geometry(geometry, n, degree, si, stream_meta, None,
+                                               o["colour_bands"], report, cells=cells)
+        del geometry
+        memory.release()
+    fields, cells = _gather(payload, selected, degree, processes, limits, report)
+    g = Gaussians(**fields)
+    del fields
+    if changes is not None:
+        _add_changes(g.sh, changes)
+    if not refines or colour:
+        return g
+    quality = meta.get("quality")
+    return refine_decoded(g, side.payload if has_side else None, stream_meta, o["steps"],
+                          o["device"], o["backend"], report, limits, prior=use_prior,
+                          extra_views=o["extra_views"] if use_prior else 0,
+                          quality=quality if isinstance(quality, int) else 0,
+                          method=o["method"], cells=cells)
+
+
+def _decode_part(task: tuple[Any, ...]) -> tuple[dict[str, np.ndarray], Any, dict[str, Any]]:
+    """One part of a chunked file (GSZ.md 11.3): its Gaussians' fields, importance classes
+    (None without) and stream metadata, checked against the chunk table."""
+    data, degree, count, box, limits, geometry_only = task
+    container, meta, n, d = checked_header(data, limits)
+    if container.flags & FLAG_CHUNKED:
+        raise ContainerError("corrupt .gsz file: a chunk's part is itself chunked")
+    if n != count or d != degree:
+        raise ContainerError(f"corrupt .gsz file: a part holds {n} Gaussians of SH {d}, the "
+                             f"chunk table says {count} of SH {degree}")
+    _check_required_streams(container)
+    stream_meta = get_dict(meta, "streams")
+    if geometry_only:
+        values, classes = _decode_geometry(container, stream_meta, n, degree)
+    else:
+        g, classes = _decode_streams(container, stream_meta, n, degree, noop)
+        values = g.as_arrays()
+    lo, hi = np.asarray(box[:3], np.float32), np.asarray(box[3:], np.float32)
+    if not ((values["means"] >= lo) & (values["means"] <= hi)).all():
+        raise ContainerError("corrupt .gsz file: a part has a Gaussian outside its chunk's box")
+    return values, classes, stream_meta
+
+
+class _GeometryDecoded(Exception):
+    """Raised by :func:`_decode_geometry`'s colour-fit hook to stop before the colours."""
+
+
+def _decode_geometry(container: Any, stream_meta: dict[str, Any], n: int, degree: int
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The geometry's fields (no colours) and importance classes of a plain file: what
+    :func:`_decode_streams` hands its colour fit; the streams after it are not decoded."""
+    got: list[Any] = []
+
+    def stop(values: dict[str, np.ndarray], classes: np.ndarray | None) -> Any:
+        got.append((dict(values), classes))
+        raise _GeometryDecoded
+
+    try:
+        _decode_streams(container, stream_meta, n, degree, noop, stop)
+    except _GeometryDecoded:
+        return got[0]
+    raise AssertionError("a plain file always has colour streams")

@@ -7,21 +7,42 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from . import memory
+from . import chunks, memory, parallel
 from ._version import __version__
 from .cameras import Camera, encoder_views, fitted, spread
 from .codec import adaptive
-from .codec.attributes import REGISTRY, RowView, morton_order
+from .codec.attributes import REGISTRY, PositionGrid, RowView, morton_order, position_grid
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
 from .decoder import decode, decode_refusal
+from .formats.chunks import (
+    CODEC_PARTS_V1,
+    CODEC_TABLE_V1,
+    FLAG_CHUNKED,
+    PARTS_KIND,
+    TABLE_KIND,
+    VERSION_MINOR_CHUNKED,
+    Chunk,
+    Part,
+    pack_table,
+)
 from .formats.errors import GscodecError, LimitWarning
-from .formats.gsz import CODEC_ZSTD_JSON, DEFAULT_LIMITS, Stream, encode_meta, write_container
+from .formats.gsz import (
+    CODEC_ZSTD_JSON,
+    DEFAULT_LIMITS,
+    Stream,
+    decode_meta,
+    encode_meta,
+    read_container,
+    write_container,
+)
 from .gaussians import Gaussians
+from .parallel import pmap
 from .progress import Progress, noop
 from .scene import read_ply
 from .streams import CODEC_CHANNELS_V1, FORMAT_NAME, IMPORTANCE
@@ -70,6 +91,8 @@ def encode_with_order(
     importance: bool | None = None,
     prior_gains: bool | None = None,
     cameras: list[Camera] | None = None,
+    chunk_size: int = chunks.DEFAULT_CHUNK_SIZE,
+    jobs: int | None = None,
 ) -> tuple[bytes, np.ndarray]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
@@ -97,27 +120,25 @@ def encode_with_order(
     (:func:`gscodec.restore.fit_gains`), so that a decoder using the prior applies it only where
     it helps this scene.
 
+    Above ``chunk_size`` Gaussians the file is chunked (GSZ.md 11, :mod:`gscodec.chunks`),
+    its parts coded in ``jobs`` processes (default 1; 0: every core; the bytes do not depend on
+    it; a script that asks for more must guard its top level, as multiprocessing needs).
+
     A file that a decoder with the default limits would refuse is still returned, with a
     :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`)."""
     report = progress or noop
     params = preset(quality) if params is None else params
+    if chunk_size < chunks.MIN_CHUNK_SIZE:
+        raise ValueError(f"chunk_size must be at least {chunks.MIN_CHUNK_SIZE}")
     arrays = _validated_arrays(gaussians)
-    n, degree = gaussians.n, gaussians.sh_degree
-    total = len(_codecs(degree)) + 1
-    report(0, total, "ordering")
-    order = morton_order(arrays["means"], params)
-    streams, stream_meta = _base_layer(arrays, order, params, degree, importance, backend,
-                                       cameras, report)
-    meta = {"format": FORMAT_NAME, "n": n, "sh_degree": degree, "quality": quality,
-            "params": params.as_dict(), "order": "morton", "encoder": f"gscodec {__version__}",
-            "streams": stream_meta}
+    total = len(_codecs(gaussians.sh_degree)) + 1
+    meta, streams, order = _base(arrays, quality, params, chunk_size, jobs, importance, backend,
+                                 cameras, report)
     if views > 0:
         report(total, total + 1, "side information")
         from . import sideinfo
 
-        cams = (sideinfo.cameras(arrays["means"], views, sideinfo_size, sideinfo_scale)
-                if cameras is None else
-                training_views(cameras, views, sideinfo_size, sideinfo_scale))
+        cams = _side_cameras(arrays["means"], views, sideinfo_size, sideinfo_scale, cameras)
         # the original's renders first (the render does not depend on the storage order); then
         # this function holds no reference to the input, so that a caller that passed the only
         # one (the CLI does) does not hold two scenes while the decoded one is rendered
@@ -130,12 +151,46 @@ def encode_with_order(
                             prior_gains=prior_gains)
         del originals
         if side is not None:
-            stream_meta[sideinfo.KIND] = side[1]
+            meta["streams"][sideinfo.KIND] = side[1]
             streams.append(side[0])
     data = _container(meta, streams)
     _warn_if_refused(data)
     report(total, total, "done")
     return data, order
+
+
+def _side_cameras(means: np.ndarray, views: int, size: int, scale: int,
+                  cameras: list[Camera] | None) -> list[Camera]:
+    """The side information's views: synthesized around ``means``, or spread over ``cameras``."""
+    from . import sideinfo
+
+    if cameras is None:
+        return sideinfo.cameras(means, views, size, scale)
+    return training_views(cameras, views, size, scale)
+
+
+def _base(arrays: dict[str, np.ndarray], quality: int, params: QualityParams, chunk_size: int,
+          jobs: int | None, importance: bool | None, backend: str,
+          cameras: list[Camera] | None, report: Progress
+          ) -> tuple[dict[str, Any], list[Stream], np.ndarray]:
+    """The metadata, streams and storage order of the base layer: a plain file's attribute
+    streams, or a chunked file's CTAB and CHNK above ``chunk_size`` Gaussians."""
+    n, degree = arrays["means"].shape[0], _degree(arrays)
+    meta: dict[str, Any] = {"format": FORMAT_NAME, "n": n, "sh_degree": degree,
+                            "quality": quality, "params": params.as_dict(),
+                            "encoder": f"gscodec {__version__}", "streams": {}}
+    if n > chunk_size:
+        streams, order = _chunked_base(arrays, quality, params, chunk_size, jobs, importance,
+                                       backend, cameras, report)
+        meta.update(order="chunks", chunk_size=chunk_size,
+                    layers=[k / chunks.LAYERS[-1] for k in chunks.LAYERS])
+        return meta, streams, order
+    report(0, len(_codecs(degree)) + 1, "ordering")
+    order = morton_order(arrays["means"], params)
+    streams, meta["streams"] = _base_layer(arrays, order, params, degree, importance, backend,
+                                           cameras, report)
+    meta["order"] = "morton"
+    return meta, streams, order
 
 
 def _codecs(degree: int) -> list[tuple[str, Any]]:
@@ -144,17 +199,93 @@ def _codecs(degree: int) -> list[tuple[str, Any]]:
 
 
 def _container(meta: dict[str, Any], streams: list[Stream]) -> bytes:
-    return write_container([Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))] + streams)
+    """The file of ``meta`` and ``streams``: version 1.0, or 1.1 with the CHUNKED flag where
+    the streams are a chunk table and its parts (GSZ.md 11)."""
+    head = [Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
+    if any(s.kind == TABLE_KIND for s in streams):
+        return write_container(head + streams, FLAG_CHUNKED, VERSION_MINOR_CHUNKED)
+    return write_container(head + streams)
+
+
+def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityParams,
+                  chunk_size: int, jobs: int | None, importance: bool | None, backend: str,
+                  cameras: list[Camera] | None, report: Progress
+                  ) -> tuple[list[Stream], np.ndarray]:
+    """The CTAB and CHNK streams of a chunked file (GSZ.md 11) and the storage order: the scene
+    cut by :func:`gscodec.chunks.split`, each part coded as a file of its own (in ``jobs``
+    processes) at the scene's position step, with the importance classes and per-class steps
+    measured once for the whole scene (as a plain file's: at its encoder views, or
+    ``cameras``)."""
+    means, n = arrays["means"], arrays["means"].shape[0]
+    part_params = replace(params, position_step=position_grid(means, params).step)
+    order = morton_order(means, params)
+    measured = None
+    if params.canonical and n >= adaptive.MIN_GAUSSIANS if importance is None else importance:
+        report(0, 1, "measuring importance")
+        shapes = [alt for _, c in _codecs(_degree(arrays)) for alt in
+                  c.alternatives(arrays, params)]
+        classes, adapts = _importance(shapes[-1] if shapes else arrays, order, backend, cameras)
+        by_input = np.empty_like(classes)
+        by_input[order] = classes
+        del shapes, classes
+        measured = (by_input, adapts)
+    cover = chunks.coverage(arrays["opacity_logits"], arrays["log_scales"])
+    plan = chunks.split(means, cover, chunk_size)
+    tasks = (({k: v[idx] for k, v in arrays.items()}, quality, part_params,
+              None if measured is None else (measured[0][idx], measured[1]), backend)
+             for layers in plan for idx in layers)
+    table, blobs, orders, offset = [], [], [], 0
+    results = pmap(_encode_part, tasks, parallel.resolve_jobs(jobs, n))
+    for c, layers in enumerate(plan):
+        report(c, len(plan), f"coding chunk {c + 1} of {len(plan)}")
+        parts, lo, hi = [], np.full(3, np.inf, np.float32), np.full(3, -np.inf, np.float32)
+        for idx in layers:
+            data, part_order, box = next(results)
+            parts.append(Part(offset, len(data), idx.shape[0], zlib.crc32(data)))
+            offset += len(data)
+            blobs.append(data)
+            orders.append(idx[part_order])
+            if box is not None:
+                lo, hi = np.minimum(lo, box[0]), np.maximum(hi, box[1])
+        table.append(Chunk(tuple(float(v) for v in (*lo, *hi)), tuple(parts)))
+    return ([Stream(TABLE_KIND, CODEC_TABLE_V1, True, pack_table(table)),
+             Stream(PARTS_KIND, CODEC_PARTS_V1, True, b"".join(blobs))],
+            np.concatenate(orders))
+
+
+def _degree(arrays: dict[str, np.ndarray]) -> int:
+    return {1: 0, 4: 1, 9: 2, 16: 3}[arrays["sh"].shape[1]]
+
+
+def _encode_part(task: tuple[Any, ...]) -> tuple[bytes, np.ndarray, Any]:
+    """One part of a chunked file: its .gsz bytes, storage order and the box of its decoded
+    positions (None where it is empty)."""
+    arrays, quality, params, measured, backend = task
+    degree = _degree(arrays)
+    order = morton_order(arrays["means"], params)
+    streams, stream_meta = _base_layer(arrays, order, params, degree, measured is not None,
+                                       backend, None, noop, measured)
+    data = _container({"format": FORMAT_NAME, "n": order.shape[0], "sh_degree": degree,
+                       "quality": quality, "params": params.as_dict(), "order": "morton",
+                       "encoder": f"gscodec {__version__}", "streams": stream_meta}, streams)
+    if order.shape[0] == 0:
+        return data, order, None
+    posn = decode_meta(read_container(data, ENCODER_LIMITS).streams[0].payload)["streams"]["POSN"]
+    grid = PositionGrid(np.asarray(posn["origin"], np.float64), float(posn["step"]))
+    decoded = grid.dequantize(grid.quantize(arrays["means"]))
+    return data, order, (decoded.min(axis=0), decoded.max(axis=0))
 
 
 def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: QualityParams,
                 degree: int, importance: bool | None, backend: str,
-                cameras: list[Camera] | None, report: Progress
+                cameras: list[Camera] | None, report: Progress,
+                measured: tuple[np.ndarray, dict[str, Any]] | None = None
                 ) -> tuple[list[Stream], dict[str, Any]]:
     """The attribute streams (and the importance classes' stream) and their metadata. Each
     codec in REGISTRY order, except one that another codes together with its own attribute
     (``coded_with``): that pair is coded in every form the codecs offer (``alternatives``) and
-    the cheaper kept."""
+    the cheaper kept. ``measured``: the importance classes (by input row) and per-class steps
+    measured already (for the whole scene a chunked file's part belongs to)."""
     n = arrays["means"].shape[0]
     codecs = _codecs(degree)
     total = len(codecs) + 1
@@ -162,7 +293,9 @@ def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: Qualit
     if importance is None:
         importance = params.canonical and n >= adaptive.MIN_GAUSSIANS
     classes, adapts = None, {}
-    if importance and n > 0:
+    if measured is not None:  # (a part of a chunked file: the classes by input row)
+        classes, adapts = measured[0][order], measured[1]
+    elif importance and n > 0:
         report(0, total, "measuring importance")
         classes, adapts = _importance(shapes[-1], order, backend, cameras)
     features: dict[str, np.ndarray] = {}

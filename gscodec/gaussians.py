@@ -62,6 +62,12 @@ class Gaussians:
     def __len__(self) -> int:
         return self.n
 
+    @staticmethod
+    def shapes(sh_degree: int) -> dict[str, tuple[int, ...]]:
+        """Each field's shape per Gaussian (after the leading N) at SH degree ``sh_degree``."""
+        return {"means": (3,), "quats": (4,), "log_scales": (3,), "opacity_logits": (),
+                "sh": ((sh_degree + 1) ** 2, 3)}
+
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> Gaussians:
         """Build from a dict with the field names as keys (what gscodec.formats.ply returns)."""

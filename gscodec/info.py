@@ -15,6 +15,7 @@ from typing import Any
 from . import budget
 from .cameras import Camera
 from .decoder import base_memory, checked_meta
+from .formats.chunks import FLAG_CHUNKED
 from .formats.errors import ContainerError, unreadable
 from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header
 from .sidemeta import parse_views
@@ -48,14 +49,18 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
                 "codec": e.codec, "required": e.required, "bytes": e.length,
                 "bits_per_gaussian": per_g(e.length)} for e in header.entries]
     kinds = {e.kind for e in header.entries}
+    chunked = bool(header.flags & FLAG_CHUNKED)
     classes = IMPORTANCE.kind in kinds
     side = _side(stream_meta.get("SIDE")) if "SIDE" in kinds else None
     return {"file_bytes": header.file_size, "version": "{}.{}".format(*header.version),
             "gaussians": n, "sh_degree": degree, "quality": meta.get("quality"),
             "encoder": meta.get("encoder"), "bits_per_gaussian": per_g(header.file_size),
-            "importance_classes": classes, "streams": streams, "side_information": side,
+            "importance_classes": None if chunked else classes, "streams": streams,
+            "side_information": side,
+            "chunk_size": meta.get("chunk_size") if chunked else None,
+            # (a chunked file's parts, not read here, may have classes: assumed they do)
             "decode_memory_bytes": base_memory(header.meta_payload, n, degree,
-                                               header.file_size, classes, limits)}
+                                               header.file_size, classes or chunked, limits)}
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS

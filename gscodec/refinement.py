@@ -5,6 +5,7 @@ refinement of a decoded scene itself."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,8 @@ def side_info(payload: bytes, stream_meta: dict[str, Any], limits: Limits) -> An
 
 def colour_changes_from_geometry(values: dict[str, np.ndarray], n: int, degree: int, si: Any,
                     stream_meta: dict[str, Any], classes: np.ndarray | None,
-                    colour_bands: int | None, report: Progress) -> Any:
+                    colour_bands: int | None, report: Progress,
+                    cells: CellSource | None = None) -> Any:
     """The colour fit of :func:`decode` from the decoded geometry (``values`` of the means,
     rotations, scales and opacities) and the side information: the changes of the first SH
     coefficients (:func:`gscodec.colourfit.colour_changes`), bounded by their quantization
@@ -175,8 +177,9 @@ def colour_changes_from_geometry(values: dict[str, np.ndarray], n: int, degree: 
     bands = (1 if degree else 0) if colour_bands is None else max(0, min(colour_bands, degree))
     geometry = Gaussians(values["means"], values["quats"], values["log_scales"],
                          values["opacity_logits"], np.zeros((n, 1, 3), np.float32))
+    source = cells or CellSource.single(n, stream_meta, classes)
     return colour_changes(geometry, si.cameras, si.residuals, bands=bands,
-                          max_change=quantization_halves(degree, stream_meta, classes),
+                          max_change=source.halves(degree),
                           progress=lambda i, total: report(i, total, "fitting colours"))
 
 
@@ -184,7 +187,8 @@ def refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, A
                     steps: int | None, device: str, backend: str, report: Progress,
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
                     extra_views: int = 0, quality: int = 0,
-                    classes: np.ndarray | None = None, method: str = "auto") -> Gaussians:
+                    classes: np.ndarray | None = None, method: str = "auto",
+                    cells: CellSource | None = None) -> Gaussians:
     """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
     with non-zero gains) the network's correction is scaled by the gains the file carries for
     the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
@@ -225,7 +229,8 @@ def refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, A
         cams, targets = si.cameras, sideinfo.targets(g, si, backend=backend, device=device)
     config = RefineConfig(steps=n_steps, pool=pool, pixel_weight=pixel_weight)
     result = refine(g, cams, targets, config, backend=backend,
-                    device=device, cells=quantization_cells(g, stream_meta, classes),
+                    device=device,
+                    cells=(cells or CellSource.single(g.n, stream_meta, classes)).bounds(g),
                     progress=lambda i, total, loss: report(i, total, f"refining, loss {loss:.4f}"))
     return result.gaussians
 
@@ -262,3 +267,41 @@ def quantization_cells(g: Gaussians, stream_meta: dict[str, Any],
             lo, hi = codec.cell(values, stream_meta[codec.kind], classes)
             cells[name] = (torch.from_numpy(lo), torch.from_numpy(hi))
     return cells
+
+
+@dataclass(frozen=True)
+class CellSource:
+    """Where the quantization cells of decoded Gaussians come from: runs of rows, each with the
+    stream metadata and importance classes of the file it was decoded from (one run for a plain
+    file; one per part, in order, for a chunked file, whose parts have steps of their own)."""
+
+    runs: tuple[tuple[int, dict[str, Any], np.ndarray | None], ...]
+
+    @classmethod
+    def single(cls, n: int, stream_meta: dict[str, Any],
+               classes: np.ndarray | None = None) -> CellSource:
+        return cls(((n, stream_meta, classes),))
+
+    def halves(self, sh_degree: int) -> dict[str, np.ndarray]:
+        """:func:`quantization_halves` of every run, row by row where runs differ."""
+        per = [quantization_halves(sh_degree, m, c) for _, m, c in self.runs]
+        if len(per) == 1:
+            return per[0]
+        return {k: np.concatenate([np.broadcast_to(h[k], (count, *h[k].shape[1:]))
+                                   for (count, _, _), h in zip(self.runs, per, strict=True)])
+                for k in per[0]}
+
+    def bounds(self, g: Gaussians, groups: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """:func:`quantization_cells` of every run, concatenated."""
+        if len(self.runs) == 1:
+            _, meta, classes = self.runs[0]
+            return quantization_cells(g, meta, classes, groups)
+        import torch
+
+        parts, start = [], 0
+        for count, meta, classes in self.runs:
+            parts.append(quantization_cells(g.take(slice(start, start + count)), meta, classes,
+                                            groups))
+            start += count
+        return {k: (torch.cat([p[k][0] for p in parts]), torch.cat([p[k][1] for p in parts]))
+                for k in parts[0]}

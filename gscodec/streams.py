@@ -12,7 +12,8 @@ CODEC_CHANNELS_V1 = 1
 ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
 
 
-OTHER_STREAMS = {"META": "metadata", "SIDE": "side information", "IMPC": "importance classes"}
+OTHER_STREAMS = {"META": "metadata", "SIDE": "side information", "IMPC": "importance classes",
+                 "CTAB": "chunk table", "CHNK": "chunks"}
 
 
 IMPORTANCE = ImportanceCodec()

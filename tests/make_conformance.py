@@ -9,6 +9,9 @@ Writes, under DIR (default: this folder):
 - ``valid/*.gsz``: small files a decoder must accept, and ``expected/*.json`` with the exact
   float32 values it must decode them to;
 - ``invalid/*.gsz``: files a decoder must reject, each with one defect;
+- ``*/chunked-*``: a chunked file (GSZ.md 11, version 1.1) and files made from it, each with one
+  defect; ``--chunked`` makes only these (and adds them to the index), leaving the 1.0 files
+  made by earlier encoders as they were;
 - ``INDEX.json``: every file, whether it is valid, its expected values or the error class and
   message fragment gscodec reports (the requirement itself is in GSZ.md section 7).
 
@@ -123,9 +126,10 @@ def entry_index(data: bytes, kind: str) -> int:
 
 
 def with_streams(data: bytes, change) -> bytes:
-    """Rewrite a valid file with ``change(streams)`` applied (checksums recomputed)."""
-    streams = list(read_container(data).streams)
-    return write_container(change(streams))
+    """Rewrite a valid file with ``change(streams)`` applied (checksums recomputed; version and
+    flags kept)."""
+    c = read_container(data)
+    return write_container(change(list(c.streams)), c.flags, c.version[1])
 
 
 def with_meta_payload(data: bytes, payload: bytes) -> bytes:
@@ -261,8 +265,8 @@ def invalid_files(v: dict[str, bytes]) -> list[tuple[str, bytes, str, str, str]]
          f"corrupt .gsz file: header says {size} bytes, found {size + 8}", "2, rule 3"),
         ("future-version", set_header(base, major=2), "ContainerError",
          "unsupported .gsz version 2.0", "2, rule 2"),
-        ("required-flag", set_header(base, flags=0x00010000), "ContainerError",
-         "unsupported .gsz feature flags 0x00010000", "2, rule 6"),
+        ("required-flag", set_header(base, flags=0x00020000), "ContainerError",
+         "unsupported .gsz feature flags 0x00020000", "2, rule 6"),
         ("no-streams", set_header(base[:HEADER_SIZE], count=0, length=HEADER_SIZE),
          "ContainerError", "corrupt .gsz file: no streams", "2, rule 4"),
         ("too-many-streams", set_header(base, count=100_000, crc=False), "LimitError",
@@ -350,6 +354,111 @@ def invalid_files(v: dict[str, bytes]) -> list[tuple[str, bytes, str, str, str]]
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# chunked files (GSZ.md 11, version 1.1), built on their own (``--chunked``) so that the 1.0
+# files made by earlier encoders stay as they were committed
+
+CHUNKED = ("chunked-sh1-n40", 40, 1, 2, 20)  # (name, Gaussians, SH degree, quality, chunk size)
+
+
+def chunked_file() -> bytes:
+    name, n, degree, quality, chunk = CHUNKED
+    g = make_scene(n, sh_degree=degree, seed=300 + n)
+    return gscodec.encode(g, quality=quality, views=0, backend="cpu", importance=True,
+                          chunk_size=chunk)
+
+
+def _with_table(data: bytes, change) -> bytes:
+    """The file with its CTAB payload passed through ``change`` (bytearray -> bytes)."""
+    def edit(streams: list[Stream]) -> list[Stream]:
+        return [Stream(x.kind, x.codec, x.required, change(bytearray(x.payload)))
+                if x.kind == "CTAB" else x for x in streams]
+    return with_streams(data, edit)
+
+
+def _with_part_byte_flipped(data: bytes) -> bytes:
+    """One byte of the first part flipped; the stream table's CRC of CHNK made to match."""
+    def edit(streams: list[Stream]) -> list[Stream]:
+        out = []
+        for x in streams:
+            if x.kind == "CHNK":
+                b = bytearray(x.payload)
+                b[40] ^= 0x10
+                x = Stream(x.kind, x.codec, x.required, bytes(b))
+            out.append(x)
+        return out
+    return with_streams(data, edit)
+
+
+def chunked_invalid(data: bytes) -> list[tuple[str, bytes, str, str, str]]:
+    """(name, bytes, error class, message fragment, GSZ.md rule) of files made from the valid
+    chunked file, one defect each."""
+    def box_x1(b: bytearray) -> bytes:  # chunk 0's box shrunk to its x0 along x
+        x0 = struct.unpack_from("<f", b, 8)[0]
+        struct.pack_into("<f", b, 8 + 12, x0)
+        return bytes(b)
+
+    def gap(b: bytearray) -> bytes:  # the second part's offset moved by one byte
+        struct.pack_into("<Q", b, 8 + 24 + 24, struct.unpack_from("<Q", b, 8 + 24 + 24)[0] + 1)
+        return bytes(b)
+
+    def many(b: bytearray) -> bytes:
+        struct.pack_into("<I", b, 0, 1 << 21)
+        return bytes(b)
+
+    plain = v_plain = gscodec.encode(make_scene(40, sh_degree=1, seed=7), quality=7, views=0)
+    posn = next(x for x in read_container(v_plain).streams if x.kind == "POSN")
+    del plain
+    return [
+        ("chunked-no-flag", set_header(data, flags=0), "ContainerError",
+         "unsupported .gsz file: unknown required stream 'CTAB'", "11.1"),
+        ("chunked-missing-table", with_streams(data, lambda s: [x for x in s if x.kind != "CTAB"]),
+         "ContainerError", "corrupt .gsz file: missing stream 'CTAB'", "11.1"),
+        ("chunked-plain-stream", with_streams(data, lambda s: s + [posn]), "ContainerError",
+         "unsupported .gsz file: unknown required stream 'POSN'", "11.1"),
+        ("chunked-table-size", _with_table(data, lambda b: bytes(b[:-4])), "ContainerError",
+         "corrupt .gsz file: the chunk table is", "11.2"),
+        ("chunked-too-many-chunks", _with_table(data, many), "LimitError",
+         "file declares 2097152 chunks", "11.2"),
+        ("chunked-part-gap", _with_table(data, gap), "ContainerError",
+         "does not follow the one before it", "11.2"),
+        ("chunked-count-mismatch", with_meta(data, lambda m: m.update(n=m["n"] + 1)),
+         "ContainerError", "the chunks hold 40 Gaussians, the metadata declares 41", "11.2"),
+        ("chunked-part-checksum", _with_part_byte_flipped(data), "ContainerError",
+         "checksum mismatch in a chunk's part", "11.3"),
+        ("chunked-outside-box", _with_table(data, box_x1), "ContainerError",
+         "a part has a Gaussian outside its chunk's box", "11.3"),
+    ]
+
+
+def build_chunked(out: Path) -> list[dict[str, Any]]:
+    """The chunked files into ``out``'s valid/, invalid/ and expected/ (replacing earlier
+    chunked files only) and their entries into its INDEX.json."""
+    name, n, degree, quality, chunk = CHUNKED
+    for old in out.glob("*/chunked-*"):
+        old.unlink()
+    data = chunked_file()
+    (out / "valid" / f"{name}.gsz").write_bytes(data)
+    _write_json(out / "expected" / f"{name}.json",
+                expected_values(gscodec.decode(data, refine=False)))
+    entries: list[dict[str, Any]] = [{
+        "file": f"valid/{name}.gsz", "valid": True, "expected": f"expected/{name}.json",
+        "description": f"{n} Gaussians, SH degree {degree}, quality {quality}, chunked (11): "
+                       f"chunks of at most {chunk} Gaussians in 2 layers, importance classes"}]
+    for bad, b, error, message, rule in chunked_invalid(data):
+        (out / "invalid" / f"{bad}.gsz").write_bytes(b)
+        entries.append({"file": f"invalid/{bad}.gsz", "valid": False, "error": error,
+                        "message": message, "rule": rule})
+    index_path = out / "INDEX.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index["files"] = [e for e in index["files"] if "/chunked-" not in e["file"]] + entries
+    index["format"] = "gsz conformance files, version 1.1"
+    index["made_by"] = ("python tests/make_conformance.py (version 1.0 files), "
+                        "python tests/make_conformance.py --chunked (chunked-*, 1.1)")
+    _write_json(index_path, index)
+    return index["files"]
+
+
 def _swap_first_two(data: bytes) -> bytes:
     """The same file with table entries 0 (META) and 1 swapped."""
     b = bytearray(data)
@@ -401,7 +510,8 @@ def build(out: Path) -> list[dict[str, Any]]:
         "made_by": "python tests/make_conformance.py",
         "files": index,
     })
-    return index
+    build_chunked(out)
+    return json.loads((out / "INDEX.json").read_text(encoding="utf-8"))["files"]
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -422,8 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: here)")
     ap.add_argument("--markdown", action="store_true", help="print the GSZ.md table")
+    ap.add_argument("--chunked", action="store_true",
+                    help="make only the chunked files (version 1.1) and add them to the index")
     args = ap.parse_args(argv)
-    index = build(args.out)
+    index = build_chunked(args.out) if args.chunked else build(args.out)
     total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()
                 and p.suffix in (".gsz", ".json"))
     print(f"{len(index)} files ({sum(e['valid'] for e in index)} valid) in {args.out}, "

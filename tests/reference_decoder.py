@@ -39,13 +39,20 @@ def f32(x: float) -> float:
 # --- section 2: layout -------------------------------------------------------------------------
 
 
+CHUNKED = 1 << 16
+
+
 def parse(data: bytes) -> dict[str, tuple[int, bool, bytes]]:
+    return parse_with_flags(data)[0]
+
+
+def parse_with_flags(data: bytes) -> tuple[dict[str, tuple[int, bool, bytes]], int]:
     if len(data) < 32 or data[:8] != MAGIC:
         raise Reject("header")
     major, _minor, flags, count, length, crc = struct.unpack_from("<HHIIQI", data, 8)
     if major != 1 or length != len(data) or count < 1 or 32 + 32 * count > length:
         raise Reject("header fields")
-    if zlib.crc32(data[:28] + data[32 : 32 + 32 * count]) != crc or flags & 0xFFFF0000:
+    if zlib.crc32(data[:28] + data[32 : 32 + 32 * count]) != crc or flags & 0xFFFF0000 & ~CHUNKED:
         raise Reject("header crc/flags")
     streams: dict[str, tuple[int, bool, bytes]] = {}
     spans = []
@@ -65,7 +72,7 @@ def parse(data: bytes) -> dict[str, tuple[int, bool, bytes]]:
         raise Reject("overlap")
     if next(iter(streams)) != "META":
         raise Reject("meta first")
-    return streams
+    return streams, flags
 
 
 # --- section 5: tables, ANS, binarization, channels -------------------------------------------
@@ -294,11 +301,13 @@ def morton_decode(code: int) -> tuple[int, int, int]:
 
 
 def decode(data: bytes) -> dict[str, list]:
-    streams = parse(data)
+    streams, flags = parse_with_flags(data)
     codec, _, payload = streams["META"]
     meta = json.loads(zstandard.ZstdDecompressor().decompress(payload))
     if meta["format"] != "gsz":
         raise Reject("format")
+    if flags & CHUNKED:
+        return decode_chunked(streams, meta)
     for kind, (_, required, _) in streams.items():
         if kind not in FEATURES and kind != "META" and required:
             raise Reject("unknown required stream")
@@ -396,3 +405,52 @@ def decode(data: bytes) -> dict[str, list]:
                 sh[i].append([f32(X[3 * j + c][i] * (step * mu[i])) for c in range(3)])
     return {"means": means, "log_scales": log_scales, "quats": quats,
             "opacity_logits": opacity, "sh": sh}
+
+
+# --- section 11: chunked files -----------------------------------------------------------------
+
+
+def decode_chunked(streams: dict[str, tuple[int, bool, bytes]], meta: dict) -> dict[str, list]:
+    for kind, (_, required, _) in streams.items():
+        if kind not in ("META", "CTAB", "CHNK", "SIDE") and required:
+            raise Reject("unknown required stream")
+    if "CTAB" not in streams or "CHNK" not in streams:
+        raise Reject("missing stream")
+    if streams["CTAB"][0] != 1 or streams["CHNK"][0] != 1:
+        raise Reject("codec")
+    table, parts = streams["CTAB"][2], streams["CHNK"][2]
+    if len(table) < 8:
+        raise Reject("table")
+    c, layers = struct.unpack_from("<II", table, 0)
+    if c < 1 or not 1 <= layers <= 16 or len(table) != 8 + c * (24 + 24 * layers):
+        raise Reject("table size")
+    out: dict[str, list] = {"means": [], "log_scales": [], "quats": [], "opacity_logits": [],
+                            "sh": []}
+    at, end = 8, 0
+    for _ in range(c):
+        box = struct.unpack_from("<6f", table, at)
+        at += 24
+        if not all(math.isfinite(v) for v in box) or any(box[a] > box[a + 3] for a in range(3)):
+            raise Reject("box")
+        for _ in range(layers):
+            off, length, count, crc = struct.unpack_from("<QQII", table, at)
+            at += 24
+            if off != end or off + length > len(parts):
+                raise Reject("part place")
+            end += length
+            part = parts[off : off + length]
+            if zlib.crc32(part) != crc:
+                raise Reject("part crc")
+            if parse_with_flags(part)[1] & CHUNKED:
+                raise Reject("nested")
+            pm = json.loads(zstandard.ZstdDecompressor().decompress(parse(part)["META"][2]))
+            if pm["n"] != count or pm["sh_degree"] != meta["sh_degree"]:
+                raise Reject("part count")
+            g = decode(part)
+            if any(not box[a] <= p[a] <= box[a + 3] for p in g["means"] for a in range(3)):
+                raise Reject("outside the box")
+            for k in out:
+                out[k] += g[k]
+    if end != len(parts) or len(out["means"]) != meta["n"]:
+        raise Reject("parts")
+    return out

@@ -75,10 +75,12 @@ _IDENTICAL: dict[tuple[int, int, int], bytes] = {}
 
 
 def _identical_file(n: int, degree: int, quality: int) -> bytes:
-    """The encoder's file of ``_identical(n, degree)`` (checked by :func:`_agrees`; cached)."""
+    """The encoder's file of ``_identical(n, degree)`` (checked by :func:`_agrees`; cached),
+    plain (one chunk: the per-byte rule these tests replace was about plain files)."""
     key = (n, degree, quality)
     if key not in _IDENTICAL:
-        _IDENTICAL[key] = _agrees(_identical(n, degree), quality, importance=False)
+        _IDENTICAL[key] = _agrees(_identical(n, degree), quality, importance=False,
+                                  chunk_size=n)
     return _IDENTICAL[key]
 
 
@@ -93,7 +95,8 @@ def test_many_identical_gaussians_decode_with_the_default_limits(n, degree, qual
 def test_many_identical_gaussians_with_side_information():
     # the encoder decodes its own base layer for the side information: it refused itself before
     # (a fine residual step: the copies' quantization errors are far below 1/255 in renders)
-    data = _agrees(_identical(70_000, 0), 7, importance=False, sideinfo_step=1e-5, **SIDE)
+    data = _agrees(_identical(70_000, 0), 7, importance=False, sideinfo_step=1e-5,
+                   chunk_size=70_000, **SIDE)
     assert 70_000 > 64 * len(data)
     assert "SIDE" in [r["stream"] for r in gscodec.inspect(data)["streams"]]
     assert gscodec.decode(data, steps=0).n == 70_000  # SIDE decoded, with the default limits

@@ -103,4 +103,4 @@ def test_index_lists_every_file_and_the_spec_lists_the_index():
         if not e["valid"]:
             assert e["message"] in spec, e["message"]
     total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file())
-    assert total < 120_000  # small enough to commit
+    assert total < 200_000  # small enough to commit

@@ -389,13 +389,15 @@ class PositionGrid:
 
 
 def position_grid(means: np.ndarray, params: QualityParams) -> PositionGrid:
-    """The grid of a scene: origin at the bounding-box minimum, step from the preset, coarsened
-    if the whole box would need more than 2**21 cells per axis."""
+    """The grid of a scene: origin at the bounding-box minimum, step from the preset (or the
+    preset's ``position_step`` where set), coarsened if the whole box would need more than
+    2**21 cells per axis."""
     if means.shape[0] == 0:
         return PositionGrid(np.zeros(3), 1.0)
     lo = means.min(axis=0).astype(np.float64)
     extent = float((means.max(axis=0).astype(np.float64) - lo).max())
-    step = robust_diagonal(means.astype(np.float64)) * 2.0 ** -params.position_bits
+    step = (robust_diagonal(means.astype(np.float64)) * 2.0 ** -params.position_bits
+            if params.position_step is None else params.position_step)
     step = max(step, extent / (morton.AXIS_MAX - 1), 1e-30)
     return PositionGrid(lo, step)
 

@@ -13,7 +13,9 @@ Units:
     dc_step: step of the DC colour 0.5 + SH_C0 * f_dc, in units of 1/255;
     sh_rest_steps: steps of the SH coefficients of bands 1, 2 and 3;
     canonical: send each Gaussian's rotation and scales in the canonical form of
-        :mod:`.canonical` (same covariance, fewer bits, different attribute values).
+        :mod:`.canonical` (same covariance, fewer bits, different attribute values);
+    position_step: where set, the position step itself (instead of the one ``position_bits``
+        gives): the parts of a chunked file (GSZ.md 11) share the whole scene's step.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ class QualityParams:
     dc_step: float
     sh_rest_steps: tuple[float, float, float]
     canonical: bool = False
+    position_step: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["sh_rest_steps"] = list(self.sh_rest_steps)
+        if self.position_step is None:  # (the files of a whole scene record the bits only)
+            del d["position_step"]
         return d
 
 
