@@ -428,12 +428,20 @@ def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | 
             if not torch.cuda.is_available():
                 raise GscodecError("--device cuda: no CUDA device is available")
         with naming(input_path):
-            g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
-                           device=device, limits=limits, prior=prior, extra_views=extra_views,
-                           method=method, region=bbox, fraction=fraction, jobs=jobs)
-        report(1, 1, f"writing {kind}")
-        arrays = g.as_arrays()
-        _write_scene(out, kind, arrays, turn, spz_version, force)
+            if kind == "ply" and bbox is None and _base_layer_only(
+                    input_path, no_refine, fraction, extra_views, limits):
+                # part by part into the PLY: one part in memory at a time, not the scene
+                n, degree = _write_ply_parts(out, input_path, limits, fraction, jobs, turn,
+                                             force)
+            else:
+                g = decode_gsz(input_path, progress=report, refine=not no_refine, steps=steps,
+                               device=device, limits=limits, prior=prior,
+                               extra_views=extra_views, method=method, region=bbox,
+                               fraction=fraction, jobs=jobs)
+                n, degree = g.n, g.sh_degree
+                report(1, 1, f"writing {kind}")
+                _write_scene(out, kind, g.as_arrays(), turn, spz_version, force)
+                del g
     if not quiet:
         summary = ("base layer of the box, " if bbox is not None else "") + (
             f"leading layers holding {fraction:g} of each chunk, "
@@ -441,8 +449,41 @@ def decode(input_path: Path, output: Path | None, spz_version: str, turn: str | 
         if not summary:
             summary = _refinement_summary(input_path, no_refine, steps, device, limits, prior,
                                           extra_views, method)
-        click.echo(f"{input_path} -> {out}: {g.n:,} Gaussians (SH {g.sh_degree}), "
+        click.echo(f"{input_path} -> {out}: {n:,} Gaussians (SH {degree}), "
                    f"{summary}{time.perf_counter() - t0:.1f} s")
+
+
+def _base_layer_only(path: Path, no_refine: bool, fraction: float | None, extra_views: int,
+                     limits: Any) -> bool:
+    """Whether ``decode`` writes the base layer as decoded: no refinement asked for or
+    possible (no side information, no extra views), or only the first layers."""
+    from ..info import info as read_info
+
+    if no_refine or (fraction is not None and fraction < 1):
+        return True
+    return extra_views == 0 and read_info(path, limits=limits)["side_information"] is None
+
+
+def _write_ply_parts(out: Path, path: Path, limits: Any, fraction: float | None, jobs: int,
+                     turn: str | None, force: bool) -> tuple[int, int]:
+    """The base layer of ``path`` written to the PLY ``out`` part by part (atomically)."""
+    from ..api import decode_parts
+    from ..formats.atomic import atomic_write
+    from ..formats.ply import write_ply_header, write_ply_rows
+
+    n, degree, parts = decode_parts(path, limits=limits, fraction=fraction, jobs=jobs)
+
+    def write(f: Any) -> None:
+        write_ply_header(f, n, degree)
+        for arrays in parts:
+            if turn is not None:
+                from ..formats.axes import turn as turn_arrays
+
+                arrays = turn_arrays(arrays, turn)
+            write_ply_rows(f, arrays)
+
+    atomic_write(out, write, force=force)
+    return n, degree
 
 
 def _write_scene(out: Path, kind: str, arrays: dict[str, Any], turn: str | None,

@@ -44,6 +44,7 @@ _PLY_TYPES: dict[str, str] = {
 _MAX_HEADER_BYTES = 1 << 20
 _SH_REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}
 _WRITE_ROWS = 1 << 16
+_READ_ROWS = 1 << 16
 
 ArrayDict = dict[str, np.ndarray]
 
@@ -120,7 +121,10 @@ def _parse_header(f: BinaryIO, where: str) -> tuple[str, list[_Element], int]:
 
 def _read_vertex_binary(
     f: BinaryIO, fmt: str, elements: list[_Element], header_size: int, file_size: int, where: str
-) -> np.ndarray:
+) -> ArrayDict:
+    """The Gaussian arrays of a binary PLY's vertex element, read and converted block by block
+    (:data:`_READ_ROWS` rows at a time): the file's rows are never held whole, only the
+    float32 arrays they become."""
     order = "<" if fmt == "binary_little_endian" else ">"
     offset = header_size
     for el in elements:
@@ -136,14 +140,26 @@ def _read_vertex_binary(
                     f"the file has {max(have, 0)}"
                 )
             f.seek(offset)
-            data = np.fromfile(f, dtype=dtype, count=el.count)
-            if data.shape[0] != el.count:
-                raise PlyError(f"{where}: truncated PLY vertex data")
-            return data
+            return _blocks(f, dtype, el.count, where)
         if dtype is None:
             raise _NeedsPlyfile()
         offset += el.count * dtype.itemsize
     raise PlyError(f"{where}: the PLY has no 'vertex' element")
+
+
+def _blocks(f: BinaryIO, dtype: np.dtype, count: int, where: str) -> ArrayDict:
+    out: ArrayDict | None = None
+    for start in range(0, count, _READ_ROWS):
+        rows = min(_READ_ROWS, count - start)
+        block = np.fromfile(f, dtype=dtype, count=rows)
+        if block.shape[0] != rows:
+            raise PlyError(f"{where}: truncated PLY vertex data")
+        a = arrays_from_vertex(block, where, first=start)
+        if out is None:
+            out = {k: np.empty((count, *v.shape[1:]), v.dtype) for k, v in a.items()}
+        for k, v in a.items():
+            out[k][start : start + rows] = v
+    return out if out is not None else arrays_from_vertex(np.zeros(0, dtype), where)
 
 
 def _check_min_size(fmt: str, elements: list[_Element], header_size: int, file_size: int,
@@ -214,8 +230,9 @@ def _stack(v: np.ndarray, names: list[str], where: str) -> np.ndarray:
     return out
 
 
-def arrays_from_vertex(v: np.ndarray, where: str = "input") -> ArrayDict:
-    """Map a structured vertex array (PLY property names) to the Gaussian arrays, validated."""
+def arrays_from_vertex(v: np.ndarray, where: str = "input", first: int = 0) -> ArrayDict:
+    """Map a structured vertex array (PLY property names) to the Gaussian arrays, validated
+    (``first``: the index of ``v``'s first row in the file, for messages)."""
     names = v.dtype.names or ()
     rest = [n for n in names if n.startswith("f_rest_")]
     if len(rest) not in _SH_REST_COUNTS:
@@ -244,7 +261,7 @@ def arrays_from_vertex(v: np.ndarray, where: str = "input") -> ArrayDict:
     if zero.any():
         raise PlyError(
             f"{where}: {int(zero.sum())} Gaussians have a zero-length rotation quaternion, "
-            f"first at vertex {int(np.argmax(zero))}"
+            f"first at vertex {first + int(np.argmax(zero))}"
         )
     return {
         "means": means,
@@ -271,15 +288,13 @@ def read_ply_arrays(path: str | os.PathLike[str]) -> ArrayDict:
         vertex = next(el for el in elements if el.name == "vertex")
         if vertex.has_list:
             raise PlyError(f"{where}: the vertex element has list properties")
-        if fmt == "ascii":
-            _check_min_size(fmt, elements, header_size, size, where)
-            v = _read_vertex_plyfile(p, where)
-        else:
+        if fmt != "ascii":
             try:
-                v = _read_vertex_binary(f, fmt, elements, header_size, size, where)
+                return _read_vertex_binary(f, fmt, elements, header_size, size, where)
             except _NeedsPlyfile:
-                _check_min_size(fmt, elements, header_size, size, where)
-                v = _read_vertex_plyfile(p, where)
+                pass
+        _check_min_size(fmt, elements, header_size, size, where)
+        v = _read_vertex_plyfile(p, where)
     return arrays_from_vertex(v, where)
 
 
@@ -309,11 +324,23 @@ def _check_arrays(a: ArrayDict) -> tuple[int, int]:
 def write_ply_file(f: BinaryIO, a: ArrayDict) -> None:
     """Write the Gaussian arrays to an open binary file as an INRIA-layout little-endian PLY."""
     n, degree = _check_arrays(a)
-    names = ply_property_names(degree)
+    write_ply_header(f, n, degree)
+    write_ply_rows(f, a)
+
+
+def write_ply_header(f: BinaryIO, n: int, sh_degree: int) -> None:
+    """The header of an INRIA-layout PLY of ``n`` Gaussians (:func:`write_ply_rows` writes
+    them, in as many calls as wanted)."""
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
-    header += [f"property float {name}" for name in names]
+    header += [f"property float {name}" for name in ply_property_names(sh_degree)]
     header.append("end_header")
     f.write(("\n".join(header) + "\n").encode("ascii"))
+
+
+def write_ply_rows(f: BinaryIO, a: ArrayDict) -> None:
+    """The rows of the Gaussian arrays ``a`` in the layout of :func:`write_ply_header`."""
+    n, degree = _check_arrays(a)
+    names = ply_property_names(degree)
     k = (degree + 1) ** 2 - 1
     for start in range(0, n, _WRITE_ROWS):
         stop = min(n, start + _WRITE_ROWS)

@@ -6,7 +6,7 @@ package (the CLI, scripts, users) imports from here; the pipelines never do."""
 from __future__ import annotations
 
 from .bitrate import inspect
-from .decoder import decode, decode_refusal
+from .decoder import decode, decode_parts, decode_refusal
 from .encoder import InputError, encode, encode_with_order, training_views
 from .progress import Progress
 from .refinement import (
@@ -24,6 +24,7 @@ __all__ = [
     "InputError",
     "Progress",
     "decode",
+    "decode_parts",
     "decode_refusal",
     "default_steps",
     "default_views",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +360,43 @@ def _decode_chunked(container: Any, meta: dict[str, Any], n: int, degree: int, l
     fields, _ = _gather(parts.payload, selected, degree, processes, limits, report)
     g = Gaussians(**fields)
     return g if box is None else g.take(_inside(g.means, box))
+
+
+def decode_parts(
+    data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    fraction: float | None = None,
+    jobs: int | None = None,
+) -> tuple[int, int, Iterator[dict[str, np.ndarray]]]:
+    """The base layer of a file (the leading layers holding ``fraction`` of each chunk), part
+    by part: ``(count, sh_degree, arrays)``, ``arrays`` yielding each part's Gaussian arrays
+    in storage order (one item for a plain file), decoded in ``jobs`` processes. The header,
+    chunk table and memory budget are checked before it returns; a writer that consumes the
+    parts one by one holds one part at a time (``gscodec decode`` to a PLY without
+    refinement), not the scene."""
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ValueError("fraction must be in (0, 1]")
+    container, meta, n, degree = checked_header(load_data(data_or_path), limits, memory=False)
+    _check_required_streams(container)
+    if not container.flags & FLAG_CHUNKED:
+        budget.check(budget.Estimate(base_bytes(container, n, degree, limits)), limits,
+                     declares(n, degree))
+        stream_meta = get_dict(meta, "streams")
+        return n, degree, iter([_decode_streams(container, stream_meta, n, degree,
+                                                noop)[0].as_arrays()])
+    table, parts = _stream(container, TABLE_KIND), _stream(container, PARTS_KIND)
+    selected = [(p, c.box) for c in parse_table(table.payload, len(parts.payload), n,
+                                                limits.max_chunks)
+                for p in c.parts[: chunks.layers_for([p.count for p in c.parts],
+                                                     fraction or 1.0)]]
+    count = sum(p.count for p, _ in selected)
+    processes = parallel.resolve_jobs(jobs, count)
+    _check_chunked_budget(container, parts.payload, [p for p, _ in selected], n, count, degree,
+                          processes, limits)
+    tasks = ((part_bytes(parts.payload, p), degree, p.count, box, limits, False)
+             for p, box in selected)
+    return count, degree, (values for values, _, _ in pmap(_decode_part, tasks, processes))
 
 
 def _check_chunked_budget(container: Any, payload: bytes, selected: list[Any], n: int,

@@ -5,6 +5,7 @@ views, and the learned prior's gains) and the check that a default decoder accep
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 import zlib
@@ -18,6 +19,7 @@ from ._version import __version__
 from .cameras import Camera, encoder_views, fitted, spread
 from .codec import adaptive
 from .codec.attributes import REGISTRY, PositionGrid, RowView, morton_order, position_grid
+from .codec.channels import PlanMemo, reusing_plans
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
 from .decoder import decode, decode_refusal
 from .formats.chunks import (
@@ -218,24 +220,36 @@ def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityPa
     ``cameras``)."""
     means, n = arrays["means"], arrays["means"].shape[0]
     part_params = replace(params, position_step=position_grid(means, params).step)
-    order = morton_order(means, params)
     measured = None
     if params.canonical and n >= adaptive.MIN_GAUSSIANS if importance is None else importance:
         report(0, 1, "measuring importance")
+        order = morton_order(means, params)
         shapes = [alt for _, c in _codecs(_degree(arrays)) for alt in
                   c.alternatives(arrays, params)]
         classes, adapts = _importance(shapes[-1] if shapes else arrays, order, backend, cameras)
         by_input = np.empty_like(classes)
         by_input[order] = classes
-        del shapes, classes
+        del shapes, classes, order
         measured = (by_input, adapts)
     cover = chunks.coverage(arrays["opacity_logits"], arrays["log_scales"])
     plan = chunks.split(means, cover, chunk_size)
-    tasks = (({k: v[idx] for k, v in arrays.items()}, quality, part_params,
-              None if measured is None else (measured[0][idx], measured[1]), backend)
-             for layers in plan for idx in layers)
+    memos = [PlanMemo() for _ in chunks.LAYERS]
+
+    def task(idx: np.ndarray, layer: int) -> tuple[Any, ...]:
+        return ({k: v[idx] for k, v in arrays.items()}, quality, part_params,
+                None if measured is None else (measured[0][idx], measured[1]), backend,
+                memos[layer])
+
+    # the first chunk's parts choose the channel plans of their layer, here, before the
+    # others reuse them in any process (so that the bytes do not depend on the job count)
+    first = [parallel.single_threaded(_encode_part, task(idx, k))
+             for k, idx in enumerate(plan[0])]
+    for memo in memos:
+        memo.record = False
+    results = itertools.chain(first, pmap(_encode_part, (
+        task(idx, k) for layers in plan[1:] for k, idx in enumerate(layers)),
+        parallel.resolve_jobs(jobs, n)))
     table, blobs, orders, offset = [], [], [], 0
-    results = pmap(_encode_part, tasks, parallel.resolve_jobs(jobs, n))
     for c, layers in enumerate(plan):
         report(c, len(plan), f"coding chunk {c + 1} of {len(plan)}")
         parts, lo, hi = [], np.full(3, np.inf, np.float32), np.full(3, -np.inf, np.float32)
@@ -260,11 +274,12 @@ def _degree(arrays: dict[str, np.ndarray]) -> int:
 def _encode_part(task: tuple[Any, ...]) -> tuple[bytes, np.ndarray, Any]:
     """One part of a chunked file: its .gsz bytes, storage order and the box of its decoded
     positions (None where it is empty)."""
-    arrays, quality, params, measured, backend = task
+    arrays, quality, params, measured, backend, memo = task
     degree = _degree(arrays)
     order = morton_order(arrays["means"], params)
-    streams, stream_meta = _base_layer(arrays, order, params, degree, measured is not None,
-                                       backend, None, noop, measured)
+    with reusing_plans(memo):
+        streams, stream_meta = _base_layer(arrays, order, params, degree, measured is not None,
+                                           backend, None, noop, measured)
     data = _container({"format": FORMAT_NAME, "n": order.shape[0], "sh_degree": degree,
                        "quality": quality, "params": params.as_dict(), "order": "morton",
                        "encoder": f"gscodec {__version__}", "streams": stream_meta}, streams)

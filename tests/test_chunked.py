@@ -208,3 +208,25 @@ def test_the_cli_chunks_decodes_a_box_and_a_fraction_and_reports_the_chunks(tmp_
     assert gscodec.read_ply(tmp_path / "f.ply").n == sum(-(-c // 4) for c in (225,) * 4)
     r = run(main, ["decode", str(gsz), "--bbox", "1,1,1,0,0,0"])
     assert r.exit_code == 2 and "each minimum must be at most its maximum" in r.output
+
+
+def test_the_first_chunk_chooses_the_channel_plans_the_others_refit(scene, monkeypatch):
+    from gscodec.codec import channels
+
+    calls = {"choose": 0, "refit": 0}
+    choose, refit = channels._choose_plan, channels._refit_plan
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(channels, "_choose_plan", counted("choose", choose))
+    monkeypatch.setattr(channels, "_refit_plan", counted("refit", refit))
+    data = gscodec.encode(scene, 7, views=0, chunk_size=CHUNK)
+    chosen = calls["choose"]
+    # the first chunk's two parts choose every channel's plan; the five other chunks refit them
+    assert chosen > 0 and calls["refit"] == 5 * chosen
+    g = gscodec.decode(data, refine=False)
+    assert g.n == scene.n and np.isfinite(g.sh).all()
