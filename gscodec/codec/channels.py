@@ -71,6 +71,7 @@ _SAMPLE_BLOCK = 8192
 _SAMPLE_BLOCKS = 4
 _TABLE_ENTRY_BITS = 4.5  # estimated cost of one stored table entry after zstd
 _BUCKET_CHOICES = (4, 8, 16)
+_REFIT_STRIDE = 4  # a refit (_refit_plan) looks at every 4th row of the plan search's sample
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,7 @@ def _refit_plan(kept: ChannelPlan, c: int, X: np.ndarray, abs_e: dict[int, np.nd
     channel's own offset, bucket edges (as many buckets) and binarization: the parts of the
     search that follow the data's distribution, not its structure."""
     n = X.shape[1]
+    rows = rows[::_REFIT_STRIDE]
     scale = n / max(1, rows.size)
     r = _residual(kept.pred, kept.ref, X, c, rows)
     off = int(np.median(r)) if r.size else 0
