@@ -174,10 +174,11 @@ def test_failure_while_writing_leaves_no_partial_file(tmp_path, ply_path, monkey
     assert run("encode", str(ply_path), "-o", str(gsz), "--quiet", "--views", "0").exit_code == 0
 
     def broken(f, arrays):
-        f.write(b"ply\npartial")
+        f.write(b"partial rows")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ply_module, "write_ply_file", broken)
+    # (the rows writer: a whole-scene PLY and one written part by part both go through it)
+    monkeypatch.setattr(ply_module, "write_ply_rows", broken)
     out = tmp_path / "out.ply"
     r = run("decode", str(gsz), "-o", str(out))
     assert r.exit_code == 1 and "No space left on device" in _one_error_line(r)
