@@ -396,7 +396,8 @@ def decode_parts(
                           processes, limits)
     tasks = ((part_bytes(parts.payload, p), degree, p.count, box, limits, False)
              for p, box in selected)
-    return count, degree, (values for values, _, _ in pmap(_decode_part, tasks, processes))
+    results = pmap(_decode_part, tasks, processes, window=1)
+    return count, degree, (values for values, _, _ in results)
 
 
 def _check_chunked_budget(container: Any, payload: bytes, selected: list[Any], n: int,
@@ -428,7 +429,9 @@ def _gather(payload: bytes, selected: list[tuple[Any, Any]], degree: int, proces
     tasks = ((part_bytes(payload, p), degree, p.count, box, limits, geometry_only)
              for p, box in selected)
     runs, start = [], 0
-    for i, (values, classes, part_meta) in enumerate(pmap(_decode_part, tasks, processes)):
+    # (one part per process in flight: the parts decoded ahead wait in this process's memory)
+    results = pmap(_decode_part, tasks, processes, window=1)
+    for i, (values, classes, part_meta) in enumerate(results):
         report(i, len(selected), f"decoding part {i + 1} of {len(selected)}"
                + (" (geometry)" if geometry_only else ""))
         m = values["means"].shape[0]

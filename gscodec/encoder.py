@@ -150,7 +150,7 @@ def encode_with_order(
         memory.release()
         side = _side_stream(_container(meta, streams), originals, cams, quality,
                             scale=sideinfo_scale, step=sideinfo_step, backend=backend,
-                            prior_gains=prior_gains)
+                            prior_gains=prior_gains, jobs=jobs)
         del originals
         if side is not None:
             meta["streams"][sideinfo.KIND] = side[1]
@@ -361,14 +361,14 @@ def _cheapest_form(codec: Any, partners: list[Any], shapes: list[dict[str, np.nd
 
 
 def _side_stream(base_file: bytes, originals: list[Any], cams: list[Camera], quality: int, *,
-                 scale: int, step: float, backend: str, prior_gains: bool | None
-                 ) -> tuple[Stream, dict[str, Any]] | None:
+                 scale: int, step: float, backend: str, prior_gains: bool | None,
+                 jobs: int | None = None) -> tuple[Stream, dict[str, Any]] | None:
     """The SIDE stream and its metadata from the original's renders at ``cams`` and the base
     layer in ``base_file``; None where every residual quantizes to zero (nothing to refine
     towards)."""
     from . import sideinfo
 
-    base = decode(base_file, refine=False, limits=ENCODER_LIMITS)
+    base = decode(base_file, refine=False, limits=ENCODER_LIMITS, jobs=jobs)
     # the gains are fitted on the renders the residuals come from: kept only for them
     renders: list[Any] | None = [] if prior_gains is not False else None
     si = sideinfo.from_renders(originals, base, cams, scale=scale, step=step, backend=backend,

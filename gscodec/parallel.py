@@ -1,6 +1,7 @@
 """Work split over processes: the parts of a chunked file are encoded and decoded side by side
-(``--jobs``). Every task runs with one torch thread whatever the job count, so that a part's
-bytes (whose importance classes come from torch renders) do not depend on how many ran at once."""
+(``--jobs``). A part's coding is numpy only (the importance classes are measured for the whole
+scene before); every task still runs with at most one torch thread, in this process as in the
+workers, so that nothing a task computes depends on how many ran at once."""
 
 from __future__ import annotations
 
@@ -42,10 +43,9 @@ def resolve_jobs(jobs: int | None, n: int) -> int:
 
 
 def single_threaded(fn: Callable[[T], R], task: T) -> R:
-    """``fn(task)`` with torch held to one thread (restored after)."""
+    """``fn(task)`` with torch, where it is loaded, held to one thread (restored after)."""
     torch = sys.modules.get("torch")
     if torch is None:
-        os.environ["OMP_NUM_THREADS"] = "1"  # (read if torch is imported by the task)
         return fn(task)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
