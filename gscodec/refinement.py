@@ -285,8 +285,9 @@ class CellSource:
     def halves(self, sh_degree: int) -> dict[str, np.ndarray]:
         """:func:`quantization_halves` of every run, row by row where runs differ."""
         per = [quantization_halves(sh_degree, m, c) for _, m, c in self.runs]
-        if len(per) == 1:
-            return per[0]
+        if len(per) == 1 or all(h[k].shape[0] == 1 and np.array_equal(h[k], per[0][k])
+                                for h in per for k in h):
+            return per[0]  # (the parts' steps agree: no row of its own for each Gaussian)
         return {k: np.concatenate([np.broadcast_to(h[k], (count, *h[k].shape[1:]))
                                    for (count, _, _), h in zip(self.runs, per, strict=True)])
                 for k in per[0]}
