@@ -241,9 +241,11 @@ def main(json_errors: bool) -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="IN.ply", type=click.Path(path_type=Path))
+@click.argument("input_paths", metavar="IN.ply [IN2.ply ...]", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output .gsz (default: IN with the suffix .gsz).")
+              help="Output .gsz (default: IN with the suffix .gsz); with several inputs, an "
+                   "existing folder for their .gsz files.")
 @click.option("-q", "--quality", type=click.IntRange(MIN_QUALITY, MAX_QUALITY),
               default=DEFAULT_QUALITY, show_default=True,
               help="Quality preset: higher keeps more fidelity and writes more bytes.")
@@ -285,16 +287,103 @@ def main(json_errors: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
-def encode(input_path: Path, output: Path | None, quality: int, views: int | None,
-           sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
-           prior_gains: bool | None, refine: bool, cameras_path: Path | None, chunk_size: int,
-           jobs: int, force: bool, quiet: bool) -> None:
+def encode(input_paths: tuple[Path, ...], output: Path | None, quality: int,
+           views: int | None, sideinfo_scale: str, sideinfo_step: float,
+           importance: bool | None, prior_gains: bool | None, refine: bool,
+           cameras_path: Path | None, chunk_size: int, jobs: int, force: bool,
+           quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
-    `gscodec decode` does unless --no-refine; one line on stderr says which)."""
+    `gscodec decode` does unless --no-refine; one line on stderr says which).
+
+    Several inputs are encoded side by side in --jobs processes (each scene's chunks in its
+    own process), each into IN.gsz or into the folder -o names; a scene that fails is
+    reported on its own line and the others are still written (exit code 1 if any failed)."""
+    if len(input_paths) > 1:
+        options = dict(quality=quality, views=views, sideinfo_scale=sideinfo_scale,
+                       sideinfo_step=sideinfo_step, importance=importance,
+                       prior_gains=prior_gains, refine=refine, chunk_size=chunk_size)
+        _encode_many(input_paths, output, cameras_path, jobs, force, quiet, options)
+        return
+    _encode_one(input_paths[0], output, quality, views, sideinfo_scale, sideinfo_step,
+                importance, prior_gains, refine, cameras_path, chunk_size, jobs, force, quiet)
+
+
+def _encode_many(inputs: tuple[Path, ...], output: Path | None, cameras_path: Path | None,
+                 jobs: int, force: bool, quiet: bool, options: dict[str, Any]) -> None:
+    """``encode`` of several scenes: every output checked before any work starts, then the
+    scenes in ``jobs`` processes (:func:`gscodec.parallel.pmap`), one summary or error line
+    each, in input order."""
+    from ..parallel import available_cores, pmap
+
+    if cameras_path is not None:
+        raise GscodecError("--cameras belongs to one scene: give one input with it")
+    if output is not None and not output.is_dir():
+        raise GscodecError(f"{output}: with several inputs, -o must be an existing folder")
+    outs = [(output / p.name if output else p).with_suffix(".gsz") for p in inputs]
+    if len({o.resolve() for o in outs}) != len(outs):
+        raise GscodecError("two inputs would write the same .gsz file")
+    for p, o in zip(inputs, outs, strict=True):
+        _check_input(p)
+        _check_not_input(o, p)
+        check_output_path(o, force=force)
+    processes = min(len(inputs), available_cores() if jobs == 0 else jobs)
+    tasks = [(str(p), str(o), force, options) for p, o in zip(inputs, outs, strict=True)]
+    failed = 0
+    # (one process: the scenes one after the other here, torch with all its threads)
+    results = map(_encode_task, tasks) if processes <= 1 else pmap(_encode_task, tasks,
+                                                                   processes, window=1)
+    for ok, lines in results:
+        failed += not ok
+        for line in lines:
+            if not ok:
+                _report_error(line)
+            elif not quiet:
+                click.echo(line)
+    if failed:
+        sys.exit(1)
+
+
+def _report_error(message: str) -> None:
+    """One error line (JSON with --json-errors), without exiting."""
+    if _json_errors():
+        error = {"type": "GscodecError", "message": message, "exit_code": 1}
+        click.echo(json.dumps({"error": error}), err=True)
+    else:
+        click.echo(f"gscodec: error: {message}", err=True)
+
+
+def _encode_task(task: tuple[str, str, bool, dict[str, Any]]) -> tuple[bool, list[str]]:
+    """One scene of :func:`_encode_many` (in a worker process): ``(True, summary lines)`` or
+    ``(False, [the error])``; the scene's chunks are coded in this process."""
+    path, out, force, o = task
+    args = [Path(path), Path(out), o["quality"], o["views"], o["sideinfo_scale"],
+            o["sideinfo_step"], o["importance"], o["prior_gains"], o["refine"], None,
+            o["chunk_size"], 1, force, False]
+    captured: list[str] = []
+    try:
+        _encode_one(*args, echo=captured.append)
+    except GscodecError as e:
+        return False, [str(e)]
+    except MemoryError:
+        return False, [f"{path}: out of memory"]
+    except OSError as e:
+        return False, [f"{path}: {e.strerror or e}"]
+    return True, captured
+
+
+def _encode_one(input_path: Path, output: Path | None, quality: int, views: int | None,
+                sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
+                prior_gains: bool | None, refine: bool, cameras_path: Path | None,
+                chunk_size: int, jobs: int, force: bool, quiet: bool,
+                echo: Any = None) -> None:
+    """``encode`` of one scene (``echo``: where the summary lines go, default stdout; given,
+    no progress bar)."""
     from ..api import default_views, encode_with_order, load_scene
     from ..cameras import spread
 
+    say = echo or click.echo
+    quiet_bar = quiet or echo is not None
     _check_input(input_path)
     out = output or input_path.with_suffix(".gsz")
     _check_not_input(out, input_path)
@@ -306,8 +395,8 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
         _check_input(cameras_path)
         cameras = read_cameras(cameras_path)
     t0 = time.perf_counter()
-    _note_gsz_input(input_path, refine, quiet)
-    with progress_bar(quiet, "encode") as report:
+    _note_gsz_input(input_path, refine, quiet_bar)
+    with progress_bar(quiet_bar, "encode") as report:
         report(0, 1, "reading PLY")
         scene = [load_scene(input_path, refine=refine)]
         n, degree = scene[0].n, scene[0].sh_degree
@@ -329,19 +418,22 @@ def encode(input_path: Path, output: Path | None, quality: int, views: int | Non
     # the encoder's warnings (a file beyond the default decode budget) as one plain line each,
     # not Python's file:line form
     for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+        if echo is None:
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            say(f"warning: {input_path}: {w.message}")
     if not quiet:
         in_bytes = input_path.stat().st_size
         bits = 8 * len(data) / n if n else 0.0
-        click.echo(
+        say(
             f"{input_path} -> {out}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
             f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
             f"quality {quality}, {time.perf_counter() - t0:.1f} s"
         )
         if cameras is not None and views > 0:
             names = [cameras[i].name for i in spread(cameras, views)]
-            click.echo(f"side information at {len(names)} of {len(cameras)} training cameras: "
-                       + ", ".join(names))
+            say(f"side information at {len(names)} of {len(cameras)} training cameras: "
+                + ", ".join(names))
 
 
 @main.command()
