@@ -30,7 +30,7 @@ import gscodec
 from gscodec.synthetic import make_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, report_header, write_report  # noqa: E402
+from common import HERE, ratio_and_bar_tables, report_header, write_report  # noqa: E402
 
 FIELDS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
@@ -111,10 +111,7 @@ def main(argv: list[str] | None = None) -> None:
           "included).", "",
           "| step | seconds |", "|---|---:|",
           *(f"| {k} | {v:.2f} |" for k, v in t.items()), "",
-          "| ratio | value |", "|---|---:|",
-          *(f"| {k} | {v:.3f} |" for k, v in ratios.items()), "",
-          "| bar | met |", "|---|:-:|",
-          *(f"| {k} | {'yes' if v else 'NO'} |" for k, v in bars.items()), ""]
+          *ratio_and_bar_tables(ratios, bars)]
     write_report(args.out, args.name, report, "\n".join(md))
     print("\n".join(md))
 

@@ -101,3 +101,11 @@ def write_report(out: Path, name: str, report: dict[str, Any], markdown: str) ->
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{name}.md").write_text(markdown)
+
+
+def ratio_and_bar_tables(ratios: dict[str, float], bars: dict[str, bool]) -> list[str]:
+    """Markdown lines: a table of the ratios, then one of the bars and whether each is met."""
+    return ["| ratio | value |", "|---|---:|",
+            *(f"| {k} | {v:.3f} |" for k, v in ratios.items()), "",
+            "| bar | met |", "|---|:-:|",
+            *(f"| {k} | {'yes' if v else 'NO'} |" for k, v in bars.items()), ""]

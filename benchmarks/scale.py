@@ -33,7 +33,13 @@ from typing import Any
 from gscodec.synthetic import make_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, peer_tool, report_header, write_report  # noqa: E402
+from common import (  # noqa: E402
+    HERE,
+    peer_tool,
+    ratio_and_bar_tables,
+    report_header,
+    write_report,
+)
 
 BAR_MEMORY = 1.5
 
@@ -129,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
           "| run | seconds | peak MB |", "|---|---:|---:|",
           *(f"| {k} | {v['seconds']:.1f} | {v['peak_bytes'] / 1e6:,.0f} |"
             for k, v in runs.items()), "",
-          "| ratio | value |", "|---|---:|",
-          *(f"| {k} | {v:.3f} |" for k, v in ratios.items()), "",
-          "| bar | met |", "|---|:-:|",
-          *(f"| {k} | {'yes' if v else 'NO'} |" for k, v in bars.items()), ""]
+          *ratio_and_bar_tables(ratios, bars)]
     write_report(args.out, args.name, report, "\n".join(md))
     print("\n".join(md))
 

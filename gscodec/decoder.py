@@ -219,15 +219,11 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
     """:func:`decode` of a whole plain file with the refinement ``options`` ask for."""
     o = options
     stream_meta = get_dict(meta, "streams")
-    has_side, refines, use_prior = _decode_plan(
-        container, stream_meta, n, degree, limits,
-        **{k: v for k, v in o.items() if k != "colour_bands"})
-    side = container.get("SIDE")
     # the colour fit needs the geometry only: it runs before the colours are decoded, so that
     # its working memory and the SH array are never held together
-    colour_fit = refines and has_side and refinement_method(
-        o["method"], resolve_device(o["device"]), o["steps"], use_prior, n) == "colour"
-    si = side_info(side.payload, stream_meta, limits) if colour_fit else None
+    has_side, refines, use_prior, _, si = _refinement_choice(container, stream_meta, n, degree,
+                                                             limits, o)
+    side = container.get("SIDE")
     fit = None
     if si is not None:
         def fit(values: dict[str, np.ndarray], classes: np.ndarray | None) -> Any:
@@ -243,6 +239,20 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
                            quality=quality if isinstance(quality, int) else 0,
                            classes=classes, method=o["method"])
     return g
+
+
+def _refinement_choice(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
+                       limits: Limits, o: dict[str, Any]) -> tuple[bool, bool, bool, bool, Any]:
+    """:func:`_decode_plan` for :func:`decode`'s options ``o`` (limits checked), whether the
+    refinement is the colour fit, and the decoded side information it fits to (None unless)."""
+    has_side, refines, use_prior = _decode_plan(
+        container, stream_meta, n, degree, limits,
+        **{k: v for k, v in o.items() if k != "colour_bands"})
+    colour = refines and has_side and refinement_method(
+        o["method"], resolve_device(o["device"]), o["steps"], use_prior, n) == "colour"
+    side = container.get("SIDE")
+    si = side_info(side.payload, stream_meta, limits) if colour else None
+    return has_side, refines, use_prior, colour, si
 
 
 def _check_required_streams(container: Any) -> None:
@@ -270,10 +280,25 @@ def _decode_streams(container: Any, stream_meta: dict[str, Any], n: int, degree:
                     report: Progress, colour_fit: Any = None
                     ) -> tuple[Gaussians, np.ndarray | None]:
     """The base layer's Gaussians and importance classes (None without), each codec's stream
-    in REGISTRY order. Before the first colour codec the geometry's features that no colour
-    stream reads are dropped and ``colour_fit``, where given, is called with the decoded
-    geometry and classes; the changes it returns are added to the first SH coefficients.
-    Codecs of a part of a field (the SH codecs' coefficients) decode into that field."""
+    in REGISTRY order (:func:`_decode_fields`); the changes ``colour_fit`` returns, where
+    given, are added to the first SH coefficients."""
+    fields, features, changes = _decode_fields(container, stream_meta, n, degree, report,
+                                               colour_fit)
+    g = Gaussians(**fields)
+    del fields
+    if changes is not None:
+        _add_changes(g.sh, changes)
+    return g, features.get("imp")
+
+
+def _decode_fields(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
+                   report: Progress, colour_fit: Any = None, geometry_only: bool = False
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Any]:
+    """The decoded fields, the features and the colour fit's changes (None without). Before
+    the first colour codec the geometry's features that no colour stream reads are dropped and
+    ``colour_fit``, where given, is called with the decoded geometry and classes;
+    ``geometry_only`` stops there. Codecs of a part of a field (the SH codecs' coefficients)
+    decode into that field."""
     codecs = [(name, c) for name, c in REGISTRY.items() if c.present(degree)]
     features: dict[str, np.ndarray] = {}
     fields: dict[str, np.ndarray] = {}
@@ -284,6 +309,8 @@ def _decode_streams(container: Any, stream_meta: dict[str, Any], n: int, degree:
             colours_started = True
             features = {k: v for k, v in features.items()
                         if k in COLOUR_FEATURES or k == "imp"}
+            if geometry_only:
+                return fields, features, None
             if colour_fit is not None:
                 memory.release()
                 changes = colour_fit(fields, features.get("imp"))
@@ -305,12 +332,7 @@ def _decode_streams(container: Any, stream_meta: dict[str, Any], n: int, degree:
             features.update(IMPORTANCE.decode(imp.payload, get_dict(
                 stream_meta, IMPORTANCE.kind, "streams."), n, features).features)
     report(len(codecs), len(codecs), "done")
-    del out
-    g = Gaussians(**fields)
-    del fields
-    if changes is not None:
-        _add_changes(g.sh, changes)
-    return g, features.get("imp")
+    return fields, features, changes
 
 
 def _add_changes(sh: np.ndarray, changes: Any) -> None:
@@ -344,20 +366,12 @@ def _decode_chunked(container: Any, meta: dict[str, Any], n: int, degree: int, l
     """:func:`decode` of a chunked file (GSZ.md 11): the parts the region and fraction need,
     each a plain file decoded on its own (in ``jobs`` processes), put one after the other in
     table order; a whole file then refined as a plain one would be (:func:`_refined_parts`)."""
-    table, parts = _stream(container, TABLE_KIND), _stream(container, PARTS_KIND)
-    table_chunks = parse_table(table.payload, len(parts.payload), n, limits.max_chunks)
-    chosen = [(c, chunks.layers_for([p.count for p in c.parts], fraction or 1.0))
-              for c in table_chunks
-              if box is None or c.meets(tuple(box[0]), tuple(box[1]))]
-    selected = [(p, c.box) for c, k in chosen for p in c.parts[:k]]
-    count = sum(p.count for p, _ in selected)
-    processes = parallel.resolve_jobs(jobs, count)
-    _check_chunked_budget(container, parts.payload, [p for p, _ in selected], n, count, degree,
-                          processes, limits)
+    payload, selected, processes = _selected_parts(container, n, degree, limits, box, fraction,
+                                                   jobs)
     if whole:
-        return _refined_parts(container, meta, parts.payload, selected, degree, processes,
-                              limits, report, options)
-    fields, _ = _gather(parts.payload, selected, degree, processes, limits, report)
+        return _refined_parts(container, meta, payload, selected, degree, processes, limits,
+                              report, options)
+    fields, _ = _gather(payload, selected, degree, processes, limits, report)
     g = Gaussians(**fields)
     return g if box is None else g.take(_inside(g.means, box))
 
@@ -385,19 +399,30 @@ def decode_parts(
         stream_meta = get_dict(meta, "streams")
         return n, degree, iter([_decode_streams(container, stream_meta, n, degree,
                                                 noop)[0].as_arrays()])
+    payload, selected, processes = _selected_parts(container, n, degree, limits, None, fraction,
+                                                   jobs)
+    tasks = ((part_bytes(payload, p), degree, p.count, box, limits, False)
+             for p, box in selected)
+    results = pmap(_decode_part, tasks, processes, window=1)
+    return sum(p.count for p, _ in selected), degree, (values for values, _, _ in results)
+
+
+def _selected_parts(container: Any, n: int, degree: int, limits: Limits,
+                    box: tuple[np.ndarray, np.ndarray] | None, fraction: float | None,
+                    jobs: int | None) -> tuple[bytes, list[tuple[Any, Any]], int]:
+    """The CHNK payload, the parts a region and a fraction need (``(part, chunk box)``, table
+    order) and the processes to decode them in, the memory budget checked for them."""
     table, parts = _stream(container, TABLE_KIND), _stream(container, PARTS_KIND)
-    selected = [(p, c.box) for c in parse_table(table.payload, len(parts.payload), n,
-                                                limits.max_chunks)
+    selected = [(p, c.box)
+                for c in parse_table(table.payload, len(parts.payload), n, limits.max_chunks)
+                if box is None or c.meets(tuple(box[0]), tuple(box[1]))
                 for p in c.parts[: chunks.layers_for([p.count for p in c.parts],
                                                      fraction or 1.0)]]
     count = sum(p.count for p, _ in selected)
     processes = parallel.resolve_jobs(jobs, count)
     _check_chunked_budget(container, parts.payload, [p for p, _ in selected], n, count, degree,
                           processes, limits)
-    tasks = ((part_bytes(parts.payload, p), degree, p.count, box, limits, False)
-             for p, box in selected)
-    results = pmap(_decode_part, tasks, processes, window=1)
-    return count, degree, (values for values, _, _ in results)
+    return parts.payload, selected, processes
 
 
 def _check_chunked_budget(container: Any, payload: bytes, selected: list[Any], n: int,
@@ -453,13 +478,9 @@ def _refined_parts(container: Any, meta: dict[str, Any], payload: bytes,
     o = options
     stream_meta = get_dict(meta, "streams")
     n = sum(p.count for p, _ in selected)
-    has_side, refines, use_prior = _decode_plan(
-        container, stream_meta, n, degree, limits,
-        **{k: v for k, v in o.items() if k != "colour_bands"})
+    has_side, refines, use_prior, colour, si = _refinement_choice(container, stream_meta, n,
+                                                                  degree, limits, o)
     side = container.get("SIDE")
-    colour = refines and has_side and refinement_method(
-        o["method"], resolve_device(o["device"]), o["steps"], use_prior, n) == "colour"
-    si = side_info(side.payload, stream_meta, limits) if colour else None
     changes = None
     if si is not None:
         geometry, cells = _gather(payload, selected, degree, processes, limits, report, True)
@@ -506,22 +527,10 @@ def _decode_part(task: tuple[Any, ...]) -> tuple[dict[str, np.ndarray], Any, dic
     return values, classes, stream_meta
 
 
-class _GeometryDecoded(Exception):
-    """Raised by :func:`_decode_geometry`'s colour-fit hook to stop before the colours."""
-
-
 def _decode_geometry(container: Any, stream_meta: dict[str, Any], n: int, degree: int
                      ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The geometry's fields (no colours) and importance classes of a plain file: what
     :func:`_decode_streams` hands its colour fit; the streams after it are not decoded."""
-    got: list[Any] = []
-
-    def stop(values: dict[str, np.ndarray], classes: np.ndarray | None) -> Any:
-        got.append((dict(values), classes))
-        raise _GeometryDecoded
-
-    try:
-        _decode_streams(container, stream_meta, n, degree, noop, stop)
-    except _GeometryDecoded:
-        return got[0]
-    raise AssertionError("a plain file always has colour streams")
+    fields, features, _ = _decode_fields(container, stream_meta, n, degree, noop,
+                                         geometry_only=True)
+    return fields, features.get("imp")
