@@ -18,6 +18,21 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE.parent.parent / "shared" / "tools" / "peers"
 
 
+def pyplot(path: Path) -> Any:
+    """matplotlib's pyplot (Agg) for the plot at ``path``, or None with a line on stderr when
+    matplotlib is not installed (``pip install matplotlib``, the ``bench`` extra): a plot is
+    never the reason a benchmark's figures are lost."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"no plot {path}: pip install matplotlib", file=sys.stderr)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def report_header(script: str, argv: list[str] | None) -> dict[str, Any]:
     """The fields every results file starts with: date, the command that made it
     (``python3 benchmarks/SCRIPT`` with its arguments) and the machine."""

@@ -52,6 +52,7 @@ from gscodec.api import default_views
 from gscodec.render import resolve_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 import evaluation as ev  # noqa: E402
 from common import HERE, parse_int_list, peer_tool, report_header, write_report  # noqa: E402
 
@@ -174,10 +175,9 @@ def _side_bytes(data: bytes) -> int:
 
 
 def plot(scene: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot(path)
+    if plt is None:
+        return
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     xs = [r["bits_per_gaussian"] for r in scene["gscodec"]]  # psnr: the first size

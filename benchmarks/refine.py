@@ -35,6 +35,7 @@ import gscodec
 from gscodec.api import default_views
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 import evaluation as ev  # noqa: E402
 from common import HERE, parse_int_list, report_header, write_report  # noqa: E402
 
@@ -59,10 +60,9 @@ def base_psnr_at(curve: list[dict[str, Any]], nbytes: float, size: int | None = 
 
 
 def plot(scene: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot(path)
+    if plt is None:
+        return
 
     n = scene["gaussians"]
     fig, ax = plt.subplots(figsize=(6, 4.2))

@@ -284,37 +284,53 @@ def main(json_errors: bool) -> None:
 @click.option("--jobs", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Processes coding the chunks side by side (0: every core, or one for scenes "
                    "under 262,144 Gaussians); the file's bytes do not depend on it.")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run the work on a Ray cluster (pip install 'gscodec[ray]'): the scenes "
+                   "of several inputs, or the chunks of one, as the cluster's tasks; ADDRESS "
+                   "as ray.init takes it (auto, HOST:PORT, ray://HOST:10001) or local (a "
+                   "cluster for this run). Several inputs are read on the nodes (the same "
+                   "paths there: a shared filesystem); the files come back and are written "
+                   "here. The bytes are those of a local encode.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @handle_errors
 def encode(input_paths: tuple[Path, ...], output: Path | None, quality: int,
            views: int | None, sideinfo_scale: str, sideinfo_step: float,
            importance: bool | None, prior_gains: bool | None, refine: bool,
-           cameras_path: Path | None, chunk_size: int, jobs: int, force: bool,
-           quiet: bool) -> None:
+           cameras_path: Path | None, chunk_size: int, jobs: int, ray_address: str | None,
+           force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
     `gscodec decode` does unless --no-refine; one line on stderr says which).
 
     Several inputs are encoded side by side in --jobs processes (each scene's chunks in its
-    own process), each into IN.gsz or into the folder -o names; a scene that fails is
-    reported on its own line and the others are still written (exit code 1 if any failed)."""
+    own process) or on a Ray cluster (--ray), each into IN.gsz or into the folder -o names; a
+    scene that fails is reported on its own line and the others are still written (exit code
+    1 if any failed)."""
+    from gscodec.parallel import RayCluster
+
+    workers: int | RayCluster = jobs
+    if ray_address:
+        workers = RayCluster(ray_address)
+        workers.connect()  # (an unreachable cluster fails now, not after reading the scene)
     if len(input_paths) > 1:
         options = dict(quality=quality, views=views, sideinfo_scale=sideinfo_scale,
                        sideinfo_step=sideinfo_step, importance=importance,
                        prior_gains=prior_gains, refine=refine, chunk_size=chunk_size)
-        _encode_many(input_paths, output, cameras_path, jobs, force, quiet, options)
+        _encode_many(input_paths, output, cameras_path, workers, force, quiet, options)
         return
     _encode_one(input_paths[0], output, quality, views, sideinfo_scale, sideinfo_step,
-                importance, prior_gains, refine, cameras_path, chunk_size, jobs, force, quiet)
+                importance, prior_gains, refine, cameras_path, chunk_size, workers, force,
+                quiet)
 
 
 def _encode_many(inputs: tuple[Path, ...], output: Path | None, cameras_path: Path | None,
-                 jobs: int, force: bool, quiet: bool, options: dict[str, Any]) -> None:
+                 jobs: Any, force: bool, quiet: bool, options: dict[str, Any]) -> None:
     """``encode`` of several scenes: every output checked before any work starts, then the
-    scenes in ``jobs`` processes (:func:`gscodec.parallel.pmap`), one summary or error line
-    each, in input order."""
-    from ..parallel import available_cores, pmap
+    scenes in ``jobs`` processes or as a Ray cluster's tasks
+    (:func:`gscodec.parallel.pmap`), each file written here as its scene finishes, one summary
+    or error line each, in input order."""
+    from gscodec.parallel import RayCluster, available_cores, pmap
 
     if cameras_path is not None:
         raise GscodecError("--cameras belongs to one scene: give one input with it")
@@ -327,21 +343,34 @@ def _encode_many(inputs: tuple[Path, ...], output: Path | None, cameras_path: Pa
         _check_input(p)
         _check_not_input(o, p)
         check_output_path(o, force=force)
-    processes = min(len(inputs), available_cores() if jobs == 0 else jobs)
-    tasks = [(str(p), str(o), force, options) for p, o in zip(inputs, outs, strict=True)]
+    tasks = [(str(p.resolve()), str(p), options) for p in inputs]
+    if isinstance(jobs, RayCluster):
+        # (a node that fails a scene, after Ray's retries, fails that scene alone)
+        results = jobs.map(_encode_task, tasks, window=1,
+                           fallback=lambda task, e: (False, [f"{task[1]}: {e}"], b""))
+    else:
+        processes = min(len(inputs), available_cores() if jobs == 0 else jobs)
+        # (one process: the scenes one after the other here, torch with all its threads)
+        results = map(_encode_task, tasks) if processes <= 1 else pmap(_encode_task, tasks,
+                                                                       processes, window=1)
     failed = 0
-    # (one process: the scenes one after the other here, torch with all its threads)
-    results = map(_encode_task, tasks) if processes <= 1 else pmap(_encode_task, tasks,
-                                                                   processes, window=1)
-    for ok, lines in results:
+    for out, (ok, lines, data) in zip(outs, results, strict=True):
+        if ok:
+            atomic_write_bytes(out, data, force=force)
         failed += not ok
         for line in lines:
             if not ok:
                 _report_error(line)
+            elif line.startswith("warning: "):
+                click.echo(line, err=True)
             elif not quiet:
-                click.echo(line)
+                click.echo(line.replace(_PENDING_OUT, str(out)))
     if failed:
         sys.exit(1)
+
+
+_PENDING_OUT = "\x00out\x00"
+"""Where a scene's summary, made where the scene was coded, names the file written here."""
 
 
 def _report_error(message: str) -> None:
@@ -353,41 +382,63 @@ def _report_error(message: str) -> None:
         click.echo(f"gscodec: error: {message}", err=True)
 
 
-def _encode_task(task: tuple[str, str, bool, dict[str, Any]]) -> tuple[bool, list[str]]:
-    """One scene of :func:`_encode_many` (in a worker process): ``(True, summary lines)`` or
-    ``(False, [the error])``; the scene's chunks are coded in this process."""
-    path, out, force, o = task
-    args = [Path(path), Path(out), o["quality"], o["views"], o["sideinfo_scale"],
-            o["sideinfo_step"], o["importance"], o["prior_gains"], o["refine"], None,
-            o["chunk_size"], 1, force, False]
+def _encode_task(task: tuple[str, str, dict[str, Any]]) -> tuple[bool, list[str], bytes]:
+    """One scene of :func:`_encode_many` (in a worker process or on a Ray node): ``(True,
+    summary lines, the file's bytes)`` or ``(False, [the error], b"")``; the scene's chunks
+    are coded where it runs."""
+    path, shown, o = task
     captured: list[str] = []
     try:
-        _encode_one(*args, echo=captured.append)
+        if not Path(path).exists():
+            raise GscodecError(f"{shown}: not found where it was encoded (on a Ray cluster "
+                               "the inputs must be at the same path on every node)")
+        data = _encode_data(Path(path), o["quality"], o["views"], o["sideinfo_scale"],
+                            o["sideinfo_step"], o["importance"], o["prior_gains"], o["refine"],
+                            None, o["chunk_size"], 1, True, captured.append,
+                            shown=shown, out_name=_PENDING_OUT)
     except GscodecError as e:
-        return False, [str(e)]
+        return False, [str(e).replace(path, shown)], b""
     except MemoryError:
-        return False, [f"{path}: out of memory"]
+        return False, [f"{shown}: out of memory"], b""
     except OSError as e:
-        return False, [f"{path}: {e.strerror or e}"]
-    return True, captured
+        return False, [f"{shown}: {e.strerror or e}"], b""
+    return True, captured, data
 
 
 def _encode_one(input_path: Path, output: Path | None, quality: int, views: int | None,
                 sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
                 prior_gains: bool | None, refine: bool, cameras_path: Path | None,
-                chunk_size: int, jobs: int, force: bool, quiet: bool,
-                echo: Any = None) -> None:
-    """``encode`` of one scene (``echo``: where the summary lines go, default stdout; given,
-    no progress bar)."""
-    from ..api import default_views, encode_with_order, load_scene
-    from ..cameras import spread
-
-    say = echo or click.echo
-    quiet_bar = quiet or echo is not None
+                chunk_size: int, jobs: Any, force: bool, quiet: bool) -> None:
+    """``encode`` of one scene (its chunks in ``jobs`` processes or on a Ray cluster)."""
     _check_input(input_path)
     out = output or input_path.with_suffix(".gsz")
     _check_not_input(out, input_path)
     check_output_path(out, force=force)
+    lines: list[str] = []
+    data = _encode_data(input_path, quality, views, sideinfo_scale, sideinfo_step, importance,
+                        prior_gains, refine, cameras_path, chunk_size, jobs, quiet,
+                        lines.append, out_name=str(out))
+    atomic_write_bytes(out, data, force=force)
+    for line in lines:
+        if line.startswith("warning: "):
+            click.echo(line, err=True)
+        elif not quiet:
+            click.echo(line)
+
+
+def _encode_data(input_path: Path, quality: int, views: int | None, sideinfo_scale: str,
+                 sideinfo_step: float, importance: bool | None, prior_gains: bool | None,
+                 refine: bool, cameras_path: Path | None, chunk_size: int, jobs: Any,
+                 quiet: bool, say: Any, shown: str | None = None,
+                 out_name: str = "") -> bytes:
+    """The .gsz bytes of one scene, and its lines (the encoder's warnings, ``warning: ...``,
+    naming the scene as ``shown`` where it is given, then the summary naming ``out_name``)
+    through ``say``."""
+    name_warnings = shown is not None
+    from ..api import default_views, encode_with_order, load_scene
+    from ..cameras import spread
+
+    shown = shown or str(input_path)
     cameras = None
     if cameras_path is not None:
         from ..cameras import read_cameras
@@ -395,8 +446,8 @@ def _encode_one(input_path: Path, output: Path | None, quality: int, views: int 
         _check_input(cameras_path)
         cameras = read_cameras(cameras_path)
     t0 = time.perf_counter()
-    _note_gsz_input(input_path, refine, quiet_bar)
-    with progress_bar(quiet_bar, "encode") as report:
+    _note_gsz_input(input_path, refine, quiet)
+    with progress_bar(quiet, "encode") as report:
         report(0, 1, "reading PLY")
         scene = [load_scene(input_path, refine=refine)]
         n, degree = scene[0].n, scene[0].sh_degree
@@ -414,26 +465,22 @@ def _encode_one(input_path: Path, output: Path | None, quality: int, views: int 
                                         importance=importance, prior_gains=prior_gains,
                                         cameras=cameras, chunk_size=chunk_size,
                                         jobs=jobs)
-        atomic_write_bytes(out, data, force=force)
     # the encoder's warnings (a file beyond the default decode budget) as one plain line each,
     # not Python's file:line form
     for w in caught:
-        if echo is None:
-            click.echo(f"warning: {w.message}", err=True)
-        else:
-            say(f"warning: {input_path}: {w.message}")
-    if not quiet:
-        in_bytes = input_path.stat().st_size
-        bits = 8 * len(data) / n if n else 0.0
-        say(
-            f"{input_path} -> {out}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
-            f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
-            f"quality {quality}, {time.perf_counter() - t0:.1f} s"
-        )
-        if cameras is not None and views > 0:
-            names = [cameras[i].name for i in spread(cameras, views)]
-            say(f"side information at {len(names)} of {len(cameras)} training cameras: "
-                + ", ".join(names))
+        say(f"warning: {shown}: {w.message}" if name_warnings else f"warning: {w.message}")
+    in_bytes = input_path.stat().st_size
+    bits = 8 * len(data) / n if n else 0.0
+    say(
+        f"{shown} -> {out_name}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
+        f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
+        f"quality {quality}, {time.perf_counter() - t0:.1f} s"
+    )
+    if cameras is not None and views > 0:
+        names = [cameras[i].name for i in spread(cameras, views)]
+        say(f"side information at {len(names)} of {len(cameras)} training cameras: "
+            + ", ".join(names))
+    return data
 
 
 @main.command()

@@ -94,7 +94,7 @@ def encode_with_order(
     prior_gains: bool | None = None,
     cameras: list[Camera] | None = None,
     chunk_size: int = chunks.DEFAULT_CHUNK_SIZE,
-    jobs: int | None = None,
+    jobs: int | None | parallel.RayCluster = None,
 ) -> tuple[bytes, np.ndarray]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
@@ -123,8 +123,8 @@ def encode_with_order(
     it helps this scene.
 
     Above ``chunk_size`` Gaussians the file is chunked (GSZ.md 11, :mod:`gscodec.chunks`),
-    its parts coded in ``jobs`` processes (default 1; 0: every core; the bytes do not depend on
-    it; a script that asks for more must guard its top level, as multiprocessing needs).
+    its parts coded in ``jobs`` processes (default 1; 0: all cores; a script asking for more
+    guards its top level) or on a :class:`~gscodec.parallel.RayCluster`, the same bytes.
 
     A file that a decoder with the default limits would refuse is still returned, with a
     :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`)."""
@@ -150,7 +150,7 @@ def encode_with_order(
         memory.release()
         side = _side_stream(_container(meta, streams), originals, cams, quality,
                             scale=sideinfo_scale, step=sideinfo_step, backend=backend,
-                            prior_gains=prior_gains, jobs=jobs)
+                            prior_gains=prior_gains, jobs=parallel.local_jobs(jobs))
         del originals
         if side is not None:
             meta["streams"][sideinfo.KIND] = side[1]
@@ -172,7 +172,7 @@ def _side_cameras(means: np.ndarray, views: int, size: int, scale: int,
 
 
 def _base(arrays: dict[str, np.ndarray], quality: int, params: QualityParams, chunk_size: int,
-          jobs: int | None, importance: bool | None, backend: str,
+          jobs: int | None | parallel.RayCluster, importance: bool | None, backend: str,
           cameras: list[Camera] | None, report: Progress
           ) -> tuple[dict[str, Any], list[Stream], np.ndarray]:
     """The metadata, streams and storage order of the base layer: a plain file's attribute
@@ -210,7 +210,8 @@ def _container(meta: dict[str, Any], streams: list[Stream]) -> bytes:
 
 
 def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityParams,
-                  chunk_size: int, jobs: int | None, importance: bool | None, backend: str,
+                  chunk_size: int, jobs: int | None | parallel.RayCluster,
+                  importance: bool | None, backend: str,
                   cameras: list[Camera] | None, report: Progress
                   ) -> tuple[list[Stream], np.ndarray]:
     """The CTAB and CHNK streams of a chunked file (GSZ.md 11) and the storage order: the scene

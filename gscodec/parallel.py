@@ -1,7 +1,8 @@
 """Work split over processes: the parts of a chunked file are encoded and decoded side by side
-(``--jobs``). A part's coding is numpy only (the importance classes are measured for the whole
-scene before); every task still runs with at most one torch thread, in this process as in the
-workers, so that nothing a task computes depends on how many ran at once."""
+(``--jobs``), or sent to a Ray cluster (:class:`RayCluster`, ``--ray``). A part's coding is
+numpy only (the importance classes are measured for the whole scene before); every task still
+runs with at most one torch thread, here as in the workers and on a cluster's nodes, so that
+nothing a task computes depends on how many ran at once or where."""
 
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ MIN_PARALLEL_GAUSSIANS = 1 << 18
 a second) would cost more than it saves."""
 
 
-def resolve_jobs(jobs: int | None, n: int) -> int:
+def resolve_jobs(jobs: int | None | RayCluster, n: int) -> int | RayCluster:
     """The processes for work on ``n`` Gaussians: ``jobs`` (None: 1; 0: every available core,
-    or 1 below :data:`MIN_PARALLEL_GAUSSIANS`)."""
+    or 1 below :data:`MIN_PARALLEL_GAUSSIANS`; a :class:`RayCluster` as it is)."""
+    if isinstance(jobs, RayCluster):
+        return jobs
     if jobs is None:
         return 1
     if jobs < 0:
@@ -60,11 +63,21 @@ def _worker_start() -> None:
     os.environ["MKL_NUM_THREADS"] = "1"
 
 
-def pmap(fn: Callable[[T], R], tasks: Iterable[T], jobs: int, window: int = 2) -> Iterator[R]:
+def local_jobs(jobs: int | None | RayCluster) -> int | None:
+    """``jobs`` for work that stays in this process tree (0, every core, for a cluster)."""
+    return 0 if isinstance(jobs, RayCluster) else jobs
+
+
+def pmap(fn: Callable[[T], R], tasks: Iterable[T], jobs: int | RayCluster,
+         window: int = 2) -> Iterator[R]:
     """``fn`` over ``tasks``, results in task order. With ``jobs`` > 1 the tasks run in that many
     processes (started fresh by a fork server, not forked from this one, whose threads a fork
     would not copy), at most ``window`` tasks per process in flight so that the tasks' inputs
-    are made as they are needed; ``fn`` must be a module-level function."""
+    are made as they are needed; ``fn`` must be a module-level function. With a
+    :class:`RayCluster` they run as its tasks, ``window`` per CPU of the cluster."""
+    if isinstance(jobs, RayCluster):
+        yield from jobs.map(fn, tasks, window)
+        return
     if jobs <= 1:
         for task in tasks:
             yield single_threaded(fn, task)
@@ -79,3 +92,96 @@ def pmap(fn: Callable[[T], R], tasks: Iterable[T], jobs: int, window: int = 2) -
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+class RayCluster:
+    """A Ray cluster to run tasks on (``pip install 'gscodec[ray]'``): ``address`` as
+    ``ray.init`` takes it (``"auto"``: the cluster this machine belongs to; ``"HOST:PORT"``:
+    its head node; ``"ray://HOST:10001"``: through Ray Client; ``"local"``: a cluster started
+    for this process and stopped with it). Ray places, retries and moves the work; gscodec
+    schedules nothing itself. The nodes need the gscodec version of this process (each task
+    checks) and its dependencies; tasks' inputs travel through Ray's object store, so the
+    nodes need no shared filesystem for them."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._remote: Any = None
+        self._cpus = 1
+
+    def __repr__(self) -> str:
+        return f"RayCluster({self.address!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # (a task that is handed the cluster gets the address, not the connection)
+        return (RayCluster, (self.address,))
+
+    def connect(self) -> Any:
+        """The ``ray`` module, connected (once per process); clear errors, no traceback, when
+        Ray is missing or the cluster cannot be reached."""
+        from .formats.errors import GscodecError
+
+        try:
+            import ray
+        except ImportError:
+            raise GscodecError("--ray needs Ray: pip install 'gscodec[ray]'") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=None if self.address == "local" else self.address,
+                         log_to_driver=False, logging_level="ERROR",
+                         include_dashboard=False, configure_logging=True)
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise GscodecError(f"cannot connect to the Ray cluster at {self.address}: "
+                                   f"{first}") from None
+        if self._remote is None:
+            self._remote = ray.remote(num_cpus=1, max_retries=2)(_ray_task)
+            self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return ray
+
+    def map(self, fn: Callable[[T], R], tasks: Iterable[T], window: int = 2,
+            fallback: Callable[[T, Exception], R] | None = None) -> Iterator[R]:
+        """``fn`` over ``tasks`` as the cluster's tasks, results in task order, at most
+        ``window`` per cluster CPU in flight. A task whose worker or node failed (after Ray's
+        retries) raises a :class:`~gscodec.errors.GscodecError`, or gives
+        ``fallback(task, error)`` where one is given; an exception that ``fn`` raised is
+        raised here as itself."""
+        ray = self.connect()
+        from ._version import __version__
+
+        pending: deque[tuple[T, Any]] = deque()
+        for task in tasks:
+            pending.append((task, self._remote.remote(fn, task, __version__)))
+            if len(pending) >= self._cpus * window:
+                yield self._get(ray, *pending.popleft(), fallback)
+        while pending:
+            yield self._get(ray, *pending.popleft(), fallback)
+
+    def _get(self, ray: Any, task: T, ref: Any,
+             fallback: Callable[[T, Exception], R] | None) -> R:
+        from .formats.errors import GscodecError
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            error: Exception = GscodecError(f"a task on the Ray cluster failed: {e}")
+        except ray.exceptions.RayError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            error = GscodecError(f"a task on the Ray cluster failed: {first}")
+        if fallback is None:
+            raise error
+        return fallback(task, error)
+
+
+def _ray_task(fn: Callable[[T], R], task: T, version: str) -> R:
+    """One task on a Ray node: ``fn(task)`` with one torch thread, after checking that the
+    node codes with the same gscodec (other versions may write other bytes)."""
+    from ._version import __version__
+    from .formats.errors import GscodecError
+
+    if version != __version__:
+        raise GscodecError(f"the Ray node runs gscodec {__version__}, this process {version}: "
+                           "install the same version on every node")
+    return single_threaded(fn, task)

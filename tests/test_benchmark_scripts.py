@@ -152,3 +152,16 @@ def test_benchmarks_with_training_cameras_encode_with_some_and_evaluate_on_the_o
     assert len(evaluated) == 2
     assert not any(same_view(e, t) for e in evaluated for t in train)
     assert all(any(same_view(e, h) for h in held) for e in evaluated)
+
+
+def test_a_missing_matplotlib_loses_the_plot_not_the_figures(tmp_path, monkeypatch, capsys):
+    """matplotlib is the ``bench`` extra, not a dependency: without it rd.py and refine.py
+    still write their results (a clean machine runs this suite without it)."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # (import matplotlib fails)
+    rd, refine = _load("rd"), _load("refine")
+    scene = {"scene": "s", "gaussians": 10, "sh_degree": 0, "gscodec": [], "peers": [],
+             "base_curve": [], "refined": {}}
+    rd.plot(scene, tmp_path / "rd.png")
+    refine.plot(scene, tmp_path / "refine.png")
+    assert not list(tmp_path.iterdir())
+    assert capsys.readouterr().err.count("pip install matplotlib") == 2
