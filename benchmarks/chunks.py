@@ -3,7 +3,7 @@ the whole decode, ``jobs=2`` against ``jobs=1`` (bytes and decodes identical), a
 costs against a plain file of the same scene.
 
     python3 benchmarks/chunks.py [--gaussians 4000000] [--degree 3] [--quality 7]
-                                 [--share 0.1] [--out DIR] [--name chunks]
+                                 [--share 0.1] [--chunk-size 65536] [--out DIR] [--name chunks]
 
 Makes a synthetic scene (``gscodec.synthetic.make_scene``, seed 1) and, in this process:
 encodes it without side information as a chunked file with ``jobs=2`` and ``jobs=1`` and as a
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--degree", type=int, default=3)
     ap.add_argument("--quality", type=int, default=7)
     ap.add_argument("--share", type=float, default=0.1)
+    ap.add_argument("--chunk-size", type=int, default=gscodec.chunks.DEFAULT_CHUNK_SIZE)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default="chunks")
     args = ap.parse_args(argv)
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     g = make_scene(args.gaussians, sh_degree=args.degree, seed=1)
     q = args.quality
     t: dict[str, float] = {}
-    data, t["encode jobs=2"] = _timed(gscodec.encode, g, q, views=0, jobs=2)
-    data1, t["encode jobs=1"] = _timed(gscodec.encode, g, q, views=0, jobs=1)
+    cs = args.chunk_size
+    data, t["encode jobs=2"] = _timed(gscodec.encode, g, q, views=0, jobs=2, chunk_size=cs)
+    data1, t["encode jobs=1"] = _timed(gscodec.encode, g, q, views=0, jobs=1, chunk_size=cs)
     plain, t["encode plain"] = _timed(gscodec.encode, g, q, views=0,
                                         chunk_size=g.n)
     lo, hi = share_box(g.means, args.share)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             "bytes identical for jobs 1 and 2": data == data1,
             "decodes identical for jobs 1 and 2": same_decode,
             "box decode = whole decode's Gaussians in the box": box_ok}
-    report.update({"gaussians": n, "sh_degree": args.degree, "quality": q,
+    report.update({"gaussians": n, "sh_degree": args.degree, "quality": q, "chunk_size": cs,
                    "chunks": info["chunks"], "bytes": {"chunked": len(data), "plain": len(plain)},
                    "box": [lo.tolist(), hi.tolist()], "box_gaussians": inside, "seconds": t,
                    "ratios": ratios, "bars": bars})
@@ -106,9 +108,9 @@ def main(argv: list[str] | None = None) -> None:
           "shared the cores).", "",
           f"A synthetic {n:,}-Gaussian SH-{args.degree} scene (seed 1) at preset {q}, no side "
           f"information: chunked {len(data):,} bytes ({info['chunks']['count']} chunks of 2 "
-          f"layers), plain {len(plain):,} bytes. The box holds {inside:,} Gaussians "
-          f"({inside / n:.1%}). One run each, in one process (the job pools' start "
-          "included).", "",
+          f"layers, chunk size {cs:,}), plain {len(plain):,} bytes. The box holds "
+          f"{inside:,} Gaussians ({inside / n:.1%}). One run each, in one process (the job "
+          "pools' start included).", "",
           "| step | seconds |", "|---|---:|",
           *(f"| {k} | {v:.2f} |" for k, v in t.items()), "",
           *ratio_and_bar_tables(ratios, bars)]

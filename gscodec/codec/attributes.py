@@ -332,7 +332,8 @@ def _decode_values(
 
         def put(c: int, row: np.ndarray) -> None:
             _dequantize(row[None, :], steps[c], offsets[c], scale, values[:, c : c + 1])
-            memory.release()  # (each channel's temporaries: 1M-Gaussian SH-3 decode -44 MB)
+            if n >= memory.RELEASE_ROWS:
+                memory.release()  # (each channel's temporaries: 1M-Gaussian SH-3 decode -44 MB)
 
         decode_matrix(payload, meta, n, n_channels, spec, features, sink=put)
         return values, None
