@@ -126,9 +126,11 @@ class RayCluster:
             raise GscodecError("--ray needs Ray: pip install 'gscodec[ray]'") from None
         if not ray.is_initialized():
             try:
-                ray.init(address=None if self.address == "local" else self.address,
-                         log_to_driver=False, logging_level="ERROR",
-                         include_dashboard=False, configure_logging=True)
+                local = self.address == "local"
+                # (a cluster started here runs no dashboard; one joined keeps its own)
+                ray.init(address=None if local else self.address, log_to_driver=False,
+                         logging_level="ERROR", **({"include_dashboard": False} if local
+                                                   else {}))
             except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise GscodecError(f"cannot connect to the Ray cluster at {self.address}: "
