@@ -6,6 +6,7 @@ between the geometry and the colours), then the refinement the plan chose."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -445,25 +446,37 @@ def _gather(payload: bytes, selected: list[tuple[Any, Any]], degree: int, proces
             limits: Limits, report: Progress, geometry_only: bool = False
             ) -> tuple[dict[str, np.ndarray], CellSource]:
     """The fields of the ``selected`` parts (``(part, chunk box)``), one after the other, and
-    where their quantization cells come from; ``geometry_only``: no colours."""
+    where their quantization cells come from; ``geometry_only``: no colours. With several
+    processes they write their parts' rows straight into shared arrays
+    (:class:`gscodec.parallel.SharedArrays`) where the system has them."""
     count = sum(p.count for p, _ in selected)
-    shapes = Gaussians.shapes(degree)
+    shapes = {name: (count, *shape) for name, shape in Gaussians.shapes(degree).items()}
     if geometry_only:
         del shapes["sh"]
-    fields = {name: np.empty((count, *shape), np.float32) for name, shape in shapes.items()}
-    tasks = ((part_bytes(payload, p), degree, p.count, box, limits, geometry_only)
-             for p, box in selected)
+    shared = parallel.shared_arrays(shapes) if processes > 1 else None
+    fields = shared.arrays if shared is not None else {
+        name: np.empty(shape, np.float32) for name, shape in shapes.items()}
+    spec = shared.spec() if shared is not None else None
+    starts = itertools.accumulate((p.count for p, _ in selected), initial=0)  # (one more)
+    tasks = ((part_bytes(payload, p), degree, p.count, box, limits, geometry_only, spec, start)
+             for (p, box), start in zip(selected, starts, strict=False))
     runs, start = [], 0
-    # (one part per process in flight: the parts decoded ahead wait in this process's memory)
-    results = pmap(_decode_part, tasks, processes, window=1)
-    for i, (values, classes, part_meta) in enumerate(results):
-        report(i, len(selected), f"decoding part {i + 1} of {len(selected)}"
-               + (" (geometry)" if geometry_only else ""))
-        m = values["means"].shape[0]
-        for name, v in values.items():
-            fields[name][start : start + m] = v
-        runs.append((m, part_meta, classes))
-        start += m
+    try:
+        # (one part per process in flight where the parts decoded ahead wait in this
+        # process's memory; written into shared arrays, they wait as a few bytes, and more in
+        # flight keep every process busy while a large part holds up the order)
+        results = pmap(_decode_part, tasks, processes, window=1 if shared is None else 4)
+        for i, (values, classes, part_meta) in enumerate(results):
+            report(i, len(selected), f"decoding part {i + 1} of {len(selected)}"
+                   + (" (geometry)" if geometry_only else ""))
+            m = selected[i][0].count
+            for name, v in values.items():
+                fields[name][start : start + m] = v
+            runs.append((m, part_meta, classes))
+            start += m
+    finally:
+        if shared is not None:
+            shared.close()
     report(len(selected), len(selected), "done")
     return fields, CellSource(tuple(runs))
 
@@ -507,7 +520,7 @@ def _refined_parts(container: Any, meta: dict[str, Any], payload: bytes,
 def _decode_part(task: tuple[Any, ...]) -> tuple[dict[str, np.ndarray], Any, dict[str, Any]]:
     """One part of a chunked file (GSZ.md 11.3): its Gaussians' fields, importance classes
     (None without) and stream metadata, checked against the chunk table."""
-    data, degree, count, box, limits, geometry_only = task
+    data, degree, count, box, limits, geometry_only, *shared = task
     container, meta, n, d = checked_header(data, limits)
     if container.flags & FLAG_CHUNKED:
         raise ContainerError("corrupt .gsz file: a chunk's part is itself chunked")
@@ -524,6 +537,9 @@ def _decode_part(task: tuple[Any, ...]) -> tuple[dict[str, np.ndarray], Any, dic
     lo, hi = np.asarray(box[:3], np.float32), np.asarray(box[3:], np.float32)
     if not ((values["means"] >= lo) & (values["means"] <= hi)).all():
         raise ContainerError("corrupt .gsz file: a part has a Gaussian outside its chunk's box")
+    if shared and shared[0] is not None:  # (rows written where the caller reads them)
+        parallel.write_rows(shared[0], shared[1], values)
+        values = {}
     return values, classes, stream_meta
 
 

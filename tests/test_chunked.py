@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gscodec
-from gscodec import chunks, decoder
+from gscodec import chunks, decoder, parallel
 from gscodec.formats.chunks import FLAG_CHUNKED, parse_table
 from gscodec.formats.errors import LimitError
 from gscodec.formats.gsz import Limits, decode_meta, read_container
@@ -115,7 +115,7 @@ def test_a_fraction_decodes_the_first_layer_the_gaussians_that_cover_most(chunke
     assert gscodec.decode(plain, fraction=0.25).n == 100
 
 
-def test_bytes_and_decodes_do_not_depend_on_the_job_count(scene):
+def test_bytes_and_decodes_do_not_depend_on_the_job_count(scene, monkeypatch):
     # (the importance classes are measured once, in this process, before the parts are coded:
     # the parts' coding is what runs in other processes)
     data, order = gscodec.encode_with_order(scene, 7, views=0, chunk_size=CHUNK, jobs=1)
@@ -124,8 +124,32 @@ def test_bytes_and_decodes_do_not_depend_on_the_job_count(scene):
     np.testing.assert_array_equal(order, order2)
     one = gscodec.decode(data, refine=False, jobs=1)
     two = gscodec.decode(data, refine=False, jobs=2)
+    # (where the system has no shared memory file, the parts' rows come back pickled)
+    monkeypatch.setattr(parallel, "shared_arrays", lambda shapes: None)
+    piped = gscodec.decode(data, refine=False, jobs=2)
     for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+        np.testing.assert_array_equal(getattr(one, name), getattr(piped, name))
+
+
+def test_workers_write_rows_into_shared_arrays():
+    shapes = {"a": (10, 3), "b": (10,)}
+    shared = parallel.shared_arrays(shapes)
+    if shared is None:
+        pytest.skip("no memfd on this system")
+    spec = shared.spec()
+    tasks = [(spec, s, {"a": np.full((5, 3), s + 1, np.float32), "b": np.arange(5.0) + s})
+             for s in (0, 5)]
+    assert list(parallel.pmap(_write, tasks, 2, window=1)) == [None, None]
+    shared.close()  # (the arrays outlive the file's descriptor)
+    np.testing.assert_array_equal(shared.arrays["a"][:5], 1)
+    np.testing.assert_array_equal(shared.arrays["a"][5:], 6)
+    np.testing.assert_array_equal(shared.arrays["b"], np.arange(10.0))
+
+
+def _write(task):
+    spec, start, values = task
+    parallel.write_rows(spec, start, values)
 
 
 def test_a_chunked_file_with_side_information_refines_inside_each_parts_cells(scene):
