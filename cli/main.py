@@ -291,14 +291,28 @@ def main(json_errors: bool) -> None:
                    "cluster for this run). Several inputs are read on the nodes (the same "
                    "paths there: a shared filesystem); the files come back and are written "
                    "here. The bytes are those of a local encode.")
+@click.option("--target-size", type=_ByteSize(), default=None, metavar="SIZE",
+              help="Instead of --quality: the quality (continuous, between the presets too) "
+                   "whose file fits SIZE (5MB, 800KiB, bytes), within 3% below it; a search "
+                   "of a few whole encodes.")
+@click.option("--target-psnr", type=click.FloatRange(0, 200, min_open=True), default=None,
+              metavar="DB",
+              help="Instead of --quality: the smallest quality whose base layer reaches DB "
+                   "of PSNR against the scene at the encoder's own views (8 views of 256 px, "
+                   "black background), within 0.5 dB above it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per scene (what was written, the quality reached) "
+                   "instead of the summary.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.pass_context
 @handle_errors
-def encode(input_paths: tuple[Path, ...], output: Path | None, quality: int,
-           views: int | None, sideinfo_scale: str, sideinfo_step: float,
+def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | None,
+           quality: int, views: int | None, sideinfo_scale: str, sideinfo_step: float,
            importance: bool | None, prior_gains: bool | None, refine: bool,
            cameras_path: Path | None, chunk_size: int, jobs: int, ray_address: str | None,
-           force: bool, quiet: bool) -> None:
+           target_size: int | None, target_psnr: float | None, as_json: bool, force: bool,
+           quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
     `gscodec decode` does unless --no-refine; one line on stderr says which).
@@ -307,20 +321,27 @@ def encode(input_paths: tuple[Path, ...], output: Path | None, quality: int,
     own process) or on a Ray cluster (--ray), each into IN.gsz or into the folder -o names; a
     scene that fails is reported on its own line and the others are still written (exit code
     1 if any failed)."""
+    from click.core import ParameterSource
+
     from gscodec.parallel import RayCluster
 
+    if target_size is not None and target_psnr is not None:
+        raise GscodecError("--target-size and --target-psnr: give one of them")
+    targeted = target_size is not None or target_psnr is not None
+    if targeted and ctx.get_parameter_source("quality") == ParameterSource.COMMANDLINE:
+        raise GscodecError("a target chooses the quality: give --quality or a target, not both")
     workers: int | RayCluster = jobs
     if ray_address:
         workers = RayCluster(ray_address)
         workers.connect()  # (an unreachable cluster fails now, not after reading the scene)
+    options = dict(quality=quality, views=views, sideinfo_scale=sideinfo_scale,
+                   sideinfo_step=sideinfo_step, importance=importance,
+                   prior_gains=prior_gains, refine=refine, chunk_size=chunk_size,
+                   target_size=target_size, target_psnr=target_psnr, json=as_json)
     if len(input_paths) > 1:
-        options = dict(quality=quality, views=views, sideinfo_scale=sideinfo_scale,
-                       sideinfo_step=sideinfo_step, importance=importance,
-                       prior_gains=prior_gains, refine=refine, chunk_size=chunk_size)
         _encode_many(input_paths, output, cameras_path, workers, force, quiet, options)
         return
-    _encode_one(input_paths[0], output, quality, views, sideinfo_scale, sideinfo_step,
-                importance, prior_gains, refine, cameras_path, chunk_size, workers, force,
+    _encode_one(input_paths[0], output, {**options, "cameras": cameras_path}, workers, force,
                 quiet)
 
 
@@ -364,7 +385,8 @@ def _encode_many(inputs: tuple[Path, ...], output: Path | None, cameras_path: Pa
             elif line.startswith("warning: "):
                 click.echo(line, err=True)
             elif not quiet:
-                click.echo(line.replace(_PENDING_OUT, str(out)))
+                click.echo(line.replace(_PENDING_OUT, str(out)).replace(
+                    json.dumps(_PENDING_OUT)[1:-1], json.dumps(str(out))[1:-1]))
     if failed:
         sys.exit(1)
 
@@ -392,9 +414,7 @@ def _encode_task(task: tuple[str, str, dict[str, Any]]) -> tuple[bool, list[str]
         if not Path(path).exists():
             raise GscodecError(f"{shown}: not found where it was encoded (on a Ray cluster "
                                "the inputs must be at the same path on every node)")
-        data = _encode_data(Path(path), o["quality"], o["views"], o["sideinfo_scale"],
-                            o["sideinfo_step"], o["importance"], o["prior_gains"], o["refine"],
-                            None, o["chunk_size"], 1, True, captured.append,
+        data = _encode_data(Path(path), {**o, "cameras": None}, 1, True, captured.append,
                             shown=shown, out_name=_PENDING_OUT)
     except GscodecError as e:
         return False, [str(e).replace(path, shown)], b""
@@ -405,19 +425,16 @@ def _encode_task(task: tuple[str, str, dict[str, Any]]) -> tuple[bool, list[str]
     return True, captured, data
 
 
-def _encode_one(input_path: Path, output: Path | None, quality: int, views: int | None,
-                sideinfo_scale: str, sideinfo_step: float, importance: bool | None,
-                prior_gains: bool | None, refine: bool, cameras_path: Path | None,
-                chunk_size: int, jobs: Any, force: bool, quiet: bool) -> None:
-    """``encode`` of one scene (its chunks in ``jobs`` processes or on a Ray cluster)."""
+def _encode_one(input_path: Path, output: Path | None, o: dict[str, Any], jobs: Any,
+                force: bool, quiet: bool) -> None:
+    """``encode`` of one scene (``o``: the command's options; its chunks in ``jobs``
+    processes or on a Ray cluster)."""
     _check_input(input_path)
     out = output or input_path.with_suffix(".gsz")
     _check_not_input(out, input_path)
     check_output_path(out, force=force)
     lines: list[str] = []
-    data = _encode_data(input_path, quality, views, sideinfo_scale, sideinfo_step, importance,
-                        prior_gains, refine, cameras_path, chunk_size, jobs, quiet,
-                        lines.append, out_name=str(out))
+    data = _encode_data(input_path, o, jobs, quiet, lines.append, out_name=str(out))
     atomic_write_bytes(out, data, force=force)
     for line in lines:
         if line.startswith("warning: "):
@@ -426,61 +443,89 @@ def _encode_one(input_path: Path, output: Path | None, quality: int, views: int 
             click.echo(line)
 
 
-def _encode_data(input_path: Path, quality: int, views: int | None, sideinfo_scale: str,
-                 sideinfo_step: float, importance: bool | None, prior_gains: bool | None,
-                 refine: bool, cameras_path: Path | None, chunk_size: int, jobs: Any,
-                 quiet: bool, say: Any, shown: str | None = None,
-                 out_name: str = "") -> bytes:
-    """The .gsz bytes of one scene, and its lines (the encoder's warnings, ``warning: ...``,
-    naming the scene as ``shown`` where it is given, then the summary naming ``out_name``)
-    through ``say``."""
-    name_warnings = shown is not None
-    from ..api import default_views, encode_with_order, load_scene
+def _encode_data(input_path: Path, o: dict[str, Any], jobs: Any, quiet: bool, say: Any,
+                 shown: str | None = None, out_name: str = "") -> bytes:
+    """The .gsz bytes of one scene with the command's options ``o``, and its lines (the
+    encoder's warnings, ``warning: ...``, naming the scene as ``shown`` where it is given,
+    then the summary naming ``out_name``, or with ``json`` one JSON object) through ``say``."""
     from ..cameras import spread
 
+    name_warnings = shown is not None
     shown = shown or str(input_path)
     cameras = None
-    if cameras_path is not None:
+    if o["cameras"] is not None:
         from ..cameras import read_cameras
 
-        _check_input(cameras_path)
-        cameras = read_cameras(cameras_path)
+        _check_input(o["cameras"])
+        cameras = read_cameras(o["cameras"])
     t0 = time.perf_counter()
-    _note_gsz_input(input_path, refine, quiet)
+    _note_gsz_input(input_path, o["refine"], quiet)
     with progress_bar(quiet, "encode") as report:
-        report(0, 1, "reading PLY")
-        scene = [load_scene(input_path, refine=refine)]
-        n, degree = scene[0].n, scene[0].sh_degree
-        if views is None:
-            views = default_views(scene[0], quality)
-        if cameras is not None:
-            views = min(views, len(cameras))
-        # the encoder gets the only reference to the scene (popped from the list), so that it
-        # can let it go once it is coded and rendered (memory: one scene at a time)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            data, _ = encode_with_order(scene.pop(), quality, progress=report, views=views,
-                                        sideinfo_scale=int(sideinfo_scale),
-                                        sideinfo_step=sideinfo_step / 255.0,
-                                        importance=importance, prior_gains=prior_gains,
-                                        cameras=cameras, chunk_size=chunk_size,
-                                        jobs=jobs)
+        data, n, degree, views, reached = _encoded(input_path, o, cameras, jobs, report)
     # the encoder's warnings (a file beyond the default decode budget) as one plain line each,
     # not Python's file:line form
-    for w in caught:
-        say(f"warning: {shown}: {w.message}" if name_warnings else f"warning: {w.message}")
+    for w in reached.pop("warnings"):
+        say(f"warning: {shown}: {w}" if name_warnings else f"warning: {w}")
     in_bytes = input_path.stat().st_size
     bits = 8 * len(data) / n if n else 0.0
+    seconds = time.perf_counter() - t0
+    if o["json"]:
+        say(json.dumps({"input": shown, "output": out_name, "gaussians": n, "sh_degree": degree,
+                        "bytes": len(data), "bits_per_gaussian": bits, "views": views,
+                        **reached, "seconds": seconds}))
+        return data
+    q = reached["quality"]
+    target = ""
+    if reached.get("target_size") is not None or reached.get("target_psnr") is not None:
+        goal = (f"{reached['target_size']:,} bytes" if reached.get("target_size") is not None
+                else f"{reached['target_psnr']:g} dB at its views (reached "
+                     f"{reached['psnr']:.2f} dB)")
+        target = (f" (target {goal}{'' if reached['met'] else ', not met'}; "
+                  f"{reached['encodes']} encodes)")
     say(
         f"{shown} -> {out_name}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
         f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
-        f"quality {quality}, {time.perf_counter() - t0:.1f} s"
+        f"quality {q:g}{target}, {seconds:.1f} s"
     )
     if cameras is not None and views > 0:
         names = [cameras[i].name for i in spread(cameras, views)]
         say(f"side information at {len(names)} of {len(cameras)} training cameras: "
             + ", ".join(names))
     return data
+
+
+def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, report: Any
+             ) -> tuple[bytes, int, int, int, dict[str, Any]]:
+    """The scene's file at preset ``o["quality"]`` or at its target, with its Gaussians, SH
+    degree, side-information views and what it reached (the quality; with a target, what
+    :class:`gscodec.Reached` holds; ``warnings``: the encoder's warnings)."""
+    from ..api import default_views, encode_to, encode_with_order, load_scene
+
+    report(0, 1, "reading PLY")
+    scene = [load_scene(input_path, refine=o["refine"])]
+    n, degree = scene[0].n, scene[0].sh_degree
+    views = o["views"]
+    if views is None:
+        views = default_views(scene[0], o["quality"])
+    if cameras is not None:
+        views = min(views, len(cameras))
+    options = dict(progress=report, views=views, sideinfo_scale=int(o["sideinfo_scale"]),
+                   sideinfo_step=o["sideinfo_step"] / 255.0, importance=o["importance"],
+                   prior_gains=o["prior_gains"], cameras=cameras, chunk_size=o["chunk_size"],
+                   jobs=jobs)
+    # the encoder gets the only reference to the scene (popped from the list), so that it can
+    # let it go once it is coded and rendered (memory: one scene at a time)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if o["target_size"] is None and o["target_psnr"] is None:
+            data, _ = encode_with_order(scene.pop(), o["quality"], **options)
+            reached: dict[str, Any] = {"quality": o["quality"]}
+        else:
+            data, _, r = encode_to(scene.pop(), target_size=o["target_size"],
+                                   target_psnr=o["target_psnr"], **options)
+            reached = r.as_dict()
+    reached["warnings"] = [str(w.message) for w in caught]
+    return data, n, degree, views, reached
 
 
 @main.command()

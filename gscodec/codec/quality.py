@@ -99,6 +99,35 @@ def preset(quality: int) -> QualityParams:
     return _TABLE[quality]
 
 
+def between(q: float) -> QualityParams:
+    """The ladder as a continuous parameter ``q`` in 1..10 (for rate control): preset ``q``
+    itself where ``q`` is an integer; between presets ``k = floor(q)`` and ``k + 1``, each
+    step geometrically between theirs (``step_k ** (1 - t) * step_k+1 ** t``, ``t = q - k``),
+    the position bits linearly, and preset ``k``'s opacity levels and form (canonical or
+    not), so that no step grows with ``q``."""
+    if not MIN_QUALITY <= q <= MAX_QUALITY:
+        raise ValueError(f"quality must be in {MIN_QUALITY}..{MAX_QUALITY}")
+    k = int(np.floor(q))
+    t = q - k
+    if t == 0:
+        return _TABLE[k]
+    a, b = _TABLE[k], _TABLE[k + 1]
+
+    def geo(x: float, y: float) -> float:
+        return float(x ** (1 - t) * y**t)
+
+    return QualityParams(
+        position_bits=a.position_bits + t * (b.position_bits - a.position_bits),
+        log_scale_step=geo(a.log_scale_step, b.log_scale_step),
+        rotation_step=geo(a.rotation_step, b.rotation_step),
+        opacity_levels=a.opacity_levels,
+        dc_step=geo(a.dc_step, b.dc_step),
+        sh_rest_steps=(geo(a.sh_rest_steps[0], b.sh_rest_steps[0]),
+                       geo(a.sh_rest_steps[1], b.sh_rest_steps[1]),
+                       geo(a.sh_rest_steps[2], b.sh_rest_steps[2])),
+        canonical=a.canonical)
+
+
 def robust_diagonal(means: np.ndarray) -> float:
     """Diagonal of the box between the 0.5th and 99.5th percentile of each coordinate; falls back
     to the full box, then to 1, for degenerate inputs."""
