@@ -13,9 +13,10 @@ each step; it usually lands in 3-6 encodes.
   base layer: the base layer alone is searched for the target less the side information's
   bytes (measured at the last quality tried), then the whole file is made.
 - A PSNR: the base layer's PSNR against the original at the encoder's own views
-  (:data:`PSNR_VIEWS` views of the side-information family, :data:`PSNR_SIZE` px, black
-  background; no refinement, which the decoder may add on top), at least ``target_psnr`` and
-  at most :data:`PSNR_TOLERANCE` dB above it, at the smallest quality found that reaches it.
+  (:func:`psnr_cameras`: :data:`PSNR_VIEWS` views of the side-information family, or of the
+  training cameras where the encode has them, :data:`PSNR_SIZE` px, black background; no
+  refinement, which the decoder may add on top), at least ``target_psnr`` and at most
+  :data:`PSNR_TOLERANCE` dB above it, at the smallest quality found that reaches it.
 
 Where no quality reaches the target (a size below quality 1's file, a PSNR above quality
 10's), a size raises :class:`TargetError` and a PSNR returns quality 10 with ``met`` false."""
@@ -188,7 +189,7 @@ def _to_psnr(gaussians: Gaussians, target: float, report: Progress, options: dic
 
     encode = _Encodes(gaussians, options)
     backend = options.get("backend", "auto")
-    cams = sideinfo.cameras(gaussians.means, PSNR_VIEWS, PSNR_SIZE, 1)
+    cams = psnr_cameras(gaussians, options.get("cameras"))
     originals = sideinfo.render_views(gaussians, cams, backend)
     measured: dict[float, float] = {}
 
@@ -209,6 +210,18 @@ def _to_psnr(gaussians: Gaussians, target: float, report: Progress, options: dic
     return data, order, Reached(q, int(math.floor(q)), len(data), reached, len(encode),
                                 target <= reached <= target + PSNR_TOLERANCE,
                                 target_psnr=target)
+
+
+def psnr_cameras(gaussians: Gaussians, cameras: list[Any] | None = None) -> list[Any]:
+    """The views a PSNR target is measured at: :data:`PSNR_VIEWS` of the side-information
+    family at :data:`PSNR_SIZE` px, or as many of the training ``cameras`` where the encode
+    has them (spread over the set, as the side information picks them)."""
+    from . import sideinfo
+    from .encoder import training_views
+
+    if cameras:
+        return training_views(cameras, min(PSNR_VIEWS, len(cameras)), PSNR_SIZE)
+    return sideinfo.cameras(gaussians.means, PSNR_VIEWS, PSNR_SIZE, 1)
 
 
 def _search_up(fidelity: Callable[[float], float], target: float) -> tuple[float, int]:

@@ -90,6 +90,8 @@ def test_a_psnr_target_is_reached_within_half_a_db(scene):
         assert target <= r.psnr <= target + ratecontrol.PSNR_TOLERANCE and r.met
         # the PSNR reported is the base layer's at the encoder's views, measured again here
         cams = sideinfo.cameras(scene.means, ratecontrol.PSNR_VIEWS, ratecontrol.PSNR_SIZE, 1)
+        assert [c.viewmat.tolist() for c in ratecontrol.psnr_cameras(scene)] == \
+            [c.viewmat.tolist() for c in cams]
         ref = sideinfo.render_views(scene, cams)
         got = sideinfo.render_views(gscodec.decode(data, refine=False), cams)
         assert np.mean([psnr(a, b) for a, b in zip(ref, got, strict=True)]) == \
@@ -119,3 +121,15 @@ def test_the_api_and_the_cli_take_targets(scene, ladder, tmp_path):
                                (["--target-size", "0"], "at least 1 byte", 2)):
         r = CliRunner().invoke(main, ["encode", str(ply), "--force", *bad])
         assert r.exit_code == code and message in r.output, r.output
+
+
+def test_a_psnr_target_with_training_cameras_is_measured_at_them(scene):
+    from gscodec.cameras import encoder_views
+
+    cameras = encoder_views(scene.means, 20, 640)  # (standing in for a trainer's cameras)
+    cams = ratecontrol.psnr_cameras(scene, cameras)
+    assert len(cams) == ratecontrol.PSNR_VIEWS
+    assert all(max(c.width, c.height) == ratecontrol.PSNR_SIZE for c in cams)
+    chosen = {tuple(np.round(c.viewmat, 6).ravel()) for c in cams}
+    assert chosen <= {tuple(np.round(c.viewmat, 6).ravel()) for c in cameras}
+    assert len(ratecontrol.psnr_cameras(scene, cameras[:3])) == 3
