@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -402,10 +403,32 @@ def decode_parts(
                                                 noop)[0].as_arrays()])
     payload, selected, processes = _selected_parts(container, n, degree, limits, None, fraction,
                                                    jobs)
-    tasks = ((part_bytes(payload, p), degree, p.count, box, limits, False)
-             for p, box in selected)
-    results = pmap(_decode_part, tasks, processes, window=1)
-    return sum(p.count for p, _ in selected), degree, (values for values, _, _ in results)
+    return (sum(p.count for p, _ in selected), degree,
+            _streamed_parts(payload, selected, degree, processes, limits))
+
+
+def _streamed_parts(payload: bytes, selected: list[tuple[Any, Any]], degree: int,
+                    processes: int, limits: Limits) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`decode_parts`' parts one by one: with several processes each part is written
+    into shared arrays of its own (:class:`gscodec.parallel.SharedArrays`, made as its task
+    is sent, so only the parts in flight exist), not pickled back."""
+    shapes = Gaussians.shapes(degree)
+    pending: deque[Any] = deque()
+
+    def tasks() -> Iterator[tuple[Any, ...]]:
+        for p, box in selected:
+            shared = (parallel.shared_arrays({k: (p.count, *v) for k, v in shapes.items()})
+                      if processes > 1 else None)
+            pending.append(shared)
+            yield (part_bytes(payload, p), degree, p.count, box, limits, False,
+                   None if shared is None else shared.spec(), 0)
+
+    for values, _, _ in pmap(_decode_part, tasks(), processes, window=2):
+        shared = pending.popleft()
+        if shared is not None:
+            shared.close()
+            values = shared.arrays
+        yield values
 
 
 def _selected_parts(container: Any, n: int, degree: int, limits: Limits,

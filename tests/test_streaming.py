@@ -47,6 +47,13 @@ def test_decode_parts_yields_the_decode_part_by_part():
     n4, _, parts4 = gscodec.api.decode_parts(data, fraction=0.25)
     assert n4 == gscodec.decode(data, fraction=0.25).n == sum(p["means"].shape[0]
                                                               for p in parts4)
+    # in two processes (the parts written into shared arrays), the same parts in order
+    _, _, two = gscodec.api.decode_parts(data, jobs=2)
+    two = list(two)
+    assert len(two) == len(got)
+    for a, b in zip(got, two, strict=True):
+        for name in FIELDS:
+            np.testing.assert_array_equal(a[name], b[name])
 
 
 def test_the_cli_writes_a_base_layer_decode_part_by_part(tmp_path, monkeypatch):
