@@ -299,7 +299,8 @@ def main(json_errors: bool) -> None:
               metavar="DB",
               help="Instead of --quality: the smallest quality whose base layer reaches DB "
                    "of PSNR against the scene at the encoder's own views (8 views of 256 px, "
-                   "black background), within 0.5 dB above it.")
+                   "of the training cameras with --cameras; black background), within 0.5 dB "
+                   "above it.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per scene (what was written, the quality reached) "
                    "instead of the summary.")
