@@ -427,7 +427,7 @@ def _streamed_parts(payload: bytes, selected: list[tuple[Any, Any]], degree: int
         shared = pending.popleft()
         if shared is not None:
             shared.close()
-            values = shared.arrays
+            values = values or shared.arrays  # (rows sent back where they could not be shared)
         yield values
 
 
@@ -560,8 +560,8 @@ def _decode_part(task: tuple[Any, ...]) -> tuple[dict[str, np.ndarray], Any, dic
     lo, hi = np.asarray(box[:3], np.float32), np.asarray(box[3:], np.float32)
     if not ((values["means"] >= lo) & (values["means"] <= hi)).all():
         raise ContainerError("corrupt .gsz file: a part has a Gaussian outside its chunk's box")
-    if shared and shared[0] is not None:  # (rows written where the caller reads them)
-        parallel.write_rows(shared[0], shared[1], values)
+    # (rows written where the caller reads them; sent back where this process may not)
+    if shared and shared[0] is not None and parallel.write_rows(shared[0], shared[1], values):
         values = {}
     return values, classes, stream_meta
 

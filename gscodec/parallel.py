@@ -117,7 +117,7 @@ class SharedArrays:
             os.ftruncate(self._fd, max(1, self.size))
             self._map = mmap.mmap(self._fd, max(1, self.size))
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
         self.arrays = {name: np.ndarray(shape, np.float32, buffer=self._map, offset=off)
                        for name, shape, off in self.layout}
@@ -128,9 +128,12 @@ class SharedArrays:
 
     def close(self) -> None:
         """No more workers: the file's descriptor closed (the arrays stay)."""
-        if self._fd >= 0:
+        if getattr(self, "_fd", -1) >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def shared_arrays(shapes: dict[str, tuple[int, ...]]) -> SharedArrays | None:
@@ -144,11 +147,16 @@ def shared_arrays(shapes: dict[str, tuple[int, ...]]) -> SharedArrays | None:
 
 
 def write_rows(spec: tuple[str, int, list[tuple[str, tuple[int, ...], int]]], start: int,
-               values: dict[str, np.ndarray]) -> None:
+               values: dict[str, np.ndarray]) -> bool:
     """In a worker: ``values`` (a part's rows of the named arrays) written at row ``start`` of
-    the :class:`SharedArrays` that ``spec`` names."""
+    the :class:`SharedArrays` that ``spec`` names; False (nothing written) where this process
+    may not open that file (a system that keeps other processes' descriptors private), so that
+    the caller sends the rows back instead."""
     path, size, layout = spec
-    fd = os.open(path, os.O_RDWR)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
     try:
         shared = mmap.mmap(fd, max(1, size))
     finally:
@@ -164,6 +172,7 @@ def write_rows(spec: tuple[str, int, list[tuple[str, tuple[int, ...], int]]], st
                 del view
     finally:
         shared.close()
+    return True
 
 
 class RayCluster:

@@ -127,9 +127,15 @@ def test_bytes_and_decodes_do_not_depend_on_the_job_count(scene, monkeypatch):
     # (where the system has no shared memory file, the parts' rows come back pickled)
     monkeypatch.setattr(parallel, "shared_arrays", lambda shapes: None)
     piped = gscodec.decode(data, refine=False, jobs=2)
+    monkeypatch.undo()  # and where the workers may not open the shared file, the same
+    real = parallel.SharedArrays.spec
+    monkeypatch.setattr(parallel.SharedArrays, "spec",
+                        lambda self: ("/proc/self/fd/999999", *real(self)[1:]))
+    sent = gscodec.decode(data, refine=False, jobs=2)
     for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
         np.testing.assert_array_equal(getattr(one, name), getattr(piped, name))
+        np.testing.assert_array_equal(getattr(one, name), getattr(sent, name))
 
 
 def test_workers_write_rows_into_shared_arrays():
@@ -145,6 +151,9 @@ def test_workers_write_rows_into_shared_arrays():
     np.testing.assert_array_equal(shared.arrays["a"][:5], 1)
     np.testing.assert_array_equal(shared.arrays["a"][5:], 6)
     np.testing.assert_array_equal(shared.arrays["b"], np.arange(10.0))
+    # a worker that may not open the file writes nothing and says so (its rows go back pickled)
+    bad = ("/proc/self/fd/999999", *spec[1:])
+    assert not parallel.write_rows(bad, 0, {"b": np.zeros(5, np.float32)})
 
 
 def _write(task):
