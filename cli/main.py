@@ -365,7 +365,8 @@ def _encode_many(inputs: tuple[Path, ...], output: Path | None, cameras_path: Pa
         _check_input(p)
         _check_not_input(o, p)
         check_output_path(o, force=force)
-    tasks = [(str(p.resolve()), str(p), options) for p in inputs]
+    tasks = [(str(p.resolve()), str(p), str(o), options)
+             for p, o in zip(inputs, outs, strict=True)]
     if isinstance(jobs, RayCluster):
         # (a node that fails a scene, after Ray's retries, fails that scene alone)
         results = jobs.map(_encode_task, tasks, window=1,
@@ -386,14 +387,9 @@ def _encode_many(inputs: tuple[Path, ...], output: Path | None, cameras_path: Pa
             elif line.startswith("warning: "):
                 click.echo(line, err=True)
             elif not quiet:
-                click.echo(line.replace(_PENDING_OUT, str(out)).replace(
-                    json.dumps(_PENDING_OUT)[1:-1], json.dumps(str(out))[1:-1]))
+                click.echo(line)
     if failed:
         sys.exit(1)
-
-
-_PENDING_OUT = "\x00out\x00"
-"""Where a scene's summary, made where the scene was coded, names the file written here."""
 
 
 def _report_error(message: str) -> None:
@@ -405,18 +401,18 @@ def _report_error(message: str) -> None:
         click.echo(f"gscodec: error: {message}", err=True)
 
 
-def _encode_task(task: tuple[str, str, dict[str, Any]]) -> tuple[bool, list[str], bytes]:
+def _encode_task(task: tuple[str, str, str, dict[str, Any]]) -> tuple[bool, list[str], bytes]:
     """One scene of :func:`_encode_many` (in a worker process or on a Ray node): ``(True,
-    summary lines, the file's bytes)`` or ``(False, [the error], b"")``; the scene's chunks
-    are coded where it runs."""
-    path, shown, o = task
+    summary lines, the file's bytes)`` or ``(False, [the error], b"")``, the summary naming
+    ``out``, which the caller writes; the scene's chunks are coded where it runs."""
+    path, shown, out, o = task
     captured: list[str] = []
     try:
         if not Path(path).exists():
             raise GscodecError(f"{shown}: not found where it was encoded (on a Ray cluster "
                                "the inputs must be at the same path on every node)")
         data = _encode_data(Path(path), {**o, "cameras": None}, 1, True, captured.append,
-                            shown=shown, out_name=_PENDING_OUT)
+                            shown=shown, out_name=out)
     except GscodecError as e:
         return False, [str(e).replace(path, shown)], b""
     except MemoryError:

@@ -480,7 +480,8 @@ def _gather(payload: bytes, selected: list[tuple[Any, Any]], degree: int, proces
     fields = shared.arrays if shared is not None else {
         name: np.empty(shape, np.float32) for name, shape in shapes.items()}
     spec = shared.spec() if shared is not None else None
-    starts = itertools.accumulate((p.count for p, _ in selected), initial=0)  # (one more)
+    # (each part's rows start where the ones before end; accumulate gives one start more)
+    starts = itertools.accumulate((p.count for p, _ in selected), initial=0)
     tasks = ((part_bytes(payload, p), degree, p.count, box, limits, geometry_only, spec, start)
              for (p, box), start in zip(selected, starts, strict=False))
     runs, start = [], 0
@@ -542,7 +543,9 @@ def _refined_parts(container: Any, meta: dict[str, Any], payload: bytes,
 
 def _decode_part(task: tuple[Any, ...]) -> tuple[dict[str, np.ndarray], Any, dict[str, Any]]:
     """One part of a chunked file (GSZ.md 11.3): its Gaussians' fields, importance classes
-    (None without) and stream metadata, checked against the chunk table."""
+    (None without) and stream metadata, checked against the chunk table. A task that ends
+    with the spec of shared arrays and a first row gets its fields written there (no fields
+    returned), where this process may open them."""
     data, degree, count, box, limits, geometry_only, *shared = task
     container, meta, n, d = checked_header(data, limits)
     if container.flags & FLAG_CHUNKED:

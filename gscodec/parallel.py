@@ -213,9 +213,8 @@ class RayCluster:
                          logging_level="ERROR", **({"include_dashboard": False} if local
                                                    else {}))
             except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise GscodecError(f"cannot connect to the Ray cluster at {self.address}: "
-                                   f"{first}") from None
+                                   f"{_first_line(e)}") from None
         if self._remote is None:
             self._remote = ray.remote(num_cpus=1, max_retries=2)(_ray_task)
             self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -251,11 +250,16 @@ class RayCluster:
                 raise cause from None
             error: Exception = GscodecError(f"a task on the Ray cluster failed: {e}")
         except ray.exceptions.RayError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            error = GscodecError(f"a task on the Ray cluster failed: {first}")
+            error = GscodecError(f"a task on the Ray cluster failed: {_first_line(e)}")
         if fallback is None:
             raise error
         return fallback(task, error)
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an error's message (Ray's run to pages), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _ray_task(fn: Callable[[T], R], task: T, version: str) -> R:

@@ -6,7 +6,7 @@ Each step of the search is a whole encode (the importance classes, chunks and si
 information included), so the file returned is exactly an encode at the quality found, and
 its size is measured, not estimated. The search brackets the target between two qualities
 and interpolates inside the bracket (in log bytes for a size, in dB for a PSNR), narrowing it
-each step; it usually lands in 3-6 encodes.
+each step (2-10 encodes on the test captures of ``benchmarks/results/ratecontrol.md``).
 
 - A size: the file is at most ``target_size`` bytes and, where some quality gives that, at
   least :data:`SIZE_TOLERANCE` below it (``3%``). The side information is searched with the
@@ -119,33 +119,35 @@ class _Encodes:
         return self.cache[q, side]
 
 
-def _search(size: Callable[[float], float], goal: float, low: float, high: float
-            ) -> tuple[float, int]:
-    """The quality in 1..10 whose ``size`` (positive, non-decreasing in it) lies in ``[low,
-    high]`` where one is found, else the highest found at most ``high`` (1 if even that is
-    above); and the number of sizes measured. Each step interpolates in log size towards
-    ``goal`` inside the bracket."""
+def _bracket(value: Callable[[float], float], above: Callable[[float], bool], goal: float,
+             done: Callable[[float, float], bool], log: bool) -> tuple[float, float]:
+    """The bracket ``(low, high)`` of qualities in 1..10 around a target: ``value``
+    (non-decreasing in the quality) is not ``above`` the target at ``low`` and is at ``high``,
+    narrowed until ``done(value(low), value(high))``, the bracket is narrower than 0.001 or
+    :data:`MAX_ENCODES` values were measured. Each step interpolates towards ``goal`` (in log
+    values with ``log``) and narrows the bracket by a tenth at least. Where quality 1 is
+    already above, the bracket is ``(1, 1)``; where quality 10 is not, ``(10, 10)``."""
+    f = math.log if log else float
     lo_q, hi_q = float(MIN_QUALITY), float(MAX_QUALITY)
-    lo_v = size(lo_q)
-    if lo_v > high:
-        return lo_q, 1
-    hi_v = size(hi_q)
+    lo_v = value(lo_q)
+    if above(lo_v):
+        return lo_q, lo_q
+    hi_v = value(hi_q)
+    if not above(hi_v):
+        return hi_q, hi_q
     evaluations = 2
-    if hi_v <= high:
-        return hi_q, evaluations
-    while evaluations < MAX_ENCODES and hi_q - lo_q > 1e-3 and lo_v < low:
-        t = math.log(goal / lo_v) / math.log(hi_v / lo_v) if hi_v > lo_v else 0.5
-        t = min(0.9, max(0.1, t))  # (every step narrows the bracket by a tenth at least)
-        q = round(lo_q + t * (hi_q - lo_q), 4)
+    while evaluations < MAX_ENCODES and hi_q - lo_q > 1e-3 and not done(lo_v, hi_v):
+        t = (f(goal) - f(lo_v)) / (f(hi_v) - f(lo_v)) if hi_v > lo_v else 0.5
+        q = round(lo_q + min(0.9, max(0.1, t)) * (hi_q - lo_q), 4)
         if not lo_q < q < hi_q:
             break
-        v = size(q)
+        v = value(q)
         evaluations += 1
-        if v <= high:
-            lo_q, lo_v = q, v
-        else:
+        if above(v):
             hi_q, hi_v = q, v
-    return lo_q, evaluations
+        else:
+            lo_q, lo_v = q, v
+    return lo_q, hi_q
 
 
 def _to_size(gaussians: Gaussians, target: int, report: Progress, options: dict[str, Any]
@@ -155,17 +157,18 @@ def _to_size(gaussians: Gaussians, target: int, report: Progress, options: dict[
     side = options.get("views", 0) > 0
     side_bytes, q = 0, float(MIN_QUALITY)
     floor = (1 - SIZE_TOLERANCE) * target
+    def size(q: float) -> float:
+        report(0, 1, f"rate control: quality {q:.3f}")
+        return float(len(encode(q, False)[0]))
+
     for _ in range(3):  # (the side information's bytes, re-measured where they moved)
         budget = target - side_bytes
         if budget <= 0:
             break
-
-        def size(q: float) -> float:
-            report(0, 1, f"rate control: quality {q:.3f}")
-            return float(len(encode(q, False)[0]))
-
-        q, _ = _search(size, budget - 0.5 * SIZE_TOLERANCE * target, floor - side_bytes,
-                       budget)
+        # the largest quality whose base layer fits the budget, within the tolerance of it
+        q, _ = _bracket(size, lambda v, b=budget: v > b,
+                        budget - 0.5 * SIZE_TOLERANCE * target,
+                        lambda lo, hi, f=floor - side_bytes: lo >= f, True)
         if not side:
             break
         data = encode(q, True)[0]
@@ -202,9 +205,9 @@ def _to_psnr(gaussians: Gaussians, target: float, report: Progress, options: dic
                                          for a, b in zip(originals, renders, strict=True)]))
         return measured[q]
 
-    # the smallest quality at or above the target: searched on the PSNR's negation, which
-    # falls as the quality grows (so "at most -target" is "at least target")
-    q, _ = _search_up(fidelity, target)
+    # the smallest quality found that reaches the target, within the tolerance of it
+    _, q = _bracket(fidelity, lambda v: v >= target, target + 0.5 * PSNR_TOLERANCE,
+                    lambda lo, hi: hi <= target + PSNR_TOLERANCE, False)
     data, order = encode(q, options.get("views", 0) > 0)
     reached = fidelity(q)
     return data, order, Reached(q, int(math.floor(q)), len(data), reached, len(encode),
@@ -222,30 +225,3 @@ def psnr_cameras(gaussians: Gaussians, cameras: list[Any] | None = None) -> list
     if cameras:
         return training_views(cameras, min(PSNR_VIEWS, len(cameras)), PSNR_SIZE)
     return sideinfo.cameras(gaussians.means, PSNR_VIEWS, PSNR_SIZE, 1)
-
-
-def _search_up(fidelity: Callable[[float], float], target: float) -> tuple[float, int]:
-    """The quality whose ``fidelity`` (non-decreasing) is at least ``target`` and within
-    :data:`PSNR_TOLERANCE` above it where one is found, else the lowest that reaches it
-    (10 if none does); the number of evaluations."""
-    lo_q, hi_q = float(MIN_QUALITY), float(MAX_QUALITY)
-    lo_v, hi_v = fidelity(lo_q), fidelity(hi_q)
-    evaluations = 2
-    if lo_v >= target or hi_v < target:
-        return (lo_q if lo_v >= target else hi_q), evaluations
-    goal = target + 0.5 * PSNR_TOLERANCE
-    while evaluations < MAX_ENCODES and hi_q - lo_q > 1e-3:
-        if hi_v <= target + PSNR_TOLERANCE:
-            break
-        t = (goal - lo_v) / (hi_v - lo_v) if hi_v > lo_v else 0.5
-        t = min(0.9, max(0.1, t))
-        q = round(lo_q + t * (hi_q - lo_q), 4)
-        if not lo_q < q < hi_q:
-            break
-        v = fidelity(q)
-        evaluations += 1
-        if v >= target:
-            hi_q, hi_v = q, v
-        else:
-            lo_q, lo_v = q, v
-    return hi_q, evaluations
