@@ -105,7 +105,7 @@ from gscodec.cameras import Camera, random_encoder_views
 from gscodec.gaussians import SH_C0, Gaussians
 from gscodec.render import cpu as cpu_raster
 from gscodec.render import deterministic, gsplat_available, render
-from gscodec.render.project import ALPHA_THRESHOLD, covariances, project, quat_to_rotmat
+from gscodec.render.project import ALPHA_THRESHOLD, project, quat_to_rotmat
 from gscodec.render.sh import sh_to_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,9 +272,9 @@ def render_train_cpu(p: dict[str, torch.Tensor], cam: Camera, degree: int, bg: t
     with its gradient retained, visible [N] bool)."""
     viewmat, K = _camera_tensors(cam, p["means"].device)
     opacities = torch.sigmoid(p["opacities"])
-    covars = covariances(p["quats"], p["scales"])
-    means2d, conics, depths, radii = project(p["means"], covars, opacities, viewmat, K,
-                                             cam.width, cam.height, eps2d=EPS2D, near=NEAR_PLANE)
+    means2d, conics, depths, radii = project(p["means"], p["quats"], p["scales"], opacities,
+                                             viewmat, K, cam.width, cam.height, eps2d=EPS2D,
+                                             near=NEAR_PLANE)
     means2d.retain_grad()
     cam_pos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     dirs = p["means"] - cam_pos
@@ -638,11 +638,10 @@ def _final_prune(params: dict[str, torch.Tensor], cams: list[Camera]) -> dict[st
     opacities = torch.sigmoid(params["opacities"])
     renderable = opacities >= ALPHA_THRESHOLD
     seen = torch.zeros(n, dtype=torch.bool, device=params["means"].device)
-    covars = covariances(params["quats"], params["scales"])
     for cam in cams:
         viewmat, K = _camera_tensors(cam, params["means"].device)
-        radii = project(params["means"], covars, opacities, viewmat, K, cam.width, cam.height,
-                        eps2d=EPS2D, near=NEAR_PLANE)[3]
+        radii = project(params["means"], params["quats"], params["scales"], opacities, viewmat,
+                        K, cam.width, cam.height, eps2d=EPS2D, near=NEAR_PLANE)[3]
         seen |= (radii > 0).any(dim=-1)
     keep = renderable & seen
     if not bool(keep.any()):

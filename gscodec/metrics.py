@@ -146,20 +146,29 @@ def compare_renders(ref: Gaussians, other: Gaussians, cameras: list[Any], *,
     ``worst`` is the index of the view with the lowest PSNR."""
     import torch
 
-    from .render import render
+    from .parallel import available_cores, threaded
+    from .render import render, resolve_backend
 
-    views: list[ViewScore] = []
-    with torch.no_grad():
-        for i, cam in enumerate(cameras):
-            if progress:
-                progress(i, len(cameras), f"view {i + 1}/{len(cameras)}")
+    def score(view: tuple[int, Any]) -> ViewScore:
+        i, cam = view
+        with torch.no_grad():
             ra = render(ref, cam, backend=backend)
             rb = render(other, cam, backend=backend)
             a, b = ra.image, rb.image
             mse = float(torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item())
             cmse, coverage = covered_mse(a, b, ra.alpha, rb.alpha)
-            views.append(ViewScore(cam.name or str(i), psnr(a, b), ssim(a, b), mse, cmse,
-                                   coverage))
+            return ViewScore(cam.name or str(i), psnr(a, b), ssim(a, b), mse, cmse, coverage)
+
+    # on the CPU the views are scored side by side on its cores (the same scores), in
+    # batches of as many so that progress is reported as they finish
+    on_cpu = resolve_backend(backend) == "cpu"
+    batch = available_cores() if on_cpu else 1
+    views: list[ViewScore] = []
+    for start in range(0, len(cameras), batch):
+        if progress:
+            progress(start, len(cameras), f"view {start + 1}/{len(cameras)}")
+        todo = list(enumerate(cameras))[start:start + batch]
+        views += threaded(score, todo) if on_cpu else [score(v) for v in todo]
     mean_mse = float(np.mean([v.mse for v in views])) if views else 0.0
     per_view = [{**v.__dict__, "psnr": _finite_or_none(v.psnr),
                  "psnr_covered": _finite_or_none(v.psnr_covered)} for v in views]

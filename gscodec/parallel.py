@@ -12,7 +12,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -59,6 +59,28 @@ def single_threaded(fn: Callable[[T], R], task: T) -> R:
         return fn(task)
     finally:
         torch.set_num_threads(before)
+
+
+def threaded(fn: Callable[[T], R], items: list[T], threads: int | None = None) -> list[R]:
+    """``fn`` over ``items`` in ``threads`` threads of this process (default: the available
+    cores, at most one an item), results in item order, with torch held to one thread
+    meanwhile (restored after). For torch work on a CPU, such as renders: its operations
+    release the GIL, so the items run side by side with no processes to start and no scene to
+    copy (8 renders of 1M Gaussians on 2 cores: 1.35x faster than one at a time on two torch
+    threads), and each operation runs on one thread however many cores the machine has."""
+    count = max(1, min(threads or available_cores(), len(items)))
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        if count == 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(fn, items))
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def _worker_start() -> None:

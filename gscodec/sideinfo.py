@@ -24,7 +24,8 @@ from .codec.meta import get_float_list
 from .formats.errors import ContainerError
 from .formats.gsz import DEFAULT_LIMITS, Limits
 from .gaussians import Gaussians
-from .render import render
+from .parallel import threaded
+from .render import render, resolve_backend
 from .sidemeta import parse_views
 
 KIND = "SIDE"
@@ -67,9 +68,17 @@ def cameras(means: Any, views: int, size: int, scale: int) -> list[Camera]:
 
 
 def render_views(g: Gaussians, cams: list[Camera], backend: str = "auto") -> list[torch.Tensor]:
-    """Renders of ``g`` at ``cams``, clamped to [0, 1] (CPU tensors)."""
-    with torch.no_grad():
-        return [render(g, cam, backend=backend).image.clamp(0, 1).cpu() for cam in cams]
+    """Renders of ``g`` at ``cams``, clamped to [0, 1] (CPU tensors); on the CPU backend the
+    views render side by side on the available cores (:func:`gscodec.parallel.threaded`),
+    the same images."""
+
+    def one(cam: Camera) -> torch.Tensor:
+        with torch.no_grad():
+            return render(g, cam, backend=backend).image.clamp(0, 1).cpu()
+
+    if resolve_backend(backend) != "cpu":
+        return [one(cam) for cam in cams]
+    return threaded(one, cams)
 
 
 def from_renders(originals: list[torch.Tensor], decoded: Gaussians, cams: list[Camera], *,
@@ -80,8 +89,7 @@ def from_renders(originals: list[torch.Tensor], decoded: Gaussians, cams: list[C
     is rendered."""
     residuals = []
     with torch.no_grad():
-        for a, cam in zip(originals, cams, strict=True):
-            b = render(decoded, cam, backend=backend).image.clamp(0, 1).cpu()
+        for a, b in zip(originals, render_views(decoded, cams, backend), strict=True):
             if renders is not None:
                 renders.append((a, b))
             r = (a - b).numpy().astype(np.float64)
@@ -153,12 +161,16 @@ def targets(decoded: Gaussians, si: SideInfo, *, backend: str = "auto",
             device: str | torch.device = "cpu") -> list[torch.Tensor]:
     """Refinement targets: the decoded renders plus the (bilinearly) upsampled residuals,
     clamped to [0, 1]."""
-    out = []
-    with torch.no_grad():
-        for cam, res in zip(si.cameras, si.residuals, strict=True):
+    def one(view: tuple[Camera, np.ndarray]) -> torch.Tensor:
+        cam, res = view
+        with torch.no_grad():
             img = render(decoded, cam, backend=backend, device=device).image.clamp(0, 1)
             r = torch.from_numpy(res).to(img.device).permute(2, 0, 1)[None]
             up = torch.nn.functional.interpolate(r, size=(cam.height, cam.width),
                                                  mode="bilinear", align_corners=False)
-            out.append((img + up[0].permute(1, 2, 0)).clamp(0, 1))
-    return out
+            return (img + up[0].permute(1, 2, 0)).clamp(0, 1)
+
+    views = list(zip(si.cameras, si.residuals, strict=True))
+    if resolve_backend(backend) != "cpu" or torch.device(device).type != "cpu":
+        return [one(v) for v in views]
+    return threaded(one, views)  # (side by side on the CPU's cores, the same images)

@@ -319,3 +319,40 @@ def test_projection_in_chunks_without_autograd_gives_the_same_image(monkeypatch)
     with torch.no_grad():
         chunked = render(g, cam, backend="cpu").image
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_depth_order_is_the_stable_float_order_with_ties_and_without_positive_depths():
+    from gscodec.render.cpu import _depth_order
+
+    rng = np.random.default_rng(3)
+    d = torch.from_numpy(rng.choice(np.float32([0.5, 1.0, 2.0, 3.25, 1e-6, 7e3]), 500))
+    assert torch.equal(_depth_order(d), torch.argsort(d, stable=True))
+    neg = d.clone()
+    neg[::7] *= -1  # (bit patterns of negative floats sort backwards: the float sort is used)
+    assert torch.equal(_depth_order(neg), torch.argsort(neg, stable=True))
+
+
+def test_views_rendered_side_by_side_equal_one_at_a_time():
+    from gscodec import sideinfo
+    from gscodec.parallel import threaded
+
+    g = tiny_scene(300, degree=3, seed=5)
+    cams = [tiny_camera(32, 28, seed=s) for s in range(5)]
+    before = torch.get_num_threads()
+    with torch.no_grad():
+        serial = [render(g, c, backend="cpu").image.clamp(0, 1) for c in cams]
+    got = sideinfo.render_views(g, cams, backend="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(serial, got, strict=True))
+    assert torch.get_num_threads() == before
+
+    seen = []
+
+    def task(i: int) -> int:
+        seen.append(torch.get_num_threads())
+        return i * i
+
+    assert threaded(task, list(range(9)), threads=3) == [i * i for i in range(9)]
+    assert seen == [1] * 9 and torch.get_num_threads() == before
+    with pytest.raises(ZeroDivisionError):
+        threaded(lambda i: 1 // i, [1, 0, 2], threads=2)
+    assert torch.get_num_threads() == before

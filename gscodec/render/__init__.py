@@ -14,7 +14,7 @@ import torch
 from ..cameras import Camera
 from ..gaussians import Gaussians
 from . import cpu
-from .project import covariances, project
+from .project import project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
@@ -200,10 +200,9 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
     cam_pos = -t.viewmat[:3, :3].T @ t.viewmat[:3, 3]
 
     def screen(sel: slice) -> tuple[torch.Tensor, ...]:
-        covars = covariances(t.quats[sel], t.log_scales[sel])
         means2d, conics, depths, radii = project(
-            t.means[sel], covars, t.opacities[sel], t.viewmat, t.K, camera.width, camera.height,
-            eps2d=eps2d, near=near_plane)
+            t.means[sel], t.quats[sel], t.log_scales[sel], t.opacities[sel], t.viewmat, t.K,
+            camera.width, camera.height, eps2d=eps2d, near=near_plane)
         dirs = t.means[sel] - cam_pos
         dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         return means2d, conics, depths, radii, sh_to_rgb(t.sh[sel], dirs, degree)

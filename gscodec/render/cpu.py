@@ -81,12 +81,12 @@ def rasterize_table(
     alpha_acc = torch.zeros(n_pix, dtype=table.dtype, device=device)
     on = (radii > 0).any(dim=-1)
     if bool(on.all()):  # (the no-grad path of render passes on-screen rows only)
-        order = torch.argsort(depths.detach(), stable=True)
+        order = _depth_order(depths.detach())
     else:
         visible = torch.nonzero(on).squeeze(1)
         if visible.numel() == 0:
             return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
-        order = visible[torch.argsort(depths.detach()[visible], stable=True)]
+        order = visible.index_select(0, _depth_order(depths.detach().index_select(0, visible)))
         del visible
     del on
 
@@ -97,8 +97,8 @@ def rasterize_table(
         small = torch.int16 if max(width, height) < (1 << 15) else torch.int32
         boxes = []
         for axis, size in ((0, width), (1, height)):
-            m = table.detach()[order, axis]
-            r = radii[order, axis].to(m.dtype)
+            m = table.detach()[:, axis].index_select(0, order)
+            r = radii[:, axis].index_select(0, order).to(m.dtype)
             lo = torch.ceil(m - r - 0.5).clamp(0, size - 1)
             hi = torch.floor(m + r - 0.5).clamp(0, size - 1)
             del m, r
@@ -140,61 +140,111 @@ def rasterize_table(
     return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
 
 
+def _depth_order(depths: torch.Tensor) -> torch.Tensor:
+    """The stable ascending order of ``depths``: where all are positive float32 (in front of
+    the camera, as every on-screen Gaussian is), the order of their bit patterns as int32,
+    which is the same order and sorts about 5x faster on a CPU."""
+    if depths.dtype == torch.float32 and bool((depths > 0).all()):
+        return torch.argsort(depths.view(torch.int32), stable=True)
+    return torch.argsort(depths, stable=True)
+
+
 def _live_boxes(done: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor,
                 y1: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """For each box (inclusive pixel ranges, ``counts`` pixels; empty where 0), whether any of
     its pixels is not finished."""
     h, w = done.shape
-    sat = torch.zeros(h + 1, w + 1, dtype=torch.int64, device=done.device)
-    sat[1:, 1:] = done.to(torch.int64).cumsum(0).cumsum(1)
-    finished = sat[y1 + 1, x1 + 1] - sat[y0, x1 + 1] - sat[y1 + 1, x0] + sat[y0, x0]
+    # (int32 counts where the image allows: half the memory traffic of int64)
+    kind = torch.int32 if (h + 1) * (w + 1) < (1 << 31) else torch.int64
+    sat = torch.zeros(h + 1, w + 1, dtype=kind, device=done.device)
+    sat[1:, 1:] = done.to(kind).cumsum(0, dtype=kind).cumsum(1, dtype=kind)
+    flat, row = sat.reshape(-1), w + 1
+    top, bottom = y0 * row, (y1 + 1) * row
+    finished = (flat.index_select(0, bottom + x1 + 1) - flat.index_select(0, top + x1 + 1)
+                - flat.index_select(0, bottom + x0) + flat.index_select(0, top + x0))
     return (counts > 0) & (finished < counts)
+
+
+def _pairs(ids, x0, y0, bw, counts, width, done):
+    """The (flat pixel, row) pairs of a chunk's boxes on pixels not yet finished, in the
+    chunk's order (int32 pixels); None where there are none. (Gathers are index_select and the
+    per-pair integers int32: 2-4x faster on a CPU than advanced indexing and int64, the same
+    values; a chunk has at most 2^31 pairs.)"""
+    device = ids.device
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    counts32 = counts.to(torch.int32)
+    local = torch.repeat_interleave(
+        torch.arange(ids.numel(), device=device, dtype=torch.int32), counts32)
+    first = torch.cumsum(counts32, 0, dtype=torch.int32) - counts32
+    # per Gaussian: its first pair, its box's width and its box's top-left pixel
+    per = torch.stack([first, bw.to(torch.int32),
+                       y0.to(torch.int32) * width + x0.to(torch.int32)], 1)
+    first, w, corner = per.index_select(0, local).unbind(1)
+    del per
+    k = torch.arange(total, device=device, dtype=torch.int32) - first
+    row = torch.div(k, w, rounding_mode="floor")
+    pix = corner + row * width + (k - row * w)
+    del first, w, corner, k, row
+    keep_pix = ~done.index_select(0, pix)  # pixels that are finished take no more pairs
+    if not bool(keep_pix.all()):
+        pix, local = pix[keep_pix], local[keep_pix]
+    if pix.numel() == 0:
+        return None
+    return pix, ids.index_select(0, local)
 
 
 def _composite_chunk(ids, x0, y0, bw, counts, table, width,
                      color_acc, alpha_acc, log_t, done, pair_sink=None, gaussian_ids=None):
     device = table.device
-    total = int(counts.sum())
-    if total == 0:
-        return color_acc, alpha_acc, log_t, done
     with torch.no_grad():
-        local = torch.repeat_interleave(torch.arange(ids.numel(), device=device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        k = torch.arange(total, device=device) - first[local]
-        w = bw[local]
-        px = x0[local] + k % w
-        py = y0[local] + k // w
-        pix = py * width + px
-        keep_pix = ~done[pix]  # pixels that are finished take no more pairs
-        if not bool(keep_pix.all()):
-            pix, local = pix[keep_pix], local[keep_pix]
-        if pix.numel() == 0:
+        pairs = _pairs(ids, x0, y0, bw, counts, width, done)
+        if pairs is None:
             return color_acc, alpha_acc, log_t, done
-        # group by pixel, keeping the depth order of the Gaussians within each pixel
-        pix, perm = torch.sort(pix, stable=True)
-        local = local[perm]
-        g = ids[local]
+        pix, g = pairs
+        del pairs
         px = (pix % width).to(table.dtype) + 0.5
         py = torch.div(pix, width, rounding_mode="floor").to(table.dtype) + 0.5
-        uniq, run_len = torch.unique_consecutive(pix, return_counts=True)
-        run_start = torch.cumsum(run_len, 0) - run_len
-        run_of = torch.repeat_interleave(torch.arange(uniq.numel(), device=device), run_len)
 
-    params = table[g]
+    params = table[:, :6].index_select(0, g)
     dx = px - params[:, 0]
     dy = py - params[:, 1]
     power = 0.5 * (params[:, 2] * dx * dx + params[:, 4] * dy * dy) + params[:, 3] * dx * dy
     alpha = torch.clamp(params[:, 5] * torch.exp(-power), max=MAX_ALPHA)
-    skip = (power.detach() < 0) | (alpha.detach() < ALPHA_THRESHOLD)
-    alpha = torch.where(skip, torch.zeros_like(alpha), alpha)
+    # skipped pairs composite nothing: dropped before the pairs are sorted (a pair of alpha
+    # 0 adds exactly 0 to every sum below and cannot stop a pixel, so the image is the same)
+    with torch.no_grad():
+        take = ~((power.detach() < 0) | (alpha.detach() < ALPHA_THRESHOLD))
+        all_taken = bool(take.all())
+        if not all_taken:
+            take = torch.nonzero(take).squeeze(1)
+            pix, g = pix.index_select(0, take), g.index_select(0, take)
+    if not all_taken:
+        alpha = alpha.index_select(0, take)
     # (temporaries go as soon as they are used: autograd keeps what its backward needs)
-    del dx, dy, power, skip, px, py, local, uniq
+    del dx, dy, power, px, py, params, take
+    if pix.numel() == 0:
+        return color_acc, alpha_acc, log_t, done
+    with torch.no_grad():
+        # group by pixel, keeping the depth order of the Gaussians within each pixel
+        pix, perm = torch.sort(pix, stable=True)
+        g = g.index_select(0, perm)
+        uniq, run_len = torch.unique_consecutive(pix, return_counts=True)
+        run_start = torch.cumsum(run_len, 0) - run_len
+        run_of = torch.repeat_interleave(
+            torch.arange(uniq.numel(), device=device, dtype=torch.int32), run_len)
+        del uniq
+    alpha = alpha.index_select(0, perm)
+    colors = table[:, 6:].index_select(0, g)
+    del perm
 
     log1m = torch.log1p(-alpha.to(torch.float64))
     csum = torch.cumsum(log1m, 0)
     # exclusive prefix sum within each pixel's run
-    before = (csum - log1m) - (csum[run_start] - log1m[run_start])[run_of]
-    log_excl = log_t[pix] + before
+    before = (csum - log1m) - (csum.index_select(0, run_start)
+                               - log1m.index_select(0, run_start)).index_select(0, run_of)
+    log_excl = log_t.index_select(0, pix) + before
     del csum, before, run_start, run_of
     with torch.no_grad():
         next_t = torch.exp(log_excl.detach() + log1m.detach())
@@ -207,9 +257,10 @@ def _composite_chunk(ids, x0, y0, bw, counts, table, width,
         with torch.no_grad():
             live = weight.detach() > 0
             rows = g[live]
-            pair_sink(rows if gaussian_ids is None else gaussian_ids[rows], pix[live],
-                      weight.detach()[live])
-    color_acc = color_acc.index_add(0, pix, weight[:, None] * params[:, 6:])
+            pair_sink(rows if gaussian_ids is None else gaussian_ids.index_select(0, rows),
+                      pix[live].long(), weight.detach()[live])
+    pix = pix.long()  # (index_add is slow with int32 indices)
+    color_acc = color_acc.index_add(0, pix, weight[:, None] * colors)
     alpha_acc = alpha_acc.index_add(0, pix, weight)
     kept = torch.where(keep, log1m, torch.zeros_like(log1m))
     log_t = log_t.index_add(0, pix, kept)
