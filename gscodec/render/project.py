@@ -56,8 +56,9 @@ def project(
     ty = zs * torch.clamp(y / zs, min=-float(lim_yn), max=float(lim_yp))
     # J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]]; rows of T = J (W R S), one per axis
     inv_z = 1.0 / zs
-    t0 = (fx * inv_z)[:, None] * m[:, :, 0] - (fx * tx * inv_z * inv_z)[:, None] * m[:, :, 2]
-    t1 = (fy * inv_z)[:, None] * m[:, :, 1] - (fy * ty * inv_z * inv_z)[:, None] * m[:, :, 2]
+    row0, row1, row2 = m.unbind(2)  # rows of W R S (unbind: one gradient buffer, not three)
+    t0 = (fx * inv_z)[:, None] * row0 - (fx * tx * inv_z * inv_z)[:, None] * row2
+    t1 = (fy * inv_z)[:, None] * row1 - (fy * ty * inv_z * inv_z)[:, None] * row2
     a = (t0 * t0).sum(-1) + eps2d
     b = (t0 * t1).sum(-1)
     c = (t1 * t1).sum(-1) + eps2d
