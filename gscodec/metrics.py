@@ -146,8 +146,8 @@ def compare_renders(ref: Gaussians, other: Gaussians, cameras: list[Any], *,
     ``worst`` is the index of the view with the lowest PSNR."""
     import torch
 
-    from .parallel import available_cores, threaded
-    from .render import render, resolve_backend
+    from .parallel import available_cores
+    from .render import render, side_by_side
 
     def score(view: tuple[int, Any]) -> ViewScore:
         i, cam = view
@@ -159,16 +159,15 @@ def compare_renders(ref: Gaussians, other: Gaussians, cameras: list[Any], *,
             cmse, coverage = covered_mse(a, b, ra.alpha, rb.alpha)
             return ViewScore(cam.name or str(i), psnr(a, b), ssim(a, b), mse, cmse, coverage)
 
-    # on the CPU the views are scored side by side on its cores (the same scores), in
-    # batches of as many so that progress is reported as they finish
-    on_cpu = resolve_backend(backend) == "cpu"
-    batch = available_cores() if on_cpu else 1
+    # the views scored side by side on the CPU's cores (the same scores), in batches of as
+    # many so that progress is reported as they finish
+    batch = available_cores()
+    todo = list(enumerate(cameras))
     views: list[ViewScore] = []
-    for start in range(0, len(cameras), batch):
+    for start in range(0, len(todo), batch):
         if progress:
             progress(start, len(cameras), f"view {start + 1}/{len(cameras)}")
-        todo = list(enumerate(cameras))[start:start + batch]
-        views += threaded(score, todo) if on_cpu else [score(v) for v in todo]
+        views += side_by_side(score, todo[start:start + batch], backend)
     mean_mse = float(np.mean([v.mse for v in views])) if views else 0.0
     per_view = [{**v.__dict__, "psnr": _finite_or_none(v.psnr),
                  "psnr_covered": _finite_or_none(v.psnr_covered)} for v in views]

@@ -69,18 +69,14 @@ def threaded(fn: Callable[[T], R], items: list[T], threads: int | None = None) -
     copy (8 renders of 1M Gaussians on 2 cores: 1.35x faster than one at a time on two torch
     threads), and each operation runs on one thread however many cores the machine has."""
     count = max(1, min(threads or available_cores(), len(items)))
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    try:
+
+    def run(todo: list[T]) -> list[R]:
         if count == 1:
-            return [fn(item) for item in items]
+            return [fn(item) for item in todo]
         with ThreadPoolExecutor(count) as pool:
-            return list(pool.map(fn, items))
-    finally:
-        if torch is not None:
-            torch.set_num_threads(before)
+            return list(pool.map(fn, todo))
+
+    return single_threaded(run, items)
 
 
 def _worker_start() -> None:

@@ -24,8 +24,7 @@ from .codec.meta import get_float_list
 from .formats.errors import ContainerError
 from .formats.gsz import DEFAULT_LIMITS, Limits
 from .gaussians import Gaussians
-from .parallel import threaded
-from .render import render, resolve_backend
+from .render import render, side_by_side
 from .sidemeta import parse_views
 
 KIND = "SIDE"
@@ -69,16 +68,14 @@ def cameras(means: Any, views: int, size: int, scale: int) -> list[Camera]:
 
 def render_views(g: Gaussians, cams: list[Camera], backend: str = "auto") -> list[torch.Tensor]:
     """Renders of ``g`` at ``cams``, clamped to [0, 1] (CPU tensors); on the CPU backend the
-    views render side by side on the available cores (:func:`gscodec.parallel.threaded`),
+    views render side by side on the available cores (:func:`gscodec.render.side_by_side`),
     the same images."""
 
     def one(cam: Camera) -> torch.Tensor:
         with torch.no_grad():
             return render(g, cam, backend=backend).image.clamp(0, 1).cpu()
 
-    if resolve_backend(backend) != "cpu":
-        return [one(cam) for cam in cams]
-    return threaded(one, cams)
+    return side_by_side(one, cams, backend)
 
 
 def from_renders(originals: list[torch.Tensor], decoded: Gaussians, cams: list[Camera], *,
@@ -170,7 +167,4 @@ def targets(decoded: Gaussians, si: SideInfo, *, backend: str = "auto",
                                                  mode="bilinear", align_corners=False)
             return (img + up[0].permute(1, 2, 0)).clamp(0, 1)
 
-    views = list(zip(si.cameras, si.residuals, strict=True))
-    if resolve_backend(backend) != "cpu" or torch.device(device).type != "cpu":
-        return [one(v) for v in views]
-    return threaded(one, views)  # (side by side on the CPU's cores, the same images)
+    return side_by_side(one, list(zip(si.cameras, si.residuals, strict=True)), backend, device)

@@ -3,21 +3,25 @@ backend behind one function, :func:`render`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from ..cameras import Camera
 from ..gaussians import Gaussians
+from ..parallel import threaded
 from . import cpu
 from .project import project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
+
+T = TypeVar("T")
+R = TypeVar("R")
 PROJECT_CHUNK = 1 << 15  # Gaussians projected at once by the CPU backend without autograd (1M SH-3
 # decode with the colour fit: peak 694,192 KiB at 2^17, 656,284 KiB in default_path.md at 2^15)
 
@@ -93,6 +97,16 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "gsplat" if gsplat_available() else "cpu"
     return backend
+
+
+def side_by_side(fn: Callable[[T], R], items: list[T], backend: str = "auto",
+                 device: str | torch.device | None = None) -> list[R]:
+    """``fn`` over ``items``, each a render's worth of work with ``backend`` on ``device``,
+    results in item order: side by side on the cores where that is the CPU renderer on the
+    CPU (:func:`gscodec.parallel.threaded`, the same results), one at a time elsewhere."""
+    on_cpu = resolve_backend(backend) == "cpu" and (device is None
+                                                      or torch.device(device).type == "cpu")
+    return threaded(fn, items) if on_cpu else [fn(item) for item in items]
 
 
 def _tensor(x: Any, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -255,13 +255,13 @@ def _composite_chunk(ids, x0, y0, bw, counts, table, width,
     trans = torch.exp(log_excl).to(alpha.dtype)
     del log_excl
     weight = torch.where(keep, alpha * trans, torch.zeros_like(alpha))
+    pix = pix.long()  # (index_add is slow with int32 indices)
     if pair_sink is not None:
         with torch.no_grad():
             live = weight.detach() > 0
             rows = g[live]
             pair_sink(rows if gaussian_ids is None else gaussian_ids.index_select(0, rows),
-                      pix[live].long(), weight.detach()[live])
-    pix = pix.long()  # (index_add is slow with int32 indices)
+                      pix[live], weight.detach()[live])
     color_acc = color_acc.index_add(0, pix, weight[:, None] * colors)
     alpha_acc = alpha_acc.index_add(0, pix, weight)
     kept = torch.where(keep, log1m, torch.zeros_like(log1m))
