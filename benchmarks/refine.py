@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "decode_s": seconds, "device": device, "steps": args.steps,
                              "extra_views": extra, "side_views": side_views if side else 0,
                              "method": method,
+                             "prior_gains": (gscodec.inspect(data)["side_prior"] or {}).get(
+                                 "gain") if side else None,
                              "gain_db_at_equal_bytes_by_size": {
                                  str(z): _gain(curve, len(data), ev.at_size(s, z), z)
                                  for z in args.sizes}})
@@ -176,8 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for sc in report["scenes"]:
             lines += [f"## {sc['scene']} ({sc['gaussians']:,} Gaussians)", "",
                       "| config | preset | bytes (base + side) | PSNR base | PSNR refined | "
-                      "base PSNR at equal bytes | gain at equal bytes | decode s |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "base PSNR at equal bytes | gain at equal bytes | decode s | file's prior "
+                      "gains |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
             for r in sc["refined"]:
                 eq = r["base_psnr_at_equal_bytes"]
                 gain = r["gain_db_at_equal_bytes"]
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              f"{r['base_psnr']:.2f} | {r['psnr']:.2f} | "
                              f"{'-' if eq is None else f'{eq:.2f}'} | "
                              f"{'-' if gain is None else f'{gain:+.2f} dB'} | "
-                             f"{r['decode_s']:.0f} |")
+                             f"{r['decode_s']:.0f} | {r.get('prior_gains') or '-'} |")
             lines += ["", f"![{sc['scene']}]({args.name}-{sc['scene']}.png)", ""]
         write_report(args.out, args.name, report, "\n".join(lines))
     print(json.dumps(report, indent=2))

@@ -301,6 +301,11 @@ def main(json_errors: bool) -> None:
                    "of PSNR against the scene at the encoder's own views (8 views of 256 px, "
                    "of the training cameras with --cameras; black background), within 0.5 dB "
                    "above it.")
+@click.option("--base", "base", metavar="spz|FILE.spz", default=None,
+              help="Instead of gscodec's base layer: an .spz file of the scene (spz: written "
+                   "here; FILE.spz: one made by another tool, in the PLY's axes), stored as it "
+                   "is, with side information computed against its decode, so that `gscodec "
+                   "decode` refines it (GSZ.md 6.9). --quality and the targets do not apply.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per scene (what was written, the quality reached) "
                    "instead of the summary.")
@@ -312,8 +317,8 @@ def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | Non
            quality: int, views: int | None, sideinfo_scale: str, sideinfo_step: float,
            importance: bool | None, prior_gains: bool | None, refine: bool,
            cameras_path: Path | None, chunk_size: int, jobs: int, ray_address: str | None,
-           target_size: int | None, target_psnr: float | None, as_json: bool, force: bool,
-           quiet: bool) -> None:
+           target_size: int | None, target_psnr: float | None, base: str | None,
+           as_json: bool, force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
     `gscodec decode` does unless --no-refine; one line on stderr says which).
@@ -331,6 +336,17 @@ def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | Non
     targeted = target_size is not None or target_psnr is not None
     if targeted and ctx.get_parameter_source("quality") == ParameterSource.COMMANDLINE:
         raise GscodecError("a target chooses the quality: give --quality or a target, not both")
+    if base is not None:
+        given = [f"--{name.replace('_', '-')}" for name in
+                 ("quality", "target_size", "target_psnr", "importance", "prior_gains",
+                  "chunk_size") if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+        if given:
+            raise GscodecError(f"--base: the base layer is an .spz file; {', '.join(given)} "
+                               "does not apply to it")
+        if base != "spz":
+            if len(input_paths) > 1:
+                raise GscodecError("--base FILE.spz belongs to one scene: give one input with it")
+            _check_input(Path(base))
     workers: int | RayCluster = jobs
     if ray_address:
         workers = RayCluster(ray_address)
@@ -338,7 +354,7 @@ def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | Non
     options = dict(quality=quality, views=views, sideinfo_scale=sideinfo_scale,
                    sideinfo_step=sideinfo_step, importance=importance,
                    prior_gains=prior_gains, refine=refine, chunk_size=chunk_size,
-                   target_size=target_size, target_psnr=target_psnr, json=as_json)
+                   target_size=target_size, target_psnr=target_psnr, base=base, json=as_json)
     if len(input_paths) > 1:
         _encode_many(input_paths, output, cameras_path, workers, force, quiet, options)
         return
@@ -472,6 +488,7 @@ def _encode_data(input_path: Path, o: dict[str, Any], jobs: Any, quiet: bool, sa
                         **reached, "seconds": seconds}))
         return data
     q = reached["quality"]
+    what = f"quality {q:g}" if q is not None else f"base layer {reached['base']}"
     target = ""
     if reached.get("target_size") is not None or reached.get("target_psnr") is not None:
         goal = (f"{reached['target_size']:,} bytes" if reached.get("target_size") is not None
@@ -482,13 +499,26 @@ def _encode_data(input_path: Path, o: dict[str, Any], jobs: Any, quiet: bool, sa
     say(
         f"{shown} -> {out_name}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
         f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
-        f"quality {q:g}{target}, {seconds:.1f} s"
+        f"{what}{target}, {seconds:.1f} s"
     )
     if cameras is not None and views > 0:
         names = [cameras[i].name for i in spread(cameras, views)]
         say(f"side information at {len(names)} of {len(cameras)} training cameras: "
             + ", ".join(names))
     return data
+
+
+def _base_file(path: Path) -> bytes:
+    """The bytes of ``--base FILE.spz`` (an .spz file, at most formats.spz.MAX_FILE_BYTES)."""
+    from ..formats.spz import MAX_FILE_BYTES
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise GscodecError(f"{path}: {size:,} bytes, more than an .spz file may have")
+        return path.read_bytes()
+    except OSError as e:
+        raise GscodecError(f"{path}: {e.strerror or e}") from None
 
 
 def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, report: Any
@@ -514,7 +544,13 @@ def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, repor
     # let it go once it is coded and rendered (memory: one scene at a time)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if o["target_size"] is None and o["target_psnr"] is None:
+        if o.get("base") is not None:
+            spz = "spz" if o["base"] == "spz" else _base_file(Path(o["base"]))
+            data, _ = encode_with_order(scene.pop(), base=spz, **{
+                k: v for k, v in options.items() if k not in ("importance", "prior_gains",
+                                                              "chunk_size")})
+            reached = {"quality": None, "base": "spz" if o["base"] == "spz" else o["base"]}
+        elif o["target_size"] is None and o["target_psnr"] is None:
             data, _ = encode_with_order(scene.pop(), o["quality"], **options)
             reached: dict[str, Any] = {"quality": o["quality"]}
         else:

@@ -63,6 +63,7 @@ META_BYTE_FACTOR = 32  # parsed JSON: empty objects cost ~25x their text
 GAUSSIAN_BYTES = 256
 SH_COEFF_BYTES = 32  # per SH coefficient ((d+1)^2 of them, three colours each) and Gaussian
 CLASS_BYTES = 64  # per Gaussian, with importance classes (class rows, features per class)
+FOREIGN_GAUSSIAN_BYTES = 256  # per Gaussian, an .spz base layer (formats/spz.py's float64 arrays)
 
 # --- the side information -------------------------------------------------------------------
 SIDE_ROW_BYTES = 192
@@ -105,12 +106,15 @@ class Estimate:
 
 
 def base_bytes(n: int, degree: int, *, file_bytes: int, meta_bytes: int = 0,
-               classes: bool = False) -> int:
+               classes: bool = False, foreign: bool = False) -> int:
     """Peak bytes of decoding the base layer: ``n`` Gaussians of SH degree ``degree`` from a
-    file of ``file_bytes`` whose metadata decompresses to ``meta_bytes``."""
+    file of ``file_bytes`` whose metadata decompresses to ``meta_bytes``; ``foreign``: the base
+    layer is an .spz file (GSZ.md 6.9), decoded through float64 arrays."""
     per_gaussian = GAUSSIAN_BYTES + SH_COEFF_BYTES * (degree + 1) ** 2
     if classes:
         per_gaussian += CLASS_BYTES
+    if foreign:
+        per_gaussian += FOREIGN_GAUSSIAN_BYTES
     return (FIXED_BYTES + FILE_BYTE_FACTOR * file_bytes + META_BYTE_FACTOR * meta_bytes
             + n * per_gaussian)
 

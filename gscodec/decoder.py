@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from . import budget, chunks, memory, parallel
+from . import budget, chunks, foreign, memory, parallel
 from .codec.attributes import COLOUR_FEATURES, REGISTRY
 from .codec.meta import get_dict, get_int
 from .formats.chunks import FLAG_CHUNKED, PARTS_KIND, TABLE_KIND, parse_table, part_bytes
@@ -88,18 +88,19 @@ def base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
     # (a chunked file's parts may have importance classes: counted as if they do)
     classes = container.get(IMPORTANCE.kind) is not None or bool(container.flags & FLAG_CHUNKED)
     return base_memory(container.streams[0].payload, n, degree, container.file_size, classes,
-                       limits)
+                       limits, foreign=container.get(foreign.KIND) is not None)
 
 
 def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classes: bool,
-                limits: Limits) -> int:
+                limits: Limits, foreign: bool = False) -> int:
     """:func:`gscodec.budget.base_bytes` from the header: the metadata stream's payload (its
-    decompressed size), the file's size and whether it has importance classes."""
+    decompressed size), the file's size, whether it has importance classes and whether its
+    base layer is an .spz file (GSZ.md 6.9)."""
     meta_bytes = zstandard.get_frame_parameters(meta_payload).content_size
     if meta_bytes == ZSTD_UNKNOWN_SIZE:
         meta_bytes = limits.max_meta_bytes  # (it decompressed to at most that)
     return budget.base_bytes(n, degree, file_bytes=file_size, meta_bytes=meta_bytes,
-                             classes=classes)
+                             classes=classes, foreign=foreign)
 
 
 def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
@@ -113,6 +114,12 @@ def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: in
     has_side = side is not None and side.codec == 1
     side_meta = stream_meta.get("SIDE") if has_side else None
     refines, use_prior = refinement_plan(has_side, prior, extra_views, side_meta)
+    if use_prior and prior == "auto" and refinement_method(
+            method, resolve_device(device), steps, False, n) == "colour":
+        # where the refinement is the colour fit (a CPU above CPU_ADAM_GAUSSIANS, or asked
+        # for), the file's prior gains are not used: the prior's targets need gradient steps,
+        # minutes instead of seconds on a CPU for such a scene (--prior on still uses them)
+        use_prior = False
     refines = refine and n > 0 and refines
     if not refines:
         return has_side, refines, use_prior
@@ -178,7 +185,7 @@ def decode(
     (:func:`gscodec.restore.restore_targets`), with "off" the decoded renders plus the
     upsampled coarse residuals; "auto" (the default) uses the prior where the side information
     carries the encoder's gains for the shipped weights (:func:`gscodec.restore.fit_gains`),
-    with those gains.
+    with those gains, unless the refinement is the colour fit (which has no use for them).
     ``extra_views`` > 0 (with the prior) adds views without side information, restored by the
     network alone; then files without side information are refined too.
 
@@ -221,6 +228,9 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
     """:func:`decode` of a whole plain file with the refinement ``options`` ask for."""
     o = options
     stream_meta = get_dict(meta, "streams")
+    base = container.get(foreign.KIND)
+    if base is not None:  # the .spz base layer's cells, for refinement (GSZ.md 6.9)
+        stream_meta = {**stream_meta, **foreign.cell_meta(base)}
     # the colour fit needs the geometry only: it runs before the colours are decoded, so that
     # its working memory and the SH array are never held together
     has_side, refines, use_prior, _, si = _refinement_choice(container, stream_meta, n, degree,
@@ -262,9 +272,16 @@ def _check_required_streams(container: Any) -> None:
     for s in container.streams[1:]:
         known = ((s.kind in (TABLE_KIND, PARTS_KIND)) if chunked else
                  (s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind))
-        known = known or (s.kind == "SIDE" and s.codec == 1)
+        known = known or (s.kind == "SIDE" and s.codec == 1) or \
+            (s.kind == foreign.KIND and not chunked)
         if s.required and not known:
             raise ContainerError(f"unsupported .gsz file: unknown required stream {s.kind!r}")
+    if not chunked and container.get(foreign.KIND) is not None:
+        beside = [s.kind for s in container.streams[1:]
+                  if s.kind in ATTRIBUTE_OF_KIND or s.kind == IMPORTANCE.kind]
+        if beside:
+            raise ContainerError(f"corrupt .gsz file: a BASE stream beside {beside[0]!r} (a "
+                                 "file with a foreign base layer has no attribute streams)")
 
 
 def _stream(container: Any, kind: str) -> Any:
@@ -301,6 +318,9 @@ def _decode_fields(container: Any, stream_meta: dict[str, Any], n: int, degree: 
     ``colour_fit``, where given, is called with the decoded geometry and classes;
     ``geometry_only`` stops there. Codecs of a part of a field (the SH codecs' coefficients)
     decode into that field."""
+    base = container.get(foreign.KIND)
+    if base is not None:
+        return _foreign_fields(base, n, degree, report, colour_fit, geometry_only)
     codecs = [(name, c) for name, c in REGISTRY.items() if c.present(degree)]
     features: dict[str, np.ndarray] = {}
     fields: dict[str, np.ndarray] = {}
@@ -335,6 +355,24 @@ def _decode_fields(container: Any, stream_meta: dict[str, Any], n: int, degree: 
                 stream_meta, IMPORTANCE.kind, "streams."), n, features).features)
     report(len(codecs), len(codecs), "done")
     return fields, features, changes
+
+
+def _foreign_fields(base: Any, n: int, degree: int, report: Progress, colour_fit: Any,
+                    geometry_only: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                  Any]:
+    """:func:`_decode_fields` of a file whose base layer is another codec's (GSZ.md 6.9):
+    the ``BASE`` stream's scene, the colour fit called with its geometry."""
+    report(0, 1, "decoding the .spz base layer")
+    fields = foreign.decode_fields(base, n, degree)
+    changes = None
+    if geometry_only or colour_fit is not None:
+        geometry = {k: v for k, v in fields.items() if k != "sh"}
+        if geometry_only:
+            return geometry, {}, None
+        memory.release()
+        changes = colour_fit(geometry, None)
+    report(1, 1, "done")
+    return fields, {}, changes
 
 
 def _add_changes(sh: np.ndarray, changes: Any) -> None:
@@ -514,6 +552,9 @@ def _refined_parts(container: Any, meta: dict[str, Any], payload: bytes,
     decoded whole and its changes added."""
     o = options
     stream_meta = get_dict(meta, "streams")
+    base = container.get(foreign.KIND)
+    if base is not None:  # the .spz base layer's cells, for refinement (GSZ.md 6.9)
+        stream_meta = {**stream_meta, **foreign.cell_meta(base)}
     n = sum(p.count for p, _ in selected)
     has_side, refines, use_prior, colour, si = _refinement_choice(container, stream_meta, n,
                                                                   degree, limits, o)

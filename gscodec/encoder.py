@@ -95,7 +95,8 @@ def encode_with_order(
     cameras: list[Camera] | None = None,
     chunk_size: int = chunks.DEFAULT_CHUNK_SIZE,
     jobs: int | None | parallel.RayCluster = None,
-) -> tuple[bytes, np.ndarray]:
+    base: str | bytes | None = None,
+) -> tuple[bytes, np.ndarray | None]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
     quantizer steps (for experiments; ``quality`` is then only recorded).
@@ -106,51 +107,50 @@ def encode_with_order(
     quantized with ``sideinfo_step`` (image units); no stream when every residual quantizes to
     zero (nothing to refine towards).
 
-    ``importance`` (default: on for the presets that send the canonical form, 1-5, when the
-    scene has at least :data:`codec.adaptive.MIN_GAUSSIANS` Gaussians) measures how much each
-    Gaussian matters to renders at the encoder views (:mod:`gscodec.importance`) and gives the
-    less important ones coarser steps at the same estimated fidelity (:mod:`codec.adaptive`).
+    ``importance`` (default: on at presets 1-5 for at least :data:`codec.adaptive.MIN_GAUSSIANS`
+    Gaussians) measures how much each Gaussian matters to renders at the encoder views and gives
+    the less important ones coarser steps at the same estimated fidelity (:mod:`codec.adaptive`).
 
     ``cameras`` (training cameras, :func:`gscodec.cameras.read_cameras`): the side information
-    and the importance estimate use ``views`` (and 16) of them spread over the set
-    (:func:`training_views`) instead of synthesized encoder views, so that a walk-through scene
-    is measured where it was captured; the SIDE stream stores them as it stores any view.
+    and the importance estimate use ``views`` (and 16) of them (:func:`training_views`) instead
+    of synthesized views, so that a walk-through scene is measured where it was captured.
 
-    ``prior_gains`` (default: on with side information, for the presets the shipped learned
-    prior was trained for) stores in the side information how much of the prior's correction
-    restores this scene's renders at the side-information views
-    (:func:`gscodec.restore.fit_gains`), so that a decoder using the prior applies it only where
-    it helps this scene.
+    ``prior_gains`` (default: on with side information at the presets the shipped learned prior
+    serves) stores how much of its correction restores this scene's renders at the
+    side-information views (:func:`gscodec.restore.fit_gains`): a decoder applies only that.
 
     Above ``chunk_size`` Gaussians the file is chunked (GSZ.md 11, :mod:`gscodec.chunks`),
     its parts coded in ``jobs`` processes (default 1; 0: all cores; a script asking for more
     guards its top level) or on a :class:`~gscodec.parallel.RayCluster`, the same bytes.
 
+    ``base``: "spz" or an .spz file's bytes as the base layer instead of gscodec's (GSZ.md 6.9,
+    :func:`_foreign_base`; no prior gains; the order: the identity, or None for given bytes).
+
     A file that a decoder with the default limits would refuse is still returned, with a
     :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`)."""
     report = progress or noop
-    params = preset(quality) if params is None else params
     if chunk_size < chunks.MIN_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be at least {chunks.MIN_CHUNK_SIZE}")
     arrays = _validated_arrays(gaussians)
     total = len(_codecs(gaussians.sh_degree)) + 1
-    meta, streams, order = _base(arrays, quality, params, chunk_size, jobs, importance, backend,
-                                 cameras, report)
+    meta, streams, order = _foreign_base(arrays, base, report) if base is not None else _base(
+        arrays, quality, preset(quality) if params is None else params, chunk_size, jobs,
+        importance, backend, cameras, report)
     if views > 0:
         report(total, total + 1, "side information")
         from . import sideinfo
 
         cams = _side_cameras(arrays["means"], views, sideinfo_size, sideinfo_scale, cameras)
-        # the original's renders first (the render does not depend on the storage order); then
-        # this function holds no reference to the input, so that a caller that passed the only
-        # one (the CLI does) does not hold two scenes while the decoded one is rendered
+        # the original's renders first (they do not depend on the storage order); then this holds
+        # no reference to the input: a caller that passed the only one (the CLI) never holds two
         memory.release()
         originals = sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
         del gaussians, arrays
         memory.release()
         side = _side_stream(_container(meta, streams), originals, cams, quality,
                             scale=sideinfo_scale, step=sideinfo_step, backend=backend,
-                            prior_gains=prior_gains, jobs=parallel.local_jobs(jobs))
+                            prior_gains=False if base is not None else prior_gains,
+                            jobs=parallel.local_jobs(jobs))
         del originals
         if side is not None:
             meta["streams"][sideinfo.KIND] = side[1]
@@ -195,17 +195,45 @@ def _base(arrays: dict[str, np.ndarray], quality: int, params: QualityParams, ch
     return meta, streams, order
 
 
+def _foreign_base(arrays: dict[str, np.ndarray], base: str | bytes, report: Progress
+                  ) -> tuple[dict[str, Any], list[Stream], np.ndarray | None]:
+    """The metadata, ``BASE`` stream and order of a file whose base layer is an .spz file:
+    ``base`` "spz" (written here from ``arrays``) or an .spz file's bytes (its positions
+    checked against the scene's, :func:`gscodec.foreign.check_alignment`)."""
+    from . import foreign
+    from .formats.spz import decode_spz_bytes
+
+    report(0, 2, "writing the .spz base layer")
+    if isinstance(base, str):
+        if base not in foreign.FORMATS:
+            raise ValueError(f"base must be one of {sorted(foreign.FORMATS)} or .spz bytes")
+        spz, order = foreign.spz_of(arrays), np.arange(arrays["means"].shape[0])
+    else:
+        spz, order = bytes(base), None
+        foreign.check_alignment(arrays["means"], decode_spz_bytes(spz, "the base layer")["means"],
+                                "the base layer")
+    n, degree, _ = foreign.spz_header(spz)
+    meta: dict[str, Any] = {"format": FORMAT_NAME, "n": n, "sh_degree": degree, "base": "spz",
+                            "encoder": f"gscodec {__version__}", "streams": {}}
+    return meta, [foreign.base_stream(spz)], order
+
+
 def _codecs(degree: int) -> list[tuple[str, Any]]:
     """The attribute codecs a scene of SH ``degree`` is coded with, in REGISTRY order."""
     return [(name, c) for name, c in REGISTRY.items() if c.present(degree)]
 
 
 def _container(meta: dict[str, Any], streams: list[Stream]) -> bytes:
-    """The file of ``meta`` and ``streams``: version 1.0, or 1.1 with the CHUNKED flag where
-    the streams are a chunk table and its parts (GSZ.md 11)."""
+    """The file of ``meta`` and ``streams``: version 1.0, 1.1 with the CHUNKED flag where
+    the streams are a chunk table and its parts (GSZ.md 11), 1.2 with a foreign base layer
+    (6.9)."""
+    from . import foreign
+
     head = [Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
     if any(s.kind == TABLE_KIND for s in streams):
         return write_container(head + streams, FLAG_CHUNKED, VERSION_MINOR_CHUNKED)
+    if any(s.kind == foreign.KIND for s in streams):
+        return write_container(head + streams, minor=foreign.VERSION_MINOR_FOREIGN)
     return write_container(head + streams)
 
 

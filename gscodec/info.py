@@ -58,9 +58,11 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
             "importance_classes": None if chunked else classes, "streams": streams,
             "side_information": side,
             "chunk_size": meta.get("chunk_size") if chunked else None,
+            "base": meta.get("base") if "BASE" in kinds else None,
             # (a chunked file's parts, not read here, may have classes: assumed they do)
             "decode_memory_bytes": base_memory(header.meta_payload, n, degree,
-                                               header.file_size, classes or chunked, limits)}
+                                               header.file_size, classes or chunked, limits,
+                                               foreign="BASE" in kinds)}
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS

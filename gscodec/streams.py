@@ -13,7 +13,7 @@ ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}
 
 
 OTHER_STREAMS = {"META": "metadata", "SIDE": "side information", "IMPC": "importance classes",
-                 "CTAB": "chunk table", "CHNK": "chunks"}
+                 "CTAB": "chunk table", "CHNK": "chunks", "BASE": "base layer (.spz file)"}
 
 
 IMPORTANCE = ImportanceCodec()

@@ -195,3 +195,16 @@ def test_decode_with_the_colour_fit_stays_in_the_files_cells(quality):
     assert moved[:, :4].max() > 0
     for name in ("means", "quats", "log_scales", "opacity_logits"):
         np.testing.assert_array_equal(getattr(fitted, name), getattr(plain, name))
+
+
+def test_the_colour_fit_leaves_the_files_prior_gains_unused():
+    # a file whose side information carries non-zero prior gains (restore-v3 helps this scene)
+    # decodes with the colour fit as asked, as with --prior off; --prior on still uses the prior
+    g = make_scene(3000, sh_degree=0, seed=4)
+    data = api.encode(g, 1, views=3)
+    assert max(api.inspect(data)["side_prior"]["gain"]) > 0
+    fitted = api.decode(data, method="colour", device="cpu")
+    off = api.decode(data, method="colour", device="cpu", prior="off")
+    np.testing.assert_array_equal(fitted.sh, off.sh)
+    on = api.decode(data, method="colour", device="cpu", prior="on", steps=2)
+    assert not np.array_equal(on.means, off.means)  # gradient steps (with the prior) ran

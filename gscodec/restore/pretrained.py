@@ -20,9 +20,9 @@ from ..formats.errors import GscodecError
 from .model import RestoreConfig, RestoreNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = WEIGHTS_DIR / "restore-v2.pt"
+WEIGHTS_FILE = WEIGHTS_DIR / "restore-v3.pt"
 # SHA-256 of WEIGHTS_FILE: load_weights() refuses any other file content
-WEIGHTS_SHA256 = "b660f8f95a5dcaf58fa03aec53c0663706276be39ab5afdf781335af24cec1a8"
+WEIGHTS_SHA256 = "eea3e8d62c463f19b24977c01d483c543be21d6e084e146e45a0f7be51fbb902"
 
 
 class WeightsError(GscodecError):

@@ -7,12 +7,16 @@
         [--init weights.pt] [--time-inference] [--device auto|cpu|cuda]
 
 Every scene file in ``--data`` (``.ply``, ``.splat``, ``.spz``, ``.sog``) trains except the
-validation scenes (``--val``, default plant and playbot, which are only rendered at the encoder
-views from direction 64 on, never the evaluation views) and ``--exclude``. Pairs are cached in
-``--cache`` (one ``.npz`` per scene and settings), so a rerun only trains. Each sample is
-shown with its coarse residual or, with probability ``1 - --p-residual``, without (flag 0).
+validation scenes (``--val``, default massa, playbot and cat, which are only rendered at the
+encoder views from direction 64 on, never the evaluation views), ``--exclude`` and the
+scenes whose licence forbids it (:data:`RESTRICTED`, refused even when ``--train`` names them).
+Pairs are cached in ``--cache`` (one ``.npz`` per scene and settings), so a rerun only trains.
+Each sample is shown with its coarse residual or, with probability ``1 - --p-residual``,
+without (flag 0).
 Loss: ``(1 - w) * L1 + w * (1 - SSIM)`` of restored vs original render, both terms in grey
 levels (divided by 1/255); ``w = --ssim-weight`` (0.2).
+``--keep-best`` keeps the weights of the validation with the highest mean gain of the
+restored render (with residual) over the bilinear target, instead of the last ones.
 Validation (``--val-every`` steps and at the end) reports, per scene and preset, the mean PSNR
 over views of the decoded render, of decoded + bilinear residual (the side-information target
 without the prior), and of the network's output with and without the residual.
@@ -63,7 +67,15 @@ def default_cache() -> Path:
 
 SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".sog")  # the shared data's .splat files are 3.2 MB,
 # their .ply conversions 5.6 MB: what a GPU lease can carry matters
-VALIDATION = ("plant", "playbot")
+VALIDATION = ("massa", "playbot", "cat")  # two captures and an object, never trained on
+# Scenes of ../shared/data whose licence forbids training shipped weights on them (MANIFEST.md):
+# never in the training set, whatever --train says.
+RESTRICTED = {
+    "biker": "CC BY-NC-ND 4.0 (no derivatives)",
+    "seal": "a Luma AI capture: third-party terms, benchmarks only",
+    "brucewick": "CC-BY-NC-4.0", "cow": "CC-BY-NC-4.0", "mushroom": "CC-BY-NC-4.0",
+    "falconstatue": "CC-BY-NC-SA-4.0",
+}
 
 
 def _log(msg: str) -> None:
@@ -227,7 +239,8 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
           log=_log, on_validate=None) -> dict[str, Any]:
     """Adam with a cosine schedule (over ``steps``, or over ``time_limit`` seconds when that
     comes first), gradient clipping at 1. Returns the loss history and validations.
-    ``on_validate(steps_done)`` is called after each validation (e.g. to save a checkpoint)."""
+    ``on_validate(steps_done, rows)`` is called after each validation (e.g. to save a
+    checkpoint)."""
     model.gain.fill_(1.0)  # calibrated gains (from --init weights) would mute some gradients
     dev = _device_of(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -262,7 +275,7 @@ def train(model: RestoreNet, sampler: Sampler, *, steps: int, batch: int = 8, lr
             validations.append({"step": done, "rows": rows})
             log(f"validation at step {done}:\n{format_rows(rows)}")
             if on_validate:
-                on_validate(done)
+                on_validate(done, rows)
     model.eval()
     return {"steps": done, "seconds": time.perf_counter() - t0, "losses": history,
             "validations": validations}
@@ -347,6 +360,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="share of training samples shown with their residual")
     ap.add_argument("--init", type=Path, default=None, help="start from these weights")
     ap.add_argument("--report", type=Path, default=None, help="JSON report to write")
+    ap.add_argument("--keep-best", action="store_true",
+                    help="keep the weights of the best validation (mean gain over the bilinear "
+                         "target, with residual) instead of the last ones")
     ap.add_argument("--skip-initial-validation", action="store_true",
                     help="do not validate the untrained network (it equals the bilinear target)")
     ap.add_argument("--gen-only", action="store_true", help="make the cached pairs and stop")
@@ -371,7 +387,10 @@ def _scenes(ap: argparse.ArgumentParser, args: argparse.Namespace
         if v not in names:
             ap.error(f"validation scene {v} is not in {args.data}")
     train_names = args.train if args.train is not None else \
-        [n for n in names if n not in args.val and n not in args.exclude]
+        [n for n in names if n not in args.val and n not in args.exclude and n not in RESTRICTED]
+    banned = [f"{n} ({RESTRICTED[n]})" for n in train_names if n in RESTRICTED]
+    if banned:
+        ap.error(f"these scenes' licences forbid training on them: {', '.join(banned)}")
     overlap = set(train_names) & set(args.val)
     if overlap:
         ap.error(f"scenes both in training and validation: {sorted(overlap)}")
@@ -417,6 +436,43 @@ def _device_and_model(ap: argparse.ArgumentParser, args: argparse.Namespace
         model = RestoreNet(RestoreConfig(args.widths, args.blocks, args.zero_mean_block))
     model.to(device)
     return device, model
+
+
+class Checkpoints:
+    """The ``on_validate`` of :func:`train`: the weights saved to ``out`` at each validation
+    (``meta(steps, seconds)`` their metadata); with ``keep_best`` only where the validation's
+    mean gain over the bilinear target (with residual) is the best so far, and a copy of
+    those weights kept for :meth:`finish`."""
+
+    def __init__(self, out: Path, model: RestoreNet, meta: Any, keep_best: bool):
+        self.out, self.model, self.meta, self.keep_best = out, model, meta, keep_best
+        self.t0 = time.perf_counter()
+        self.best: dict[str, Any] = {}
+
+    def __call__(self, steps: int, rows: list[dict[str, Any]]) -> None:
+        seconds = time.perf_counter() - self.t0
+        if self.keep_best:
+            score = float(np.mean([r["gain_prior_over_bilinear"] for r in rows]))
+            if self.best and score <= self.best["score"]:
+                return
+            self.best = {"score": score, "step": steps, "seconds": seconds, "state": {
+                k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+            _log(f"best validation so far: step {steps}, mean gain over bilinear "
+                 f"{score:+.3f} dB")
+        save_weights(self.out, self.model, self.meta(steps, seconds))
+
+    def finish(self, result: dict[str, Any], val: dict[str, dict[str, np.ndarray]]
+               ) -> tuple[int, float]:
+        """The step and training seconds of the weights now in the model: the last ones, or
+        with ``keep_best`` the best validation's (the last weights validated too), loaded."""
+        if not (self.keep_best and val):
+            return result["steps"], result["seconds"]
+        if not result["validations"] or result["validations"][-1]["step"] != result["steps"]:
+            self(result["steps"], evaluate(self.model, val))
+        self.model.load_state_dict(self.best["state"])
+        _log(f"kept the weights of step {self.best['step']} (mean gain over bilinear "
+             f"{self.best['score']:+.3f} dB)")
+        return self.best["step"], self.best["seconds"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -465,22 +521,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "residual_step": train_spec.step, "render_size": args.size,
                 "parameters": parameter_count(model)}
 
-    t_train = time.perf_counter()
-
-    def checkpoint(steps: int) -> None:
-        save_weights(args.out, model, meta(steps, time.perf_counter() - t_train))
-
+    saver = Checkpoints(args.out, model, meta, args.keep_best)
     result = train(model, sampler, steps=args.steps, batch=args.batch, lr=args.lr,
                    ssim_weight=args.ssim_weight, time_limit=args.time_limit, val=val_sets,
-                   val_every=args.val_every, on_validate=checkpoint)
+                   val_every=args.val_every, on_validate=saver)
+    kept, seconds = saver.finish(result, val_sets)
     gains = calibrate(model, train_sets)
     _log(f"correction gains (flag, preset) calibrated on training pairs: {gains}")
-    digest = save_weights(args.out, model, meta(result["steps"], result["seconds"]))
+    final_meta = meta(kept, seconds)
+    final_meta["steps_trained"] = result["steps"]
+    digest = save_weights(args.out, model, final_meta)
     rows = evaluate(model, val_sets)
-    _log(f"validation after {result['steps']} steps ({result['seconds']:.0f} s):\n"
+    _log(f"validation of the weights of step {kept} ({result['steps']} steps trained, "
+         f"{result['seconds']:.0f} s):\n"
          + format_rows(rows))
     _log(f"wrote {args.out} (sha256 {digest})")
-    report = {"meta": meta(result["steps"], result["seconds"]), "sha256": digest,
+    report = {"meta": final_meta, "sha256": digest,
               "train_spec": train_spec.__dict__, "val_spec": val_spec.__dict__,
               "pair_seconds": gen_s, "validation": rows, "gains": gains,
               "validation_before": base_rows, "validations": result["validations"],
