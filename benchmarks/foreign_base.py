@@ -82,7 +82,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"backend {report['backend']}. Split {report['args']['split']}, "
              f"{report['args']['views']} evaluation views at {size} px (black background); "
              f"the SPZ file is splat-transform's. Bar: >= +{BAR_DB} dB for <= "
-             f"{100 * BAR_BYTES:.0f}% more bytes.", "",
+             f"{100 * BAR_BYTES:.0f}% more bytes. Load average at the start "
+             f"{report['load_average']:.1f} (seconds in the JSON are inflated above about 0.5).",
+             "",
              "| scene | SPZ bytes | SPZ PSNR | side views (px) | decode | .gsz bytes | extra | "
              "PSNR | gain | bar |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for s in report["scenes"]:

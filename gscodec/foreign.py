@@ -83,7 +83,10 @@ def cell_meta(stream: Stream) -> dict[str, dict[str, object]]:
     have wider cells: these are the narrowest)."""
     from .codec.attributes import SH_C0
 
-    n, degree, frac = spz_header(stream.payload)
+    try:
+        _, degree, frac = spz_header(stream.payload)
+    except FormatError as e:
+        raise ContainerError(f"corrupt .gsz file: {e}") from None
     meta: dict[str, dict[str, object]] = {
         "POSN": {"step": 2.0 ** -frac}, "SCAL": {"step": 1 / 16},
         "ROTN": {"step": 0.5 ** 0.5 / 511}, "OPAC": {"levels": 255},

@@ -194,3 +194,28 @@ def test_a_base_stream_beside_attribute_streams_is_refused(scene):
     streams = [*plain.streams, Stream(foreign.KIND, foreign.CODEC_SPZ, True, spz)]
     with pytest.raises(ContainerError, match="a BASE stream beside 'POSN'"):
         decode(write_container(streams, minor=2), refine=False)
+
+
+def test_mutated_base_streams_give_container_errors_only(scene):
+    # a fuzz of the .spz payload inside a valid container: every failure is a ContainerError
+    import gzip
+
+    rng = np.random.default_rng(5)
+    meta = {"format": "gsz", "n": scene.n, "sh_degree": 1, "base": "spz", "streams": {}}
+    sources = [write_spz_bytes(scene.as_arrays(), 4), write_spz_bytes(scene.as_arrays(), 3),
+               gzip.decompress(write_spz_bytes(scene.as_arrays(), 3))]
+    for head in (b"\x1f\x8b" + bytes(40), b"NGSP" + bytes(12), b""):  # header-level damage
+        with pytest.raises(ContainerError, match="corrupt .gsz file"):
+            decode(_file(meta, head), refine=False)
+    failures = 0
+    for i in range(150):
+        b = bytearray(sources[i % 3])
+        for j in rng.integers(0, len(b), rng.integers(1, 6)):
+            b[j] = rng.integers(256)
+        if i % 5 == 0:
+            b = b[:rng.integers(len(b))]
+        try:
+            decode(_file(meta, bytes(b)), refine=False)
+        except ContainerError:
+            failures += 1
+    assert failures > 20
