@@ -33,6 +33,8 @@ from .gaussians import Gaussians
 from .parallel import pmap
 from .progress import Progress, noop
 from .refinement import (
+    CPU_ADAM_GAUSSIANS,
+    FOREIGN_CPU_STEPS,
     METHODS,
     CellSource,
     colour_changes_from_geometry,
@@ -180,7 +182,8 @@ def decode(
     one render per side-information view, of the SH bands up to ``colour_bands``, default 1
     for scenes with higher bands, else 0; on a GPU, or
     where ``steps`` is given, :mod:`gscodec.refine`'s ``steps`` Adam steps, default
-    :func:`default_steps`) against targets at the side-information views:
+    :func:`default_steps`, on a CPU :data:`FOREIGN_CPU_STEPS` for a file whose base layer is an
+    .spz file) against targets at the side-information views:
     with ``prior`` "on" the learned image prior's restorations of the decoded renders
     (:func:`gscodec.restore.restore_targets`), with "off" the decoded renders plus the
     upsampled coarse residuals; "auto" (the default) uses the prior where the side information
@@ -229,8 +232,9 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
     o = options
     stream_meta = get_dict(meta, "streams")
     base = container.get(foreign.KIND)
-    if base is not None:  # the .spz base layer's cells, for refinement (GSZ.md 6.9)
+    if base is not None:  # the .spz base layer's cells and steps, for refinement (GSZ.md 6.9)
         stream_meta = {**stream_meta, **foreign.cell_meta(base)}
+        o = _foreign_options(o, n)
     # the colour fit needs the geometry only: it runs before the colours are decoded, so that
     # its working memory and the SH array are never held together
     has_side, refines, use_prior, _, si = _refinement_choice(container, stream_meta, n, degree,
@@ -251,6 +255,15 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
                            quality=quality if isinstance(quality, int) else 0,
                            classes=classes, method=o["method"])
     return g
+
+
+def _foreign_options(o: dict[str, Any], n: int) -> dict[str, Any]:
+    """:func:`decode`'s options for a file with an .spz base layer: on a CPU, where no steps
+    are asked for and gradient steps are the method, :data:`FOREIGN_CPU_STEPS` of them."""
+    if o["steps"] is None and o["method"] == "auto" and resolve_device(o["device"]) == "cpu" \
+            and n <= CPU_ADAM_GAUSSIANS:
+        return {**o, "steps": FOREIGN_CPU_STEPS}
+    return o
 
 
 def _refinement_choice(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
@@ -552,9 +565,6 @@ def _refined_parts(container: Any, meta: dict[str, Any], payload: bytes,
     decoded whole and its changes added."""
     o = options
     stream_meta = get_dict(meta, "streams")
-    base = container.get(foreign.KIND)
-    if base is not None:  # the .spz base layer's cells, for refinement (GSZ.md 6.9)
-        stream_meta = {**stream_meta, **foreign.cell_meta(base)}
     n = sum(p.count for p, _ in selected)
     has_side, refines, use_prior, colour, si = _refinement_choice(container, stream_meta, n,
                                                                   degree, limits, o)

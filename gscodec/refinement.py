@@ -72,6 +72,14 @@ METHODS = ("auto", "adam", "colour")
 
 
 CPU_ADAM_GAUSSIANS = 150_000  # above, "auto" refines with the colour fit on a CPU
+FOREIGN_CPU_STEPS = 100
+"""Gradient steps a CPU gives a file whose base layer is an .spz file (GSZ.md 6.9) where none
+are asked for, up to :data:`CPU_ADAM_GAUSSIANS` (above: the colour fit, as for any file).
+Such bases are near-lossless (53-59 dB on the captures) and 30 steps leave most of their side
+information unused: on the tuning split (plant, angel, massa; 8 evaluation views of seed 1 at
+512 px; ``benchmarks/results/foreign-base-steps-tuning*.md``) 100 steps gain +0.54 / +1.71 /
++1.66 dB over the plain SPZ file against +0.44 / +0.71 / +0.78 with 30, in 124-136 s of decode
+against 39-46 s (2 cores, two benchmarks side by side)."""
 
 
 def refinement_method(method: str, device: str, steps: int | None, prior: bool,
