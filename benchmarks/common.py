@@ -78,6 +78,17 @@ def peer_tool() -> str | None:
     return out.stdout.strip().splitlines()[-1]
 
 
+def add_peer_run_arguments(ap: Any, name: str) -> None:
+    """The options every script that runs the peers shares: where their outputs are cached
+    (one cache for all, so a peer file is made once), the renderer, the results folder and the
+    results' name."""
+    ap.add_argument("--peer-cache", type=Path,
+                    default=Path.home() / ".cache" / "gscodec-peer-outputs")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--name", default=name)
+
+
 def timed_process(cmd: list[str], *, keep_output: bool = False) -> dict[str, Any]:
     """Run ``cmd`` in a fresh interpreter that reports the child's wall time and peak RSS.
     A failure raises RuntimeError, unless ``keep_output``: then the result also holds the exit

@@ -24,7 +24,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import evaluation as ev  # noqa: E402
-from common import parse_int_list, peer_tool, report_header, write_report  # noqa: E402
+from common import (  # noqa: E402
+    add_peer_run_arguments,
+    parse_int_list,
+    peer_tool,
+    report_header,
+    write_report,
+)
 from rd import run_peer  # noqa: E402
 
 import gscodec  # noqa: E402
@@ -106,11 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="side-information views' longest side (the encoder's default 256)")
     ap.add_argument("--steps", type=parse_int_list, default=[0],
                     help="decodes: 0 = the default decode, N = N Adam steps")
-    ap.add_argument("--peer-cache", type=Path,
-                    default=Path.home() / ".cache" / "gscodec-peer-outputs")
-    ap.add_argument("--backend", default="auto")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
-    ap.add_argument("--name", default="foreign-base")
+    add_peer_run_arguments(ap, "foreign-base")
     args = ap.parse_args(argv)
     ev.check_split(args.scenes, args.split)
     tool = peer_tool()

@@ -54,7 +54,13 @@ from gscodec.render import resolve_backend
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import evaluation as ev  # noqa: E402
-from common import HERE, parse_int_list, peer_tool, report_header, write_report  # noqa: E402
+from common import (  # noqa: E402
+    add_peer_run_arguments,
+    parse_int_list,
+    peer_tool,
+    report_header,
+    write_report,
+)
 
 PEER_ARGS = {"spz": [], "compressed.ply": [], "sog": ["-g", "cpu"]}
 MODES = {"base": "base layer (no side information, no refinement)",
@@ -265,11 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--mode", choices=["base", "cli"], default="base",
                     help="base: gscodec's base layer; cli: the CLI's default encode and decode")
     ap.add_argument("--peers", default="spz,compressed.ply,sog")
-    ap.add_argument("--peer-cache", type=Path,
-                    default=Path.home() / ".cache" / "gscodec-peer-outputs")
-    ap.add_argument("--backend", default="auto")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
-    ap.add_argument("--name", default="rd")
+    add_peer_run_arguments(ap, "rd")
     args = ap.parse_args(argv)
     ev.check_split(args.scenes, args.split)
     args.peers = [p for p in args.peers.split(",") if p]

@@ -546,10 +546,8 @@ def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, repor
         warnings.simplefilter("always")
         if o.get("base") is not None:
             spz = "spz" if o["base"] == "spz" else _base_file(Path(o["base"]))
-            data, _ = encode_with_order(scene.pop(), base=spz, **{
-                k: v for k, v in options.items() if k not in ("importance", "prior_gains",
-                                                              "chunk_size")})
-            reached = {"quality": None, "base": "spz" if o["base"] == "spz" else o["base"]}
+            data, _ = encode_with_order(scene.pop(), base=spz, **options)
+            reached = {"quality": None, "base": o["base"]}
         elif o["target_size"] is None and o["target_psnr"] is None:
             data, _ = encode_with_order(scene.pop(), o["quality"], **options)
             reached: dict[str, Any] = {"quality": o["quality"]}

@@ -218,6 +218,22 @@ def _v2_blocks(payload: bytes, where: str) -> tuple[int, int, int, int, int, lis
     return version, n, degree, frac, flags, blocks
 
 
+def header_counts(raw: bytes, where: str = "input") -> tuple[int, int, int]:
+    """``(n, sh_degree, fractional_bits)`` from the first 16 bytes of an ``.spz`` file
+    (decompressed from the gzip stream for versions 2-3; the same layout in version 4), without
+    decoding the rest; raises FormatError."""
+    head = raw[:_HEADER_V2.size]
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, _HEADER_V2.size)
+        except zlib.error as e:
+            raise FormatError(f"{where}: corrupt gzip data in .spz ({e})") from None
+    if len(head) < _HEADER_V2.size or struct.unpack_from("<I", head)[0] != MAGIC:
+        raise FormatError(f"{where}: not an .spz file")
+    _, _, n, degree, frac, _, _ = _HEADER_V2.unpack(head)
+    return n, degree, frac
+
+
 def decode_spz_bytes(raw: bytes, where: str = "input") -> ArrayDict:
     """The Gaussians of an ``.spz`` file's bytes; raises FormatError."""
     if raw[:2] == GZIP_MAGIC:

@@ -33,8 +33,6 @@ from .gaussians import Gaussians
 from .parallel import pmap
 from .progress import Progress, noop
 from .refinement import (
-    CPU_ADAM_GAUSSIANS,
-    FOREIGN_CPU_STEPS,
     METHODS,
     CellSource,
     colour_changes_from_geometry,
@@ -115,13 +113,10 @@ def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: in
     side = container.get("SIDE")
     has_side = side is not None and side.codec == 1
     side_meta = stream_meta.get("SIDE") if has_side else None
-    refines, use_prior = refinement_plan(has_side, prior, extra_views, side_meta)
-    if use_prior and prior == "auto" and refinement_method(
-            method, resolve_device(device), steps, False, n) == "colour":
-        # where the refinement is the colour fit (a CPU above CPU_ADAM_GAUSSIANS, or asked
-        # for), the file's prior gains are not used: the prior's targets need gradient steps,
-        # minutes instead of seconds on a CPU for such a scene (--prior on still uses them)
-        use_prior = False
+    # (only where it matters: resolving the device imports torch)
+    colour = refine and has_side and prior == "auto" and refinement_method(
+        method, resolve_device(device), steps, False, n) == "colour"
+    refines, use_prior = refinement_plan(has_side, prior, extra_views, side_meta, colour)
     refines = refine and n > 0 and refines
     if not refines:
         return has_side, refines, use_prior
@@ -182,8 +177,8 @@ def decode(
     one render per side-information view, of the SH bands up to ``colour_bands``, default 1
     for scenes with higher bands, else 0; on a GPU, or
     where ``steps`` is given, :mod:`gscodec.refine`'s ``steps`` Adam steps, default
-    :func:`default_steps`, on a CPU :data:`FOREIGN_CPU_STEPS` for a file whose base layer is an
-    .spz file) against targets at the side-information views:
+    :func:`default_steps`, more for a file whose base layer is an .spz file) against targets
+    at the side-information views:
     with ``prior`` "on" the learned image prior's restorations of the decoded renders
     (:func:`gscodec.restore.restore_targets`), with "off" the decoded renders plus the
     upsampled coarse residuals; "auto" (the default) uses the prior where the side information
@@ -232,9 +227,8 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
     o = options
     stream_meta = get_dict(meta, "streams")
     base = container.get(foreign.KIND)
-    if base is not None:  # the .spz base layer's cells and steps, for refinement (GSZ.md 6.9)
+    if base is not None:  # the .spz base layer's cells, for refinement (GSZ.md 6.9)
         stream_meta = {**stream_meta, **foreign.cell_meta(base)}
-        o = _foreign_options(o, n)
     # the colour fit needs the geometry only: it runs before the colours are decoded, so that
     # its working memory and the SH array are never held together
     has_side, refines, use_prior, _, si = _refinement_choice(container, stream_meta, n, degree,
@@ -253,17 +247,8 @@ def _decode_plain(container: Any, meta: dict[str, Any], n: int, degree: int, lim
                            o["device"], o["backend"], report, limits, prior=use_prior,
                            extra_views=o["extra_views"] if use_prior else 0,
                            quality=quality if isinstance(quality, int) else 0,
-                           classes=classes, method=o["method"])
+                           classes=classes, method=o["method"], foreign=base is not None)
     return g
-
-
-def _foreign_options(o: dict[str, Any], n: int) -> dict[str, Any]:
-    """:func:`decode`'s options for a file with an .spz base layer: on a CPU, where no steps
-    are asked for and gradient steps are the method, :data:`FOREIGN_CPU_STEPS` of them."""
-    if o["steps"] is None and o["method"] == "auto" and resolve_device(o["device"]) == "cpu" \
-            and n <= CPU_ADAM_GAUSSIANS:
-        return {**o, "steps": FOREIGN_CPU_STEPS}
-    return o
 
 
 def _refinement_choice(container: Any, stream_meta: dict[str, Any], n: int, degree: int,

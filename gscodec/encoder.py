@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import chunks, memory, parallel
+from . import chunks, foreign, memory, parallel
 from ._version import __version__
 from .cameras import Camera, encoder_views, fitted, spread
 from .codec import adaptive
@@ -22,6 +22,7 @@ from .codec.attributes import REGISTRY, PositionGrid, RowView, morton_order, pos
 from .codec.channels import PlanMemo, reusing_plans
 from .codec.quality import DEFAULT_QUALITY, QualityParams, preset
 from .decoder import decode, decode_refusal
+from .formats import spz as spz_module
 from .formats.chunks import (
     CODEC_PARTS_V1,
     CODEC_TABLE_V1,
@@ -200,9 +201,6 @@ def _foreign_base(arrays: dict[str, np.ndarray], base: str | bytes, report: Prog
     """The metadata, ``BASE`` stream and order of a file whose base layer is an .spz file:
     ``base`` "spz" (written here from ``arrays``) or an .spz file's bytes (its positions
     checked against the scene's, :func:`gscodec.foreign.check_alignment`)."""
-    from . import foreign
-    from .formats.spz import decode_spz_bytes
-
     report(0, 2, "writing the .spz base layer")
     if isinstance(base, str):
         if base not in foreign.FORMATS:
@@ -210,8 +208,8 @@ def _foreign_base(arrays: dict[str, np.ndarray], base: str | bytes, report: Prog
         spz, order = foreign.spz_of(arrays), np.arange(arrays["means"].shape[0])
     else:
         spz, order = bytes(base), None
-        foreign.check_alignment(arrays["means"], decode_spz_bytes(spz, "the base layer")["means"],
-                                "the base layer")
+        foreign.check_alignment(arrays["means"], spz_module.decode_spz_bytes(
+            spz, "the base layer")["means"], "the base layer")
     n, degree, _ = foreign.spz_header(spz)
     meta: dict[str, Any] = {"format": FORMAT_NAME, "n": n, "sh_degree": degree, "base": "spz",
                             "encoder": f"gscodec {__version__}", "streams": {}}
@@ -227,8 +225,6 @@ def _container(meta: dict[str, Any], streams: list[Stream]) -> bytes:
     """The file of ``meta`` and ``streams``: version 1.0, 1.1 with the CHUNKED flag where
     the streams are a chunk table and its parts (GSZ.md 11), 1.2 with a foreign base layer
     (6.9)."""
-    from . import foreign
-
     head = [Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
     if any(s.kind == TABLE_KIND for s in streams):
         return write_container(head + streams, FLAG_CHUNKED, VERSION_MINOR_CHUNKED)

@@ -10,35 +10,22 @@ trained on gscodec's own presets), so such a file carries no prior gains.
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 
 from .formats.errors import ContainerError, FormatError
 from .formats.gsz import Stream
+from .formats.spz import header_counts
 
 KIND = "BASE"
 CODEC_SPZ = 1  # the payload is an .spz file (versions 2-4), read by formats/spz.py
 FORMATS = {"spz": CODEC_SPZ}
 VERSION_MINOR_FOREIGN = 2  # files with a BASE stream are version 1.2
-SPZ_MAGIC = 0x5053474E
 
 
 def spz_header(raw: bytes) -> tuple[int, int, int]:
-    """``(n, sh_degree, fractional_bits)`` from the header of an ``.spz`` file's bytes
-    (gzip-compressed v2/v3 or plain v4), read without decoding the rest; raises
-    FormatError."""
-    head = raw[:16]
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 16)
-        except zlib.error as e:
-            raise FormatError(f"corrupt gzip data in the .spz base layer ({e})") from None
-    if len(head) < 16 or struct.unpack_from("<I", head)[0] != SPZ_MAGIC:
-        raise FormatError("the base layer is not an .spz file")
-    n, degree, frac = struct.unpack_from("<IBB", head, 8)
-    return int(n), int(degree), int(frac)
+    """``(n, sh_degree, fractional_bits)`` of an .spz base layer's header
+    (:func:`formats.spz.header_counts`); raises FormatError."""
+    return header_counts(raw, "the base layer")
 
 
 def base_stream(spz: bytes) -> Stream:

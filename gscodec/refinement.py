@@ -39,12 +39,16 @@ def renders_pairs(device: str, backend: str) -> bool:
 
 
 def refinement_plan(has_side: bool, prior: str, extra_views: int,
-                    side_meta: Any = None) -> tuple[bool, bool]:
+                    side_meta: Any = None, colour: bool = False) -> tuple[bool, bool]:
     """Whether decode refines a file (with or without side information) and whether it uses the
     learned prior, for the ``prior`` and ``extra_views`` options of :func:`decode`: "auto" uses
     it when the side information carries the encoder's gains for the shipped weights
-    (``side_meta``: the SIDE stream's metadata)."""
-    use_prior = prior == "on" or (prior == "auto" and _gains_for_shipped_prior(side_meta))
+    (``side_meta``: the SIDE stream's metadata), unless the refinement would be the colour fit
+    (``colour``: a CPU above :data:`CPU_ADAM_GAUSSIANS`, or asked for), which has no use for
+    the prior's targets (they need gradient steps, minutes on a CPU for such a scene; "on"
+    still uses them)."""
+    use_prior = prior == "on" or (prior == "auto" and not colour
+                                  and _gains_for_shipped_prior(side_meta))
     return has_side or (use_prior and extra_views > 0), use_prior
 
 
@@ -155,7 +159,8 @@ def default_steps(device: str, n: int = 0) -> int:
     Measured on massa (tuning split, 4 evaluation views of seed 1 at 512 px): 30 steps gain
     +0.53 / +0.60 / +0.54 / +0.05 dB at equal bytes at presets 1 / 3 / 5 / 7
     (``benchmarks/results/refine-methods-tuning.md``); at preset 7, 100 steps gain +0.52 dB
-    (``refine-methods-massa-q7.md``; 448 s against 293 s for 30, both under load)."""
+    (``refine-methods-massa-q7.md``; 448 s against 293 s for 30, both under load). A file
+    whose base layer is an .spz file gets :data:`FOREIGN_CPU_STEPS` on a CPU instead."""
     if device == "cuda":
         return 300
     if n <= CPU_FULL_STEPS_GAUSSIANS:
@@ -196,7 +201,7 @@ def refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, A
                     limits: Limits = DEFAULT_LIMITS, *, prior: bool = False,
                     extra_views: int = 0, quality: int = 0,
                     classes: np.ndarray | None = None, method: str = "auto",
-                    cells: CellSource | None = None) -> Gaussians:
+                    cells: CellSource | None = None, foreign: bool = False) -> Gaussians:
     """The refinement of :func:`decode`. With ``prior`` (``--prior on``, or ``auto`` on a file
     with non-zero gains) the network's correction is scaled by the gains the file carries for
     the shipped weights, as is the pixel-level loss (so a file whose gains are 0 refines as part
@@ -215,7 +220,8 @@ def refine_decoded(g: Gaussians, payload: bytes | None, stream_meta: dict[str, A
     backend = resolve_backend(backend) if device == "cuda" else "cpu"
     # (the colour fit runs inside decode, before the colours are decoded)
     assert refinement_method(method, device, steps, prior, g.n) != "colour" or si is None
-    n_steps = default_steps(device, g.n) if steps is None else steps
+    n_steps = steps if steps is not None else FOREIGN_CPU_STEPS if foreign and device == "cpu" \
+        else default_steps(device, g.n)
     if n_steps <= 0:
         return g
     pool = si.scale if si is not None else 1

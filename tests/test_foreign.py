@@ -224,9 +224,9 @@ def test_mutated_base_streams_give_container_errors_only(scene):
 def test_a_cpu_decode_gives_an_spz_base_its_own_steps(scene, wrapped, monkeypatch):
     # near-lossless bases want more gradient steps than the CPU's default 30
     # (refinement.FOREIGN_CPU_STEPS, chosen on the tuning split); fewer for the test's speed
-    from gscodec import decoder, refinement
+    from gscodec import refinement
 
-    monkeypatch.setattr(decoder, "FOREIGN_CPU_STEPS", 7)
+    monkeypatch.setattr(refinement, "FOREIGN_CPU_STEPS", 7)
     data, _ = wrapped
     default = decode(data, device="cpu", backend="cpu")
     np.testing.assert_array_equal(default.sh, decode(data, steps=7, device="cpu",
