@@ -301,6 +301,13 @@ def main(json_errors: bool) -> None:
                    "of PSNR against the scene at the encoder's own views (8 views of 256 px, "
                    "of the training cameras with --cameras; black background), within 0.5 dB "
                    "above it.")
+@click.option("--prune", type=click.FloatRange(0, 1, max_open=True), default=None,
+              metavar="F",
+              help="Drop up to this fraction of the Gaussians before coding, those whose "
+                   "removal changes the renders at the encoder's views least, while what they "
+                   "add to the error stays within a quarter of the base layer's (GSZ.md 8); the "
+                   "side information lets `gscodec decode` repair part of it. Default: the "
+                   "preset's.")
 @click.option("--base", "base", metavar="spz|FILE.spz", default=None,
               help="Instead of gscodec's base layer: an .spz file of the scene (spz: written "
                    "here; FILE.spz: one made by another tool, in the PLY's axes), stored as it "
@@ -317,8 +324,8 @@ def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | Non
            quality: int, views: int | None, sideinfo_scale: str, sideinfo_step: float,
            importance: bool | None, prior_gains: bool | None, refine: bool,
            cameras_path: Path | None, chunk_size: int, jobs: int, ray_address: str | None,
-           target_size: int | None, target_psnr: float | None, base: str | None,
-           as_json: bool, force: bool, quiet: bool) -> None:
+           target_size: int | None, target_psnr: float | None, prune: float | None,
+           base: str | None, as_json: bool, force: bool, quiet: bool) -> None:
     """Compress a 3DGS scene into a .gsz file. IN may be an INRIA .ply, a PlayCanvas
     .compressed.ply, .splat, .spz, .sog or SOG meta.json, or a .gsz file (decoded as
     `gscodec decode` does unless --no-refine; one line on stderr says which).
@@ -339,7 +346,8 @@ def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | Non
     if base is not None:
         given = [f"--{name.replace('_', '-')}" for name in
                  ("quality", "target_size", "target_psnr", "importance", "prior_gains",
-                  "chunk_size") if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+                  "chunk_size", "prune")
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
         if given:
             raise GscodecError(f"--base: the base layer is an .spz file; {', '.join(given)} "
                                "does not apply to it")
@@ -354,7 +362,8 @@ def encode(ctx: click.Context, input_paths: tuple[Path, ...], output: Path | Non
     options = dict(quality=quality, views=views, sideinfo_scale=sideinfo_scale,
                    sideinfo_step=sideinfo_step, importance=importance,
                    prior_gains=prior_gains, refine=refine, chunk_size=chunk_size,
-                   target_size=target_size, target_psnr=target_psnr, base=base, json=as_json)
+                   target_size=target_size, target_psnr=target_psnr, prune=prune, base=base,
+                   json=as_json)
     if len(input_paths) > 1:
         _encode_many(input_paths, output, cameras_path, workers, force, quiet, options)
         return
@@ -496,8 +505,9 @@ def _encode_data(input_path: Path, o: dict[str, Any], jobs: Any, quiet: bool, sa
                      f"{reached['psnr']:.2f} dB)")
         target = (f" (target {goal}{'' if reached['met'] else ', not met'}; "
                   f"{reached['encodes']} encodes)")
+    pruned = f" ({reached['pruned']:,} pruned)" if reached.get("pruned") else ""
     say(
-        f"{shown} -> {out_name}: {n:,} Gaussians (SH {degree}), {_size(len(data))}, "
+        f"{shown} -> {out_name}: {n:,} Gaussians{pruned} (SH {degree}), {_size(len(data))}, "
         f"{bits:.1f} bits/Gaussian, {in_bytes / max(1, len(data)):.1f}x smaller, "
         f"{what}{target}, {seconds:.1f} s"
     )
@@ -540,6 +550,8 @@ def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, repor
                    sideinfo_step=o["sideinfo_step"] / 255.0, importance=o["importance"],
                    prior_gains=o["prior_gains"], cameras=cameras, chunk_size=o["chunk_size"],
                    jobs=jobs)
+    if o.get("prune") is not None:
+        options["prune"] = o["prune"]
     # the encoder gets the only reference to the scene (popped from the list), so that it can
     # let it go once it is coded and rendered (memory: one scene at a time)
     with warnings.catch_warnings(record=True) as caught:
@@ -556,6 +568,11 @@ def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, repor
                                    target_psnr=o["target_psnr"], **options)
             reached = r.as_dict()
     reached["warnings"] = [str(w.message) for w in caught]
+    if o.get("base") is None:
+        from ..bitrate import inspect
+        from ..encoder import ENCODER_LIMITS
+
+        reached["pruned"] = inspect(data, limits=ENCODER_LIMITS)["pruned"]
     return data, n, degree, views, reached
 
 
@@ -1136,6 +1153,10 @@ def report(input_path: Path, as_json: bool) -> None:
         click.echo(f"chunked: {c['count']:,} chunks of {c['layers']} layers (Gaussians per "
                    "layer: " + ", ".join(f"{k:,}" for k in c["layer_gaussians"]) + "); META "
                    "and the header+table row include every part's")
+    if info["pruned"]:
+        click.echo(f"pruned: the encoder dropped {info['pruned']:,} of the scene's "
+                   f"{info['pruned'] + n:,} Gaussians (those whose removal changed its renders "
+                   "least)")
     prior = info.get("side_prior")
     if isinstance(prior, dict):
         click.echo(f"side information carries learned-prior gains {prior.get('gain')} "

@@ -54,6 +54,8 @@ def inspect(
     return {
         "file_bytes": len(data),
         "gaussians": n,
+        # how many Gaussians of the encoder's input it dropped (importance pruning), as stored
+        "pruned": _pruned(meta),
         "sh_degree": degree,
         "quality": meta.get("quality"),
         "encoder": meta.get("encoder"),
@@ -71,6 +73,11 @@ def inspect(
         # information and refinement add to it), which decode checks against limits.max_memory
         "decode_memory_bytes": base_bytes(container, n, degree, limits),
     }
+
+
+def _pruned(meta: dict[str, Any]) -> int:
+    value = meta.get("pruned", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _parts(container: Any, n: int, limits: Limits

@@ -9,6 +9,7 @@ import itertools
 import os
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -97,6 +98,7 @@ def encode_with_order(
     chunk_size: int = chunks.DEFAULT_CHUNK_SIZE,
     jobs: int | None | parallel.RayCluster = None,
     base: str | bytes | None = None,
+    prune: float | None = None,
 ) -> tuple[bytes, np.ndarray | None]:
     """Encode and also return the storage order: decoded Gaussian i is input Gaussian
     ``order[i]`` (gscodec stores Gaussians in Morton order). ``params`` overrides the preset's
@@ -127,6 +129,9 @@ def encode_with_order(
     ``base``: "spz" or an .spz file's bytes as the base layer instead of gscodec's (GSZ.md 6.9,
     :func:`_foreign_base`; no prior gains; the order: the identity, or None for given bytes).
 
+    ``prune`` (default: the preset's ``prune``): the fraction of the Gaussians dropped before
+    coding (:func:`_pruned_base`; ``order`` then holds only the kept rows).
+
     A file that a decoder with the default limits would refuse is still returned, with a
     :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`)."""
     report = progress or noop
@@ -134,32 +139,163 @@ def encode_with_order(
         raise ValueError(f"chunk_size must be at least {chunks.MIN_CHUNK_SIZE}")
     arrays = _validated_arrays(gaussians)
     total = len(_codecs(gaussians.sh_degree)) + 1
-    meta, streams, order = _foreign_base(arrays, base, report) if base is not None else _base(
-        arrays, quality, preset(quality) if params is None else params, chunk_size, jobs,
-        importance, backend, cameras, report)
+    params = preset(quality) if params is None else params
+    meta, streams, order = _foreign_base(arrays, base, report) if base is not None else \
+        _pruned_base(arrays, prune, quality, params, chunk_size, jobs, importance, backend,
+                     cameras, report)
     if views > 0:
         report(total, total + 1, "side information")
-        from . import sideinfo
-
-        cams = _side_cameras(arrays["means"], views, sideinfo_size, sideinfo_scale, cameras)
         # the original's renders first (they do not depend on the storage order); then this holds
         # no reference to the input: a caller that passed the only one (the CLI) never holds two
         memory.release()
-        originals = sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
+        cams, originals = _originals(arrays, views, sideinfo_size, sideinfo_scale, cameras,
+                                     backend)
         del gaussians, arrays
         memory.release()
-        side = _side_stream(_container(meta, streams), originals, cams, quality,
-                            scale=sideinfo_scale, step=sideinfo_step, backend=backend,
-                            prior_gains=False if base is not None else prior_gains,
-                            jobs=parallel.local_jobs(jobs))
+        _add_side(meta, streams, originals, cams, quality, scale=sideinfo_scale,
+                  step=sideinfo_step, backend=backend,
+                  prior_gains=False if base is not None else prior_gains,
+                  jobs=parallel.local_jobs(jobs))
         del originals
-        if side is not None:
-            meta["streams"][sideinfo.KIND] = side[1]
-            streams.append(side[0])
     data = _container(meta, streams)
     _warn_if_refused(data)
     report(total, total, "done")
     return data, order
+
+
+def _fraction(params: QualityParams, prune: float | None, n: int) -> float:
+    """The fraction to prune: ``prune``, or the preset's for scenes of at least
+    :data:`codec.adaptive.MIN_GAUSSIANS` (a smaller one saves little and would pay the
+    pruning's renders: it gets no importance classes either)."""
+    if prune is None:
+        return params.prune if n >= adaptive.MIN_GAUSSIANS else 0.0
+    if not 0 <= float(prune) < 1:
+        raise ValueError("prune must be a fraction in [0, 1)")
+    return float(prune)
+
+
+def _originals(arrays: dict[str, np.ndarray], views: int, size: int, scale: int,
+               cameras: list[Camera] | None, backend: str) -> tuple[list[Camera], list[Any]]:
+    """The side information's views (:func:`_side_cameras`) and the input's renders there."""
+    from . import sideinfo
+
+    cams = _side_cameras(arrays["means"], views, size, scale, cameras)
+    return cams, sideinfo.render_views(Gaussians.from_arrays(arrays), cams, backend)
+
+
+def _pruned_base(arrays: dict[str, np.ndarray], prune: float | None, quality: int,
+                 params: QualityParams, chunk_size: int, jobs: int | None | parallel.RayCluster,
+                 importance: bool | None, backend: str, cameras: list[Camera] | None,
+                 report: Progress) -> tuple[dict[str, Any], list[Stream], np.ndarray]:
+    """:func:`_base` of ``arrays`` with at most the :func:`_fraction` of them pruned that
+    ``prune`` or the preset asks for: first the base
+    layer of them all, whose error at :data:`PRUNE_CHECK_VIEWS` check views (renders against
+    the input's) sets the budget, :data:`PRUNE_ERROR_RATIO` times it; then :func:`_pruned`
+    drops Gaussians while the pruned input's own error there stays within it, and the base
+    layer of those kept is coded. The metadata then says how many were dropped and the order
+    maps to the input's rows; where none could go, the unpruned base layer is returned."""
+    n = arrays["means"].shape[0]
+    fraction = _fraction(params, prune, n)
+    meta, streams, order = _base(arrays, quality, params, chunk_size, jobs, importance, backend,
+                                 cameras, report)
+    if int(round(fraction * n)) == 0:
+        return meta, streams, order
+    from .sideinfo import render_views
+
+    check = (encoder_views(arrays["means"], PRUNE_CHECK_VIEWS, PRUNE_CHECK_SIZE,
+                           start=PRUNE_VIEWS) if cameras is None
+             else training_views(cameras, PRUNE_CHECK_VIEWS, PRUNE_CHECK_SIZE))
+    originals = render_views(Gaussians.from_arrays(arrays), check, backend)
+
+    def error(g: Gaussians) -> float:
+        return float(np.mean([((r - o) ** 2).mean().item() for r, o in
+                              zip(render_views(g, check, backend), originals, strict=True)]))
+    budget = PRUNE_ERROR_RATIO * error(decode(_container(meta, streams), refine=False,
+                                              limits=ENCODER_LIMITS))
+    kept, rows = _pruned(arrays, fraction, backend, cameras, report,
+                         lambda r: error(Gaussians.from_arrays(
+                             {k: v[r] for k, v in arrays.items()})) <= budget)
+    if rows is None:
+        return meta, streams, order
+    del meta, streams, order
+    meta, streams, order = _base(kept, quality, params, chunk_size, jobs, importance, backend,
+                                 cameras, report)
+    meta["pruned"] = n - rows.shape[0]
+    return meta, streams, rows[order]
+
+
+PRUNE_VIEWS = 16
+"""Encoder views at which pruning measures removal costs (as many as the importance estimate)."""
+
+
+PRUNE_SIZE = 256
+"""Their longest side in pixels."""
+
+
+PRUNE_ROUNDS = 3
+"""Pruning drops its Gaussians in at most this many equal rounds, measuring the removal costs of
+those left before each: a Gaussian that one redundant neighbour made cheap to remove becomes
+dear once the neighbour is gone. Measured on massa (tuning split, preset 1, 30% pruned, 4
+evaluation views of seed 1 at 512 px, the default CPU decode; ``benchmarks/results/
+prune-rounds-tuning.md``): after refinement one round at 128 px views cost 1.02 dB against the
+unpruned file, three 0.44 dB; at 256 px one round gained 0.50 dB, three 0.75 dB (the pruned
+Gaussians carried more of the quantization error than of the scene)."""
+
+
+PRUNE_CHECK_VIEWS = 8
+"""Views (encoder directions after the :data:`PRUNE_VIEWS`, so not those the costs were
+measured at) where pruning checks the error it adds, at :data:`PRUNE_CHECK_SIZE` pixels."""
+
+
+PRUNE_CHECK_SIZE = 512
+
+
+PRUNE_ERROR_RATIO = 0.25
+"""Pruning stops where it alone would add this share of the unpruned base layer's squared error
+at the check views (a finer base layer leaves pruning less room). Chosen on the tuning split:
+see preset 1 in :mod:`gscodec.codec.quality`."""
+
+
+PRUNE_BISECTIONS = 3
+"""Where a round would cross the budget, the count it drops is bisected this many times."""
+
+
+def _pruned(arrays: dict[str, np.ndarray], fraction: float, backend: str,
+            cameras: list[Camera] | None, report: Progress,
+            fits: Callable[[np.ndarray], bool] | None = None
+            ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``arrays`` without up to ``round(fraction * N)`` Gaussians, those whose removal changes
+    the renders at :data:`PRUNE_VIEWS` encoder views (or training ``cameras``) least
+    (:func:`gscodec.importance.removal_costs`, in :data:`PRUNE_ROUNDS` rounds; ties by input
+    row), in input order, and the input rows kept; ``(arrays, None)`` where that drops nothing.
+    ``fits(rows)`` (where given) says whether keeping only those rows is still good enough:
+    the first round where it is not drops as many as bisection finds still fitting, and is
+    the last."""
+    n = arrays["means"].shape[0]
+    drop = int(round(fraction * n))
+    from .importance import removal_costs
+
+    cams = (encoder_views(arrays["means"], PRUNE_VIEWS, PRUNE_SIZE) if cameras is None
+            else training_views(cameras, PRUNE_VIEWS, PRUNE_SIZE))
+    rows = np.arange(n)
+    for r in range(PRUNE_ROUNDS if drop > 0 else 0):
+        report(r, PRUNE_ROUNDS, f"measuring removal costs (pruning up to {drop:,} of {n:,})")
+        now = drop * (r + 1) // PRUNE_ROUNDS - (n - rows.shape[0])  # (this round's share)
+        costs = removal_costs(Gaussians.from_arrays({k: v[rows] for k, v in arrays.items()}),
+                              cams, backend=backend)
+        ranked = np.argsort(costs, kind="stable")
+        if fits is None or fits(rows[np.sort(ranked[now:])]):
+            rows = rows[np.sort(ranked[now:])]
+            continue
+        lo, hi = 0, now  # (dropping lo more fits, hi does not)
+        for _ in range(PRUNE_BISECTIONS):
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(rows[np.sort(ranked[mid:])]) else (lo, mid)
+        rows = rows[np.sort(ranked[lo:])]
+        break
+    if rows.shape[0] == n:
+        return arrays, None
+    return {k: v[rows] for k, v in arrays.items()}, rows
 
 
 def _side_cameras(means: np.ndarray, views: int, size: int, scale: int,
@@ -385,25 +521,25 @@ def _cheapest_form(codec: Any, partners: list[Any], shapes: list[dict[str, np.nd
     return best[1]
 
 
-def _side_stream(base_file: bytes, originals: list[Any], cams: list[Camera], quality: int, *,
-                 scale: int, step: float, backend: str, prior_gains: bool | None,
-                 jobs: int | None = None) -> tuple[Stream, dict[str, Any]] | None:
-    """The SIDE stream and its metadata from the original's renders at ``cams`` and the base
-    layer in ``base_file``; None where every residual quantizes to zero (nothing to refine
-    towards)."""
+def _add_side(meta: dict[str, Any], streams: list[Stream], originals: list[Any],
+              cams: list[Camera], quality: int, *, scale: int, step: float, backend: str,
+              prior_gains: bool | None, jobs: int | None = None) -> None:
+    """The SIDE stream and its metadata, from the original's renders at ``cams`` and the base
+    layer of ``meta`` and ``streams``, added to them; nothing where every residual quantizes to
+    zero (nothing to refine towards)."""
     from . import sideinfo
 
-    base = decode(base_file, refine=False, limits=ENCODER_LIMITS, jobs=jobs)
+    base = decode(_container(meta, streams), refine=False, limits=ENCODER_LIMITS, jobs=jobs)
     # the gains are fitted on the renders the residuals come from: kept only for them
     renders: list[Any] | None = [] if prior_gains is not False else None
     si = sideinfo.from_renders(originals, base, cams, scale=scale, step=step, backend=backend,
                                renders=renders)
     if not any(r.any() for r in si.residuals):
-        return None
+        return
     if prior_gains is not False:
         si.prior = _prior_gains(base, si, quality, backend, prior_gains is None, renders)
-    payload, side_meta = sideinfo.encode(si)
-    return Stream(sideinfo.KIND, sideinfo.CODEC, False, payload), side_meta
+    payload, meta["streams"][sideinfo.KIND] = sideinfo.encode(si)
+    streams.append(Stream(sideinfo.KIND, sideinfo.CODEC, False, payload))
 
 
 def _warn_if_refused(data: bytes) -> None:

@@ -35,3 +35,13 @@ def ply_path(tmp_path, scene_sh3):
     path = tmp_path / "scene.ply"
     write_ply(path, scene_sh3)
     return path
+
+
+@pytest.fixture(autouse=True)
+def small_pruning_views(monkeypatch):
+    """Importance pruning (preset 1 on scenes of 4096 Gaussians or more) renders its views at a
+    few dozen pixels in the tests: their scenes are small, the suite stays fast."""
+    from gscodec import encoder
+
+    monkeypatch.setattr(encoder, "PRUNE_SIZE", 48)
+    monkeypatch.setattr(encoder, "PRUNE_CHECK_SIZE", 64)

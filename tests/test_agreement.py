@@ -49,7 +49,10 @@ def _identical(n: int, degree: int) -> Gaussians:
 
 
 def _encode(g: Gaussians, quality: int, **options) -> bytes:
-    """Encode with warnings as errors: a LimitWarning would say the decoder refuses the file."""
+    """Encode with warnings as errors: a LimitWarning would say the decoder refuses the file.
+    Nothing pruned (preset 1 would drop most of a scene of identical Gaussians): these files
+    are about holding every Gaussian the scene has."""
+    options.setdefault("prune", 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", LimitWarning)
         return gscodec.encode(g, quality, **options)

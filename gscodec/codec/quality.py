@@ -16,6 +16,10 @@ Units:
         :mod:`.canonical` (same covariance, fewer bits, different attribute values);
     position_step: where set, the position step itself (instead of the one ``position_bits``
         gives): the parts of a chunked file (GSZ.md 11) share the whole scene's step.
+    prune: the largest fraction of the Gaussians the encoder drops before coding, those whose
+        removal changes the renders at its views least (:func:`gscodec.importance.removal_costs`),
+        as long as what they add to the error stays within a share of the base layer's
+        (``gscodec.encoder._pruned_base``).
 """
 
 from __future__ import annotations
@@ -35,18 +39,21 @@ class QualityParams:
     sh_rest_steps: tuple[float, float, float]
     canonical: bool = False
     position_step: float | None = None
+    prune: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["sh_rest_steps"] = list(self.sh_rest_steps)
         if self.position_step is None:  # (the files of a whole scene record the bits only)
             del d["position_step"]
+        if self.prune == 0:  # (the files of presets that prune nothing stay as they were)
+            del d["prune"]
         return d
 
 
 #            pos bits  log-scale   rotation  opacity  dc(/255)  sh rest (band 1, 2, 3)
 _TABLE = {
-    1: QualityParams(10.75, 1 / 5, 0.03, 85, 6.5, (0.30, 0.40, 0.50), True),
+    1: QualityParams(10.75, 1 / 5, 0.03, 85, 6.5, (0.30, 0.40, 0.50), True, prune=0.5),
     2: QualityParams(11.5, 1 / 6.5, 0.025, 85, 5.3, (0.20, 0.26, 0.32), True),
     3: QualityParams(12.25, 1 / 8, 0.022, 85, 5.3, (0.13, 0.17, 0.21), True),
     4: QualityParams(12.75, 1 / 10.5, 0.018, 255, 4.3, (0.10, 0.13, 0.16), True),
@@ -83,6 +90,17 @@ rest of a full-precision scene to zero (``sweep-plant-sh3-512.md``), which caps 
 the distilled scenes. That is left to the rate-distortion issue (SH coding for trained data),
 which must check it on an SH scene of 8-bit origin (playbot) too.
 
+Preset 1 prunes up to half the Gaussians, those whose removal costs least, while what they add
+to the error stays within a quarter of the base layer's (``gscodec.encoder._pruned_base``,
+``PRUNE_ERROR_RATIO``); the others prune nothing. Chosen on the tuning split (4 evaluation
+views of seed 1 at 512 px, after the default CPU refinement, against preset 1 unpruned): at a
+budget of half the base layer's error massa dropped 37% of its Gaussians (0.68x the bytes) and
+gained 0.28 dB, angel 33% (0.69x) for -1.03 dB, plant 4% (0.97x) for -0.58 dB
+(``benchmarks/results/prune-budget-tuning-0.5.md``); at a quarter angel 25% (0.77x) for
+-0.33 dB and plant the same 4% (``prune-budget-tuning-0.25.md``). Dropping a fixed 30%
+instead cost plant 8.7 dB (``prune-tuning.md``): its Gaussians matter at 512 px in a way the
+256 px views of the removal costs miss, which the check views at 512 px see.
+
 At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
 steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of
 the uniform steps listed here with fewer bytes."""
@@ -103,8 +121,8 @@ def between(q: float) -> QualityParams:
     """The ladder as a continuous parameter ``q`` in 1..10 (for rate control): preset ``q``
     itself where ``q`` is an integer; between presets ``k = floor(q)`` and ``k + 1``, each
     step geometrically between theirs (``step_k ** (1 - t) * step_k+1 ** t``, ``t = q - k``),
-    the position bits linearly, and preset ``k``'s opacity levels and form (canonical or
-    not), so that no step grows with ``q``."""
+    the position bits and pruned fraction linearly, and preset ``k``'s opacity levels and
+    form (canonical or not), so that no step grows with ``q``."""
     if not MIN_QUALITY <= q <= MAX_QUALITY:
         raise ValueError(f"quality must be in {MIN_QUALITY}..{MAX_QUALITY}")
     k = int(np.floor(q))
@@ -125,7 +143,7 @@ def between(q: float) -> QualityParams:
         sh_rest_steps=(geo(a.sh_rest_steps[0], b.sh_rest_steps[0]),
                        geo(a.sh_rest_steps[1], b.sh_rest_steps[1]),
                        geo(a.sh_rest_steps[2], b.sh_rest_steps[2])),
-        canonical=a.canonical)
+        canonical=a.canonical, prune=a.prune + t * (b.prune - a.prune))
 
 
 def robust_diagonal(means: np.ndarray) -> float:

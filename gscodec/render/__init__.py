@@ -127,6 +127,7 @@ def render(
     near_plane: float = 0.01,
     max_pairs: int | None = None,
     pair_sink: cpu.PairSink | None = None,
+    opacity_scale: torch.Tensor | None = None,
 ) -> RenderResult:
     """Render ``gaussians`` from ``camera``; differentiable with respect to every attribute.
 
@@ -150,6 +151,9 @@ def render(
             without).
         pair_sink: CPU backend only: receives every composited (Gaussian, pixel, weight) pair
             (:func:`gscodec.render.cpu.rasterize`); an error with gsplat.
+        opacity_scale: ``[N]`` factors on the opacities (after the sigmoid): the gradient of
+            an image with respect to them at 1 is each Gaussian's first-order removal effect
+            (:func:`gscodec.importance.removal_costs`).
 
     Both backends follow gsplat's classic mode: EWA projection with ``eps2d``, a 3.33-sigma
     (opacity-aware) screen extent, ``alpha = min(0.999, opacity * exp(-power))`` skipped below
@@ -166,14 +170,12 @@ def render(
     device = torch.device(device)
     t = _Tensors(_tensor(gaussians.means, device), _tensor(gaussians.quats, device),
                  _tensor(gaussians.log_scales, device),
-                 torch.sigmoid(_tensor(gaussians.opacity_logits, device)),
+                 _opacities(gaussians, device, opacity_scale),
                  _tensor(gaussians.sh, device),
                  torch.as_tensor(camera.viewmat, dtype=torch.float32, device=device),
                  torch.as_tensor(camera.K, dtype=torch.float32, device=device))
-    if background is None:
-        bg = torch.zeros(3, device=device)
-    else:
-        bg = torch.as_tensor(background, dtype=torch.float32, device=device)
+    bg = torch.zeros(3, device=device) if background is None else \
+        torch.as_tensor(background, dtype=torch.float32, device=device)
     full_degree = gaussians.sh_degree
     degree = full_degree if sh_degree is None else min(sh_degree, full_degree)
 
@@ -192,6 +194,12 @@ def render(
         image, alpha = _render_cpu(t, camera, degree, eps2d, near_plane, max_pairs, pair_sink)
     image = image + (1.0 - alpha) * bg
     return RenderResult(image, alpha)
+
+
+def _opacities(gaussians: Gaussians, device: torch.device,
+               scale: torch.Tensor | None) -> torch.Tensor:
+    opacities = torch.sigmoid(_tensor(gaussians.opacity_logits, device))
+    return opacities if scale is None else opacities * scale.to(device)
 
 
 @dataclass
