@@ -218,19 +218,16 @@ UP = np.array([0.0, 0.0, 1.0])
 
 
 def encoder_views(means: np.ndarray, count: int, size: int = 256, *,
-                  start: int = 0, distance: float = 1.0) -> list[Camera]:
+                  start: int = 0) -> list[Camera]:
     """``count`` views the encoder may use, at encoder directions ``start .. start+count-1``
     (:func:`encoder_directions`), looking at the centre of the robust bounds of ``means`` from
-    ``distance`` times the distance at which they fill a 50 degree field of view (closer views
-    see detail). Never closer than :data:`MIN_SEPARATION_DEG` to any :func:`evaluation_views`
-    view of any seed and count (a direction's separation does not depend on the distance)."""
+    the distance at which they fill a 50 degree field of view. Never closer than
+    :data:`MIN_SEPARATION_DEG` to any :func:`evaluation_views` view of any seed and count."""
     if count < 0 or start < 0 or start + count > ENCODER_DIRECTIONS:
         raise ValueError(f"encoder views {start}..{start + count - 1} are outside the lattice "
                          f"of {ENCODER_DIRECTIONS} directions")
     centre, radius = _frame(means)
-    if not distance > 0:
-        raise ValueError("the encoder views' distance must be positive")
-    distance = distance * radius / math.sin(math.radians(ENCODER_FOV_DEG) / 2)
+    distance = radius / math.sin(math.radians(ENCODER_FOV_DEG) / 2)
     K = intrinsics(size, size, ENCODER_FOV_DEG)
     dirs = encoder_directions()
     return [Camera(look_at(centre + distance * dirs[i], centre, UP), K, size, size, f"enc{i}")
