@@ -22,7 +22,8 @@ there has none (or the GPU runs out of memory), the estimate runs on the CPU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,19 +44,27 @@ def sensitivities(
     """``{attribute: J [N] float64}`` for the log-scales, rotations (the three components other
     than the largest, as the rotation codec sends them), DC colour and, for SH degree > 0, the
     higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not)."""
-    # deterministic kernels: the same classes, and so the same file, on every run; gradients
-    # on even where the caller encodes under torch.no_grad()
+    return _on_device(lambda device: _sensitivities(gaussians, cameras, probes, seed, device),
+                      backend, "importance estimate")
+
+
+def _on_device(run: Callable[[str], Any], backend: str, what: str) -> Any:
+    """``run(device)`` with deterministic kernels and gradients on (even where the caller
+    encodes under torch.no_grad()): on CUDA where ``backend`` resolves to gsplat, on the CPU
+    after a warning where that fails (no deterministic kernel for an op, or out of GPU
+    memory), else on the CPU. Deterministic kernels: the same result, and so the same file,
+    on every run."""
     if resolve_backend(backend) == "gsplat":
         try:
             with deterministic(), torch.enable_grad():
-                return _sensitivities(gaussians, cameras, probes, seed, "cuda")
-        except RuntimeError as e:  # no deterministic kernel for an op, or out of GPU memory
+                return run("cuda")
+        except RuntimeError as e:
             import warnings
 
-            warnings.warn(f"importance estimate on the CPU ({str(e).splitlines()[0][:200]})",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{what} on the CPU ({str(e).splitlines()[0][:200]})",
+                          RuntimeWarning, stacklevel=3)
     with deterministic(), torch.enable_grad():
-        return _sensitivities(gaussians, cameras, probes, seed, "cpu")
+        return run("cpu")
 
 
 def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int, seed: int,
@@ -116,21 +125,8 @@ def removal_costs(
     estimates Jacobian norms (Hutchinson, ``probes`` random +-1 images a view, fixed seed), so
     a hidden Gaussian, a faint one and one the colour of what lies behind it all cost little.
     Deterministic on one machine (never gsplat, as :func:`sensitivities`)."""
-    device = "cpu"
-    if resolve_backend(backend) == "gsplat":
-        device = "cuda"
-    try:
-        with deterministic(), torch.enable_grad():
-            return _removal_costs(gaussians, cameras, probes, seed, device)
-    except RuntimeError as e:
-        if device == "cpu":
-            raise
-        import warnings
-
-        warnings.warn(f"removal costs on the CPU ({str(e).splitlines()[0][:200]})",
-                      RuntimeWarning, stacklevel=2)
-    with deterministic(), torch.enable_grad():
-        return _removal_costs(gaussians, cameras, probes, seed, "cpu")
+    return _on_device(lambda device: _removal_costs(gaussians, cameras, probes, seed, device),
+                      backend, "removal costs")
 
 
 def _removal_costs(gaussians: Gaussians, cameras: Sequence[Camera], probes: int, seed: int,
