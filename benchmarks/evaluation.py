@@ -41,7 +41,7 @@ from gscodec.render import render
 # crop. Everything else has never been looked at by a tuning run and only reports.
 SPLIT: dict[str, tuple[str, ...]] = {
     "tuning": ("plant", "playbot", "cat", "teapot", "skull", "boat", "angel", "massa",
-               "fruit", "plant-sh3", "cat-sh3"),
+               "fruit", "plant-sh3", "cat-sh3", "playbot-sh3"),
     "test": ("flowers", "trumpet", "narcissus", "angel-kneeling", "angel-with-candlestick",
              "seal", "biker", "donut", "armadillo", "boot", "cheese", "demosthenes", "fish",
              "goathead", "koala", "penguin", "brucewick", "cow", "falconstatue", "mushroom",

@@ -7,7 +7,9 @@ fact, not only in prediction.
                                   [--out benchmarks/results] [--name presets]
 
 ``FILE.json``: ``{"NAME": {"Q": {"position_bits": ..., ...}, ...}, ...}``; each preset's entry
-replaces only the steps it names (the others stay today's). Every preset of ``--qualities`` is
+replaces only the steps it names (the others stay today's); a candidate's optional key
+``"constants": {"gscodec.MODULE:NAME": value}`` replaces module constants for all its
+presets' encodes (:data:`CONSTANTS_KEY`). Every preset of ``--qualities`` is
 encoded with today's table and with each candidate (the encoder's defaults otherwise:
 importance classes at presets 1-5, no side information), decoded without refinement and
 rendered at the split's evaluation views. Reported per scene and candidate: each preset's bytes
@@ -19,10 +21,13 @@ PSNR range both curves cover of the difference in log bytes at equal PSNR (piece
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
 import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,33 @@ import evaluation as ev  # noqa: E402
 from common import HERE, parse_int_list, report_header, write_report  # noqa: E402
 
 TODAY = "today"
+
+
+CONSTANTS_KEY = "constants"
+"""A candidate's optional key: ``{"module:NAME": value}``, module constants of gscodec that
+the candidate's encodes see instead of theirs (lists become tuples), e.g.
+``"gscodec.codec.adaptive:ADAPTED"`` (the attributes with per-class steps) or
+``"gscodec.codec.attributes:TRANSFORM_MIN_ROWS"``."""
+
+
+@contextlib.contextmanager
+def constants(spec: dict[str, Any]) -> Iterator[None]:
+    """Encode with the candidate's module constants (``CONSTANTS_KEY``) where it sets any."""
+    saved = []
+    try:
+        for key, value in spec.get(CONSTANTS_KEY, {}).items():
+            module_name, _, name = key.partition(":")
+            if not module_name.startswith("gscodec.") or not name:
+                raise SystemExit(f"{CONSTANTS_KEY}: {key!r} is not 'gscodec.MODULE:NAME'")
+            module = importlib.import_module(module_name)
+            if not hasattr(module, name):
+                raise SystemExit(f"{CONSTANTS_KEY}: {module_name} has no {name}")
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, tuple(value) if isinstance(value, list) else value)
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
 
 
 def candidate_params(spec: dict[str, Any], q: int) -> Any:
@@ -81,7 +113,8 @@ def bench_scene(ply: Path, args: argparse.Namespace, candidates: dict[str, Any],
         curves[name] = []
         for q in args.qualities:
             params = candidate_params(spec, q)
-            data = gscodec.encode(ref, quality=q, views=0, params=params)
+            with constants(spec):
+                data = gscodec.encode(ref, quality=q, views=0, params=params)
             f = ev.fidelity(evref, gscodec.decode(data, refine=False), backend)
             curves[name].append({"quality": q, "bytes": len(data), "params": params.as_dict(),
                                  **f})
@@ -133,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for spec in candidates.values():
         for q in args.qualities:
             candidate_params(spec, q)  # refuse unknown fields before measuring anything
+        with constants(spec):
+            pass
     backend = resolve_backend(args.backend)
     report: dict[str, Any] = {**report_header("presets.py", argv), "backend": backend,
                               "split": args.split, "view_seed": ev.view_seed(args),

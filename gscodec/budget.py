@@ -64,6 +64,10 @@ GAUSSIAN_BYTES = 256
 SH_COEFF_BYTES = 32  # per SH coefficient ((d+1)^2 of them, three colours each) and Gaussian
 CLASS_BYTES = 64  # per Gaussian, with importance classes (class rows, features per class)
 FOREIGN_GAUSSIAN_BYTES = 256  # per Gaussian, an .spz base layer (formats/spz.py's float64 arrays)
+# per SH-rest value (3 ((d+1)^2 - 1) of them) and Gaussian, a transformed SHRS stream (GSZ.md
+# 6.6a): its int32 component matrix is kept whole until the inverse transform (4 bytes), the
+# per-class parts' copies (4) and float32 results (4); times 1.5
+TRANSFORM_VALUE_BYTES = 18
 
 # --- the side information -------------------------------------------------------------------
 SIDE_ROW_BYTES = 192
@@ -106,15 +110,18 @@ class Estimate:
 
 
 def base_bytes(n: int, degree: int, *, file_bytes: int, meta_bytes: int = 0,
-               classes: bool = False, foreign: bool = False) -> int:
+               classes: bool = False, foreign: bool = False, transform: bool = False) -> int:
     """Peak bytes of decoding the base layer: ``n`` Gaussians of SH degree ``degree`` from a
     file of ``file_bytes`` whose metadata decompresses to ``meta_bytes``; ``foreign``: the base
-    layer is an .spz file (GSZ.md 6.9), decoded through float64 arrays."""
+    layer is an .spz file (GSZ.md 6.9), decoded through float64 arrays; ``transform``: the SH
+    rest is transformed (6.6a)."""
     per_gaussian = GAUSSIAN_BYTES + SH_COEFF_BYTES * (degree + 1) ** 2
     if classes:
         per_gaussian += CLASS_BYTES
     if foreign:
         per_gaussian += FOREIGN_GAUSSIAN_BYTES
+    if transform:
+        per_gaussian += TRANSFORM_VALUE_BYTES * 3 * ((degree + 1) ** 2 - 1)
     return (FIXED_BYTES + FILE_BYTE_FACTOR * file_bytes + META_BYTE_FACTOR * meta_bytes
             + n * per_gaussian)
 

@@ -86,21 +86,27 @@ def declares(n: int, degree: int) -> str:
 def base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
     """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes)."""
     # (a chunked file's parts may have importance classes: counted as if they do)
-    classes = container.get(IMPORTANCE.kind) is not None or bool(container.flags & FLAG_CHUNKED)
+    # (a chunked file's parts may have importance classes and the SH transform: counted as if
+    # they do)
+    chunked = bool(container.flags & FLAG_CHUNKED)
+    classes = container.get(IMPORTANCE.kind) is not None or chunked
+    shrs = container.get(REGISTRY["sh_rest"].kind)
+    transform = chunked or (shrs is not None and shrs.codec != CODEC_CHANNELS_V1)
     return base_memory(container.streams[0].payload, n, degree, container.file_size, classes,
-                       limits, foreign=container.get(foreign.KIND) is not None)
+                       limits, foreign=container.get(foreign.KIND) is not None,
+                       transform=transform)
 
 
 def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classes: bool,
-                limits: Limits, foreign: bool = False) -> int:
+                limits: Limits, foreign: bool = False, transform: bool = False) -> int:
     """:func:`gscodec.budget.base_bytes` from the header: the metadata stream's payload (its
-    decompressed size), the file's size, whether it has importance classes and whether its
-    base layer is an .spz file (GSZ.md 6.9)."""
+    decompressed size), the file's size, whether it has importance classes, whether its
+    base layer is an .spz file (GSZ.md 6.9) and whether its SH rest is transformed (6.6a)."""
     meta_bytes = zstandard.get_frame_parameters(meta_payload).content_size
     if meta_bytes == ZSTD_UNKNOWN_SIZE:
         meta_bytes = limits.max_meta_bytes  # (it decompressed to at most that)
     return budget.base_bytes(n, degree, file_bytes=file_size, meta_bytes=meta_bytes,
-                             classes=classes, foreign=foreign)
+                             classes=classes, foreign=foreign, transform=transform)
 
 
 def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
@@ -282,13 +288,13 @@ def _check_required_streams(container: Any) -> None:
                                  "file with a foreign base layer has no attribute streams)")
 
 
-def _stream(container: Any, kind: str) -> Any:
-    """The channel-coded stream ``kind`` (ContainerError where it is missing or uses another
-    codec)."""
+def _stream(container: Any, kind: str, codecs: tuple[int, ...] = (CODEC_CHANNELS_V1,)) -> Any:
+    """The stream ``kind`` (ContainerError where it is missing or uses a codec not in
+    ``codecs``)."""
     s = container.get(kind)
     if s is None:
         raise ContainerError(f"corrupt .gsz file: missing stream {kind!r}")
-    if s.codec != CODEC_CHANNELS_V1:
+    if s.codec not in codecs:
         raise ContainerError(f"unsupported .gsz file: stream {s.kind!r} uses codec {s.codec}")
     return s
 
@@ -336,15 +342,16 @@ def _decode_fields(container: Any, stream_meta: dict[str, Any], n: int, degree: 
                 changes = colour_fit(fields, features.get("imp"))
                 memory.release()
         report(i, len(codecs), f"decoding {name}")
-        s = _stream(container, codec.kind)
+        s = _stream(container, codec.kind, codec.codecs)
         sub = get_dict(stream_meta, codec.kind, "streams.")
+        how = {"codec": s.codec} if len(codec.codecs) > 1 else {}
         if codec.coeffs is not None:
             if codec.field not in fields:  # decoded straight into the field (no second copy)
                 fields[codec.field] = np.empty((n, (degree + 1) ** 2, 3), np.float32)
             out = codec.decode(s.payload, sub, n, features,
-                               out=fields[codec.field][:, codec.coeffs])
+                               out=fields[codec.field][:, codec.coeffs], **how)
         else:
-            out = codec.decode(s.payload, sub, n, features)
+            out = codec.decode(s.payload, sub, n, features, **how)
             fields[codec.field] = out.values
         features.update(out.features)
         if name == IMPORTANCE.after and container.get(IMPORTANCE.kind) is not None:
@@ -494,9 +501,10 @@ def _check_chunked_budget(container: Any, payload: bytes, selected: list[Any], n
         largest = max(selected, key=lambda p: p.count)
         head = read_header(io.BytesIO(part_bytes(payload, largest)), limits)
         workers = (processes - 1) * base_memory(head.meta_payload, largest.count, degree,
-                                                largest.length, True, limits)
+                                                largest.length, True, limits, transform=True)
     budget.check(budget.Estimate(base_memory(container.streams[0].payload, count, degree,
-                                             container.file_size, True, limits) + workers),
+                                             container.file_size, True, limits,
+                                             transform=True) + workers),
                  limits, declares(n, degree) if count == n else
                  f"the decode needs {count} of its Gaussians (SH {degree})")
 

@@ -49,7 +49,7 @@ from .gaussians import Gaussians
 from .parallel import pmap
 from .progress import Progress, noop
 from .scene import read_ply
-from .streams import CODEC_CHANNELS_V1, FORMAT_NAME, IMPORTANCE
+from .streams import CODEC_CHANNELS_V1, FORMAT_NAME, IMPORTANCE, VERSION_MINOR_TRANSFORM
 
 # the encoder decodes its own base layer (for the side information) whatever its size: it holds
 # the scene already; its file is then checked against the decoder's DEFAULT_LIMITS
@@ -360,12 +360,14 @@ def _codecs(degree: int) -> list[tuple[str, Any]]:
 def _container(meta: dict[str, Any], streams: list[Stream]) -> bytes:
     """The file of ``meta`` and ``streams``: version 1.0, 1.1 with the CHUNKED flag where
     the streams are a chunk table and its parts (GSZ.md 11), 1.2 with a foreign base layer
-    (6.9)."""
+    (6.9), 1.3 with the SH transform (6.6a)."""
     head = [Stream("META", CODEC_ZSTD_JSON, True, encode_meta(meta))]
     if any(s.kind == TABLE_KIND for s in streams):
         return write_container(head + streams, FLAG_CHUNKED, VERSION_MINOR_CHUNKED)
     if any(s.kind == foreign.KIND for s in streams):
         return write_container(head + streams, minor=foreign.VERSION_MINOR_FOREIGN)
+    if any(s.codec != CODEC_CHANNELS_V1 for s in streams):
+        return write_container(head + streams, minor=VERSION_MINOR_TRANSFORM)
     return write_container(head + streams)
 
 
@@ -497,7 +499,7 @@ def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: Qualit
                                                        {**features, **pair[0][1].features})))
         for c, out in pair:
             features.update(out.features)
-            streams.append(Stream(c.kind, CODEC_CHANNELS_V1, True, out.payload))
+            streams.append(Stream(c.kind, out.codec, True, out.payload))
             stream_meta[c.kind] = out.meta
     return streams, stream_meta
 

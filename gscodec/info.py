@@ -59,10 +59,14 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
             "side_information": side,
             "chunk_size": meta.get("chunk_size") if chunked else None,
             "base": meta.get("base") if "BASE" in kinds else None,
-            # (a chunked file's parts, not read here, may have classes: assumed they do)
+            # (a chunked file's parts, not read here, may have classes and the SH transform:
+            # assumed they do)
             "decode_memory_bytes": base_memory(header.meta_payload, n, degree,
                                                header.file_size, classes or chunked, limits,
-                                               foreign="BASE" in kinds)}
+                                               foreign="BASE" in kinds,
+                                               transform=chunked or any(
+                                                   e.kind == "SHRS" and e.codec != 1
+                                                   for e in header.entries))}
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS

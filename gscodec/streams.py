@@ -7,6 +7,7 @@ from __future__ import annotations
 from .codec.attributes import REGISTRY, ImportanceCodec
 
 CODEC_CHANNELS_V1 = 1
+VERSION_MINOR_TRANSFORM = 3  # files with a codec-2 SHRS stream (GSZ.md 6.6a)
 
 
 ATTRIBUTE_OF_KIND = {codec.kind: name for name, codec in REGISTRY.items()}

@@ -12,6 +12,8 @@ Writes, under DIR (default: this folder):
 - ``*/chunked-*``: a chunked file (GSZ.md 11, version 1.1) and files made from it, each with one
   defect; ``--chunked`` makes only these (and adds them to the index), leaving the 1.0 files
   made by earlier encoders as they were;
+- ``*/transform-*``: a file with the SH transform (GSZ.md 6.6a, version 1.3) and files made
+  from it with one defect each; ``--transform`` makes only these;
 - ``INDEX.json``: every file, whether it is valid, its expected values or the error class and
   message fragment gscodec reports (the requirement itself is in GSZ.md section 7).
 
@@ -431,6 +433,99 @@ def chunked_invalid(data: bytes) -> list[tuple[str, bytes, str, str, str]]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# the SH transform (GSZ.md 6.6a, version 1.3), built on their own (``--transform``) so that the
+# earlier files stay as they were committed
+
+INDEX_FORMAT = "gsz conformance files, version 1.3"
+MADE_BY = ("python tests/make_conformance.py (version 1.0 files), "
+           "python tests/make_conformance.py --chunked (chunked-*, 1.1), "
+           "python tests/make_conformance.py --transform (transform-*, 1.3)")
+TRANSFORM = ("transform-sh1-n96", 96, 1, 7)  # (name, Gaussians, SH degree, quality)
+
+
+def transform_file() -> bytes:
+    """A file whose SHRS stream is transformed (codec 2). The encoder tries the transform from
+    1,024 rows (``TRANSFORM_MIN_ROWS``); the file is made with that lowered to 1 so that it
+    stays small, from a scene whose SH-1 rest vectors lie in a plane (where the transform is
+    smaller even with its basis, and sends 2 of its 9 components)."""
+    from gscodec.codec import attributes
+
+    name, n, degree, quality = TRANSFORM
+    g = make_scene(n, sh_degree=degree, seed=400 + n)
+    rng = np.random.default_rng(400)
+    directions = np.linalg.qr(rng.normal(size=(9, 2)))[0]  # two orthonormal directions
+    g.sh[:, 1:] = (rng.normal(scale=[0.3, 0.15], size=(n, 2)) @ directions.T
+                   ).reshape(n, 3, 3).astype(np.float32)
+    saved, attributes.TRANSFORM_MIN_ROWS = attributes.TRANSFORM_MIN_ROWS, 1
+    try:
+        data = gscodec.encode(g, quality=quality, views=0, backend="cpu")
+    finally:
+        attributes.TRANSFORM_MIN_ROWS = saved
+    shrs = next(x for x in read_container(data).streams if x.kind == "SHRS")
+    assert shrs.codec == 2, "the conformance scene must take the transform"
+    return data
+
+
+def _with_shrs(data: bytes, change) -> bytes:
+    def edit(streams: list[Stream]) -> list[Stream]:
+        return [Stream(x.kind, x.codec, x.required, change(bytearray(x.payload)))
+                if x.kind == "SHRS" else x for x in streams]
+    return with_streams(data, edit)
+
+
+def transform_invalid(data: bytes) -> list[tuple[str, bytes, str, str, str]]:
+    """(name, bytes, error class, message fragment, GSZ.md rule) of files made from the valid
+    transformed file, one defect each."""
+    raw_size = []
+
+    def short_basis(b: bytearray) -> bytes:  # the basis blob re-made with one value missing
+        size = struct.unpack_from("<I", b, 0)[0]
+        raw = zstandard.ZstdDecompressor().decompress(bytes(b[4 : 4 + size]))
+        raw_size.append(len(raw))
+        blob = zstandard.ZstdCompressor(level=19).compress(raw[:-2])
+        return struct.pack("<I", len(blob)) + blob + bytes(b[4 + size :])
+
+    short = _with_shrs(data, short_basis)
+
+    def meta_edit(m: dict[str, Any]) -> None:
+        m["streams"]["SHRS"]["transform"] = "pca"
+
+    return [
+        ("transform-basis-size", short, "ContainerError",
+         f"corrupt stream: the SH basis holds {raw_size[0] - 2} bytes, not {raw_size[0]}",
+         "6.6a"),
+        ("transform-unknown", with_meta(data, meta_edit), "ContainerError",
+         "bad metadata: transform must be one of ['klt']", "6.6a"),
+    ]
+
+
+def build_transform(out: Path) -> list[dict[str, Any]]:
+    """The transformed files into ``out``'s valid/, invalid/ and expected/ (replacing earlier
+    transform-* files only) and their entries into its INDEX.json."""
+    name, n, degree, quality = TRANSFORM
+    for old in out.glob("*/transform-*"):
+        old.unlink()
+    data = transform_file()
+    (out / "valid" / f"{name}.gsz").write_bytes(data)
+    _write_json(out / "expected" / f"{name}.json",
+                expected_values(gscodec.decode(data, refine=False)))
+    entries: list[dict[str, Any]] = [{
+        "file": f"valid/{name}.gsz", "valid": True, "expected": f"expected/{name}.json",
+        "description": f"{n} Gaussians, SH degree {degree}, quality {quality}, the SH rest "
+                       "transformed (6.6a, version 1.3)"}]
+    for bad, b, error, message, rule in transform_invalid(data):
+        (out / "invalid" / f"{bad}.gsz").write_bytes(b)
+        entries.append({"file": f"invalid/{bad}.gsz", "valid": False, "error": error,
+                        "message": message, "rule": rule})
+    index_path = out / "INDEX.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index["files"] = [e for e in index["files"] if "/transform-" not in e["file"]] + entries
+    index["format"], index["made_by"] = INDEX_FORMAT, MADE_BY
+    _write_json(index_path, index)
+    return index["files"]
+
+
 def build_chunked(out: Path) -> list[dict[str, Any]]:
     """The chunked files into ``out``'s valid/, invalid/ and expected/ (replacing earlier
     chunked files only) and their entries into its INDEX.json."""
@@ -452,9 +547,7 @@ def build_chunked(out: Path) -> list[dict[str, Any]]:
     index_path = out / "INDEX.json"
     index = json.loads(index_path.read_text(encoding="utf-8"))
     index["files"] = [e for e in index["files"] if "/chunked-" not in e["file"]] + entries
-    index["format"] = "gsz conformance files, version 1.1"
-    index["made_by"] = ("python tests/make_conformance.py (version 1.0 files), "
-                        "python tests/make_conformance.py --chunked (chunked-*, 1.1)")
+    index["format"], index["made_by"] = INDEX_FORMAT, MADE_BY
     _write_json(index_path, index)
     return index["files"]
 
@@ -511,6 +604,7 @@ def build(out: Path) -> list[dict[str, Any]]:
         "files": index,
     })
     build_chunked(out)
+    build_transform(out)
     return json.loads((out / "INDEX.json").read_text(encoding="utf-8"))["files"]
 
 
@@ -534,8 +628,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the GSZ.md table")
     ap.add_argument("--chunked", action="store_true",
                     help="make only the chunked files (version 1.1) and add them to the index")
+    ap.add_argument("--transform", action="store_true",
+                    help="make only the files with the SH transform (version 1.3) and add them "
+                         "to the index")
     args = ap.parse_args(argv)
-    index = build_chunked(args.out) if args.chunked else build(args.out)
+    index = (build_chunked(args.out) if args.chunked else
+             build_transform(args.out) if args.transform else build(args.out))
     total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()
                 and p.suffix in (".gsz", ".json"))
     print(f"{len(index)} files ({sum(e['valid'] for e in index)} valid) in {args.out}, "

@@ -292,6 +292,27 @@ def decode_attribute(meta, payload, n, nch, features, allowed):
 # --- section 6: attributes --------------------------------------------------------------------
 
 
+def decode_transformed(meta, payload, n, nch, features) -> list[list[float]]:
+    """6.6a: per row its nch SH-rest values, from the basis and the integer components."""
+    k = meta["components"]
+    if meta.get("transform") != "klt" or not meta["step"] > 0 or not 1 <= k <= nch:
+        raise Reject("transform metadata")
+    (blob_len,) = struct.unpack_from("<I", payload, 0)
+    if 4 + blob_len > len(payload):
+        raise Reject("basis past the end")
+    raw = zstandard.ZstdDecompressor().decompress(payload[4 : 4 + blob_len])
+    if len(raw) != 2 * nch * k:
+        raise Reject("basis size")
+    B = [list(struct.unpack_from(f"<{k}h", raw, 2 * k * r)) for r in range(nch)]
+    X, mu = decode_attribute(meta, payload[4 + blob_len :], n, k, features, FEATURES["SHRS"])
+    rows = []
+    for i in range(n):
+        unit = (meta["step"] * mu[i]) / 16384
+        rows.append([f32(sum(B[r][t] * X[t][i] for t in range(k)) * unit) for r in range(nch)])
+    return rows
+
+
+
 def morton_decode(code: int) -> tuple[int, int, int]:
     out = [0, 0, 0]
     for j in range(21):
@@ -396,13 +417,19 @@ def decode(data: bytes) -> dict[str, list]:
         coeffs = m["coeffs"]
         if coeffs != (d + 1) ** 2 - 1:
             raise Reject("coeffs")
-        X, mu = decode_attribute(m, streams["SHRS"][2], n, 3 * coeffs, features,
-                                 FEATURES["SHRS"])
-        for j in range(coeffs):
-            band = 1 if j + 1 <= 3 else 2 if j + 1 <= 8 else 3
-            step = m["steps"][band - 1]
-            for i in range(n):
-                sh[i].append([f32(X[3 * j + c][i] * (step * mu[i])) for c in range(3)])
+        codec, _, payload = streams["SHRS"]
+        if codec == 2:
+            for i, row in enumerate(decode_transformed(m, payload, n, 3 * coeffs, features)):
+                sh[i] += [row[3 * j : 3 * j + 3] for j in range(coeffs)]
+        elif codec == 1:
+            X, mu = decode_attribute(m, payload, n, 3 * coeffs, features, FEATURES["SHRS"])
+            for j in range(coeffs):
+                band = 1 if j + 1 <= 3 else 2 if j + 1 <= 8 else 3
+                step = m["steps"][band - 1]
+                for i in range(n):
+                    sh[i].append([f32(X[3 * j + c][i] * (step * mu[i])) for c in range(3)])
+        else:
+            raise Reject("SHRS codec")
     return {"means": means, "log_scales": log_scales, "quats": quats,
             "opacity_logits": opacity, "sh": sh}
 

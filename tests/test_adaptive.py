@@ -163,9 +163,13 @@ def test_encoder_codes_importance_classes_when_asked():
     assert again == data
 
 
-def test_refinement_cells_widen_with_the_class_step():
+def test_refinement_cells_widen_with_the_class_step(monkeypatch):
     from gscodec.api import quantization_cells
+    from gscodec.codec import attributes
 
+    # codec 1's cells, which hold the original values (the SH transform's cell is a rotated
+    # cube: its refinement box is tests/test_sh_transform's)
+    monkeypatch.setattr(attributes, "TRANSFORM_MIN_ROWS", 10**12)
     g = make_scene(1500, sh_degree=1, seed=5)
     data, order = encode_with_order(g, 2, importance=True)
     container = read_container(data)

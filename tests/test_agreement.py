@@ -294,7 +294,8 @@ def test_the_spec_states_the_rule_with_the_constants_of_the_code():
     for text in (
         f"base   = {b.FIXED_BYTES >> 20} MiB + {b.FILE_BYTE_FACTOR} * F + "
         f"{b.META_BYTE_FACTOR} * M + N * ({b.GAUSSIAN_BYTES} + {b.SH_COEFF_BYTES} * (d+1)^2 + "
-        f"{b.CLASS_BYTES} * [IMPC present])",
+        f"{b.CLASS_BYTES} * [IMPC present]",
+        f"+ {b.TRANSFORM_VALUE_BYTES} * 3 ((d+1)^2 - 1) * [SHRS codec 2])",
         f"side   = {b.SIDE_ROW_BYTES} * R",
         f"refine = N * ({b.REFINE_GAUSSIAN_BYTES} + {b.REFINE_SH_VALUE_BYTES} * 3 * (d+1)^2)",
         f"+ {b.TARGET_PIXEL_BYTES} * sum(P_v) + {b.RENDER_PIXEL_BYTES} * P_max",

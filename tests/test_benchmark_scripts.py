@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gscodec
@@ -110,6 +111,49 @@ def test_presets_benchmark_measures_candidates_against_todays_table(tmp_path):
     spec.write_text(json.dumps({"bad": {"3": {"no_such_step": 1}}}))
     with pytest.raises(SystemExit, match="not a preset field"):
         bench.main([str(ply), "--candidates", str(spec), "--qualities", "3"])
+
+
+def test_presets_benchmark_candidates_may_set_module_constants(tmp_path):
+    from gscodec.codec import attributes
+
+    bench = _load("presets")
+    ply = tmp_path / "sh.ply"
+    g = make_scene(1200, sh_degree=1, seed=3)
+    rng = np.random.default_rng(0)
+    g.sh[:, 1:] = (rng.normal(scale=0.3, size=(g.n, 1)) * rng.normal(size=(1, 9))).reshape(
+        g.n, 3, 3).astype(np.float32)  # rank 1: the SH transform wins
+    gscodec.write_ply(ply, g)
+    spec = tmp_path / "c.json"
+    spec.write_text(json.dumps({"direct": {"constants": {
+        "gscodec.codec.attributes:TRANSFORM_MIN_ROWS": 10**12}}}))
+    report = bench.main([str(ply), "--candidates", str(spec), "--qualities", "7",
+                         "--views", "2", "--sizes", "32", "--out", str(tmp_path)])
+    curves = report["scenes"][0]["curves"]
+    assert curves["direct"][0]["bytes"] > curves["today"][0]["bytes"]
+    assert attributes.TRANSFORM_MIN_ROWS == 1024  # restored after the candidate
+    spec.write_text(json.dumps({"bad": {"constants": {"gscodec.codec.attributes:NOPE": 1}}}))
+    with pytest.raises(SystemExit, match="has no NOPE"):
+        bench.main([str(ply), "--candidates", str(spec), "--qualities", "7"])
+
+
+def test_sh_coding_benchmark_ranks_representations_on_one_scene(tmp_path):
+    bench = _load("sh_coding")
+    ply = tmp_path / "sh.ply"
+    g = make_scene(1500, sh_degree=2, seed=4)
+    rng = np.random.default_rng(1)
+    g.sh[:, 1:] = (rng.normal(scale=0.2, size=(g.n, 2)) @ rng.normal(size=(2, 24))).reshape(
+        g.n, 8, 3).astype(np.float32)
+    gscodec.write_ply(ply, g)
+    report = bench.main([str(ply), "--variants", "banded,klt,vq,trunc", "--scales", "0.05,0.2",
+                         "--vq-sizes", "16", "--trunc", "0.5", "--views", "2", "--sizes", "32",
+                         "--out", str(tmp_path), "--name", "shc"])
+    scene = report["scenes"][0]
+    for name in ("banded", "klt"):  # coarser steps: fewer bytes
+        c = scene["curves"][name]
+        assert c[0]["bytes"] > c[1]["bytes"]
+    # zeroing half the Gaussians' rest leaves fewer bytes at the same step
+    assert scene["curves"]["trunc0.5"][0]["bytes"] < scene["curves"]["banded"][0]["bytes"]
+    assert (tmp_path / "shc.md").exists() and "klt" in (tmp_path / "shc.md").read_text()
 
 
 def test_benchmarks_with_training_cameras_encode_with_some_and_evaluate_on_the_others(

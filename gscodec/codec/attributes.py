@@ -16,6 +16,7 @@ quantized integers and deterministic.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ import numpy as np
 from .. import memory
 from ..formats.errors import ContainerError
 from ..gaussians import SH_C0
-from . import morton
+from . import morton, shtransform
 from .adaptive import MAX_CLASSES, MAX_MULT
 from .canonical import canonicalize
 from .channels import GroupSpec, decode_group, encode_group
@@ -55,6 +56,7 @@ class Encoded:
     payload: bytes
     meta: dict[str, Any]
     features: Features = field(default_factory=dict)
+    codec: int = 1  # the stream's codec number (GSZ.md 3): 1, the channel coder, but where said
 
 
 @dataclass
@@ -435,6 +437,7 @@ class AttributeCodec:
     name: ClassVar[str]
     kind: ClassVar[str]
     field: ClassVar[str]
+    codecs: ClassVar[tuple[int, ...]] = (1,)  # the stream codec numbers it writes and reads
     coeffs: ClassVar[slice | None] = None
     colour: ClassVar[bool] = False
     lazy_rows: ClassVar[bool] = False
@@ -797,14 +800,61 @@ def _sh_rest_spec(n_coeffs: int) -> GroupSpec:
     return GroupSpec(tuple(refs), tuple(refs), True, ("opa", "dens"), use_act=True)
 
 
+def _transform_spec(n_channels: int) -> GroupSpec:
+    # the transform's components are not correlated linearly: no predictor from earlier ones,
+    # but the magnitude of the one before is a candidate context (and the energy of all before)
+    return GroupSpec(tuple(() for _ in range(n_channels)),
+                     tuple(((c - 1,) if c else ()) for c in range(n_channels)), True,
+                     ("opa", "dens"), use_act=True)
+
+
+TRANSFORM_MIN_ROWS = 1024
+"""The SH codec tries its transform (codec 2) for streams of at least this many Gaussians."""
+TRANSFORM_FACTORS = (3.0, 2.5, 2.0, 1.6, 1.3, 1.0)
+"""The transform's component steps the SH codec tries, in units of the band-1 step: it takes
+the coarsest whose squared error is no larger than the per-band steps' (see ShRestCodec)."""
+
+
+def _row_multipliers(features: Features, mults: list[int] | None, n: int) -> np.ndarray:
+    """Each row's step multiplier (1 without per-class steps), float64 ``[n]``."""
+    if mults is None:
+        return np.ones(n)
+    return np.asarray(mults, np.float64)[np.asarray(features["imp"], np.int64)]
+
+
+def _squared_error(values: np.ndarray | RowView, steps: np.ndarray, rows: np.ndarray) -> float:
+    """The sum of squared quantization errors of ``values`` (``[n, ...]`` flattened to the
+    channels of ``steps``) with step ``steps[c] * rows[i]``, in blocks of rows."""
+    n = values.shape[0]
+    c = steps.shape[0]
+    total = 0.0
+    for a in range(0, n, _BLOCK_ROWS):
+        v = np.asarray(values[a : a + _BLOCK_ROWS], np.float64).reshape(-1, c)
+        u = steps[None, :] * rows[a : a + _BLOCK_ROWS, None]
+        total += float(((v - np.rint(v / u) * u) ** 2).sum())
+    return total
+
+
 class ShRestCodec(AttributeCodec):
-    """Higher SH bands: a uniform step per band; colours of a coefficient predict each other,
-    the energy of the coefficients already sent is a candidate context; repeated coefficient
-    vectors (as in files that went through a codebook) can be sent as a palette."""
+    """Higher SH bands, in the cheaper of two forms (GSZ.md 6.6):
+
+    - codec 1: a uniform step per band; colours of a coefficient predict each other, the energy
+      of the coefficients already sent is a candidate context; repeated coefficient vectors (as
+      in files that went through a codebook) can be sent as a palette;
+    - codec 2 (tried for streams of at least :data:`TRANSFORM_MIN_ROWS` Gaussians): the
+      per-scene KLT of :mod:`.shtransform`, its components with one step: the coarsest of
+      :data:`TRANSFORM_FACTORS` times the band-1 step whose squared error (in the components,
+      which the near-orthonormal basis carries over to the values) is no larger than codec 1's
+      at the preset's band steps. The smaller stream is kept: at no larger error, so the choice
+      never trades fidelity (in squared SH error) for bytes. Where a scene's rest vectors are
+      correlated (trained scenes), most components quantize to zero and the transform wins
+      (``benchmarks/sh_coding.py``, ``benchmarks/results/sh-coding-tuning*.md``); where they
+      are not (random values) or repeat (codebook files: the palette), codec 1 does."""
 
     name: ClassVar[str] = "sh_rest"
     kind: ClassVar[str] = "SHRS"
     field: ClassVar[str] = "sh"
+    codecs: ClassVar[tuple[int, ...]] = (1, 2)
     coeffs: ClassVar[slice | None] = slice(1, None)
     colour: ClassVar[bool] = True
     lazy_rows: ClassVar[bool] = True
@@ -815,10 +865,25 @@ class ShRestCodec(AttributeCodec):
     def source(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return arrays["sh"][:, 1:, :]
 
+    def table_bytes(self, payload: bytes, meta: Any) -> int | None:
+        """The probability tables, and for the transform its basis too."""
+        if not (isinstance(meta, dict) and "transform" in meta):
+            return table_bytes(payload, meta)
+        if len(payload) < 4:
+            return None
+        head = 4 + struct.unpack_from("<I", payload, 0)[0]
+        rest = table_bytes(payload[head:], meta)
+        return None if rest is None else head + rest
+
     def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
-        """``[1 or n, coeffs, 1]``: each band's step."""
-        bands = meta["steps"]
-        half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(meta["coeffs"])])
+        """``[1 or n, coeffs, 1]``: each band's step; for the transform its component step
+        (the cell is a rotated cube of that side: refinement keeps to the box of that side
+        around each decoded value)."""
+        if "transform" in meta:
+            half = np.full(meta["coeffs"], meta["step"] / 2)
+        else:
+            bands = meta["steps"]
+            half = np.array([bands[_band_of(j + 1) - 1] / 2 for j in range(meta["coeffs"])])
         return self._per_class(half[None, :, None], meta, classes, 3)
 
     def encode(
@@ -826,23 +891,55 @@ class ShRestCodec(AttributeCodec):
         adapt: Adapt | None = None,
     ) -> Encoded:
         k = values.shape[1]
-        bands = [b * (1.0 if adapt is None else adapt[0]) for b in params.sh_rest_steps]
+        factor, mults = (1.0, None) if adapt is None else adapt
+        bands = [b * factor for b in params.sh_rest_steps]
         steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(k)], 3)
-        payload, meta, _ = _encode_values(values, steps, 0.0, None if adapt is None else adapt[1],
-                                          _sh_rest_spec(k), features, allow_palette=True)
+        payload, meta, _ = _encode_values(values, steps, 0.0, mults, _sh_rest_spec(k), features,
+                                          allow_palette=True)
         meta["steps"] = bands
         meta["coeffs"] = k
-        return Encoded(payload, meta)
+        best = Encoded(payload, meta)
+        if values.shape[0] >= TRANSFORM_MIN_ROWS:
+            rows = _row_multipliers(features, mults, values.shape[0])
+            B = shtransform.basis(values)
+            Y = shtransform.forward(values, B)
+            target = _squared_error(values, steps, rows)
+            for f in TRANSFORM_FACTORS:
+                step = f * bands[0]
+                if _squared_error(Y, np.full(3 * k, step), rows) <= target:
+                    other = self._transformed(values, step, mults, features, (B, Y))
+                    if len(other.payload) < len(best.payload):
+                        best = other
+                    break
+        return best
+
+    @staticmethod
+    def _transformed(values: np.ndarray | RowView, step: float, mults: list[int] | None,
+                     features: Features, basis: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> Encoded:
+        """Codec 2: the basis, then the components coded with ``step`` (per class ``mults``);
+        ``basis``: the basis and components, where computed already."""
+        k = values.shape[1]
+        if basis is None:
+            B = shtransform.basis(values)
+            basis = (B, shtransform.forward(values, B))
+        B, Y = basis
+        rows = _row_multipliers(features, mults, values.shape[0])
+        used = shtransform.components_used(Y, step, rows)
+        payload, meta, _ = _encode_values(Y[:, :used], step, 0.0, mults, _transform_spec(used),
+                                          features)
+        meta.update(transform="klt", step=step, coeffs=k, components=used)
+        return Encoded(shtransform.pack_basis(B[:, :used]) + payload, meta, codec=2)
 
     def decode(self, payload: bytes, meta: dict[str, Any], n: int, features: Features,
-               out: np.ndarray | None = None) -> Decoded:
+               out: np.ndarray | None = None, codec: int | None = None) -> Decoded:
         """``out``: a float32 ``[n, coeffs, 3]`` array (or view, e.g. the rest of a whole SH
-        array) to decode into; its coefficient count must match the metadata's."""
+        array) to decode into; its coefficient count must match the metadata's. ``codec``:
+        the stream's codec number (1 or 2; a file's decoder passes its stream table's), by
+        default the one the metadata was written for (2 where it has ``transform``)."""
+        if codec is None:
+            codec = 2 if "transform" in meta else 1
         n_coeffs = get_int(meta, "coeffs", 3, 15)
-        bands = get_float_list(meta, "steps", 3)
-        if min(bands) <= 0:
-            raise ContainerError("bad metadata: SH steps must be positive")
-        steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(n_coeffs)], 3)
         flat_out = None
         if out is not None:
             if out.shape != (n, n_coeffs, 3):
@@ -851,13 +948,45 @@ class ShRestCodec(AttributeCodec):
             flat_out = out.reshape(n, n_coeffs * 3)  # a view where the layout allows
             if not np.shares_memory(flat_out, out):
                 flat_out = None
-        flat, _ = _decode_values(payload, meta, n, n_coeffs * 3, _sh_rest_spec(n_coeffs),
-                                 features, steps, out=flat_out, integers=False)
+        if codec == 2:
+            flat = self._decode_transformed(payload, meta, n, n_coeffs, features, flat_out)
+        else:
+            bands = get_float_list(meta, "steps", 3)
+            if min(bands) <= 0:
+                raise ContainerError("bad metadata: SH steps must be positive")
+            steps = np.repeat([bands[_band_of(j + 1) - 1] for j in range(n_coeffs)], 3)
+            flat, _ = _decode_values(payload, meta, n, n_coeffs * 3, _sh_rest_spec(n_coeffs),
+                                     features, steps, out=flat_out, integers=False)
         values = flat.reshape(n, n_coeffs, 3) if flat_out is None else out
         if flat_out is None and out is not None:
             out[...] = values
             values = out
         return Decoded(_finite(values, "SH coefficients"))
+
+    @staticmethod
+    def _decode_transformed(payload: bytes, meta: dict[str, Any], n: int, n_coeffs: int,
+                            features: Features, out: np.ndarray | None) -> np.ndarray:
+        """Codec 2 (GSZ.md 6.6a): ``[n, 3 coeffs]`` float32, into ``out`` where given."""
+        get_str(meta, "transform", ("klt",))
+        step = get_float(meta, "step")
+        if not step > 0:
+            raise ContainerError("bad metadata: the SH transform's step must be positive")
+        c = 3 * n_coeffs
+        used = get_int(meta, "components", 1, c)
+        B, rest = shtransform.unpack_basis(payload, c, used)
+        values = np.empty((n, c), np.float32) if out is None else out
+        spec = _transform_spec(used)
+        if "mult" not in meta:
+            X = decode_matrix(rest, meta, n, used, spec, features)
+            assert X is not None
+            shtransform.inverse_rows(X, B, step / shtransform.BASIS_SCALE, values)
+            return values
+        rows, mults, parts = decode_classes(rest, meta, n, used, spec, features)
+        for r, m, Xc in zip(rows, mults, parts, strict=True):
+            part = np.empty((r.shape[0], c), np.float32)
+            shtransform.inverse_rows(Xc, B, step * m / shtransform.BASIS_SCALE, part)
+            values[r] = part
+        return values
 
 
 REGISTRY = {
