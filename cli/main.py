@@ -1157,6 +1157,12 @@ def report(input_path: Path, as_json: bool) -> None:
         click.echo(f"pruned: the encoder dropped {info['pruned']:,} of the scene's "
                    f"{info['pruned'] + n:,} Gaussians (those whose removal changed its renders "
                    "least)")
+    t = info.get("sh_transform")
+    if t:
+        counts = sorted({k for k in t["components"] if isinstance(k, int)})
+        click.echo(f"SH rest: the per-scene transform (GSZ.md 6.6a) in {t['streams']} of "
+                   f"{t['of']} SHRS streams, {', '.join(map(str, counts))} of its "
+                   f"{t['values']} components sent")
     prior = info.get("side_prior")
     if isinstance(prior, dict):
         click.echo(f"side information carries learned-prior gains {prior.get('gain')} "

@@ -35,8 +35,11 @@ def inspect(
     else:
         files = [(container, stream_meta)]
     rows: dict[str, dict[str, Any]] = {}
+    transformed: list[int] = []  # the component count of each transformed SHRS stream
     for c, sub_meta in files:
         for s in c.streams:
+            if s.kind == "SHRS" and s.codec == 2 and isinstance(sub_meta.get(s.kind), dict):
+                transformed.append(sub_meta[s.kind].get("components"))
             codec = CODEC_OF_KIND.get(s.kind)
             tables = None if codec is None else codec.table_bytes(s.payload, sub_meta.get(s.kind))
             if s.kind == PARTS_KIND:
@@ -56,6 +59,11 @@ def inspect(
         "gaussians": n,
         # how many Gaussians of the encoder's input it dropped (importance pruning), as stored
         "pruned": _pruned(meta),
+        # the SH rest's transform (GSZ.md 6.6a): how many of the file's SHRS streams (one per
+        # part of a chunked file) use it and their component counts, or None where none does
+        "sh_transform": ({"streams": len(transformed), "of": len(files) - (chunked is not None),
+                          "components": transformed, "values": 3 * ((degree + 1) ** 2 - 1)}
+                         if transformed else None),
         "sh_degree": degree,
         "quality": meta.get("quality"),
         "encoder": meta.get("encoder"),

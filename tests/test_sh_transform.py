@@ -165,3 +165,21 @@ def test_presets_without_sh_rest_are_unchanged():
     assert preset(7).sh_rest_steps[0] > 0  # (the transform's step follows the band-1 step)
     data = gscodec.encode(make_scene(1500, sh_degree=0, seed=1), quality=7, views=0)
     assert read_container(data).version == (1, 0)
+
+
+def test_the_bitrate_report_says_where_the_transform_is_used(tmp_path):
+    from click.testing import CliRunner
+
+    from gscodec.cli.main import main
+
+    path = tmp_path / "t.gsz"
+    path.write_bytes(gscodec.encode(correlated_scene(1500), quality=7, views=0))
+    info = gscodec.inspect(path)
+    assert info["sh_transform"]["streams"] == info["sh_transform"]["of"] == 1
+    assert info["sh_transform"]["components"] == [_shrs(path.read_bytes())[1]["components"]]
+    r = CliRunner().invoke(main, ["bitrate", "report", str(path)], catch_exceptions=False)
+    assert r.exit_code == 0 and "SH rest: the per-scene transform (GSZ.md 6.6a) in 1 of 1" \
+        in r.output
+    plain = tmp_path / "p.gsz"
+    plain.write_bytes(gscodec.encode(make_scene(200, sh_degree=1, seed=2), quality=7, views=0))
+    assert gscodec.inspect(plain)["sh_transform"] is None
