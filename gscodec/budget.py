@@ -65,8 +65,10 @@ SH_COEFF_BYTES = 32  # per SH coefficient ((d+1)^2 of them, three colours each) 
 CLASS_BYTES = 64  # per Gaussian, with importance classes (class rows, features per class)
 FOREIGN_GAUSSIAN_BYTES = 256  # per Gaussian, an .spz base layer (formats/spz.py's float64 arrays)
 # per SH-rest value (3 ((d+1)^2 - 1) of them) and Gaussian, a transformed SHRS stream (GSZ.md
-# 6.6a): its int32 component matrix is kept whole until the inverse transform (4 bytes), the
-# per-class parts' copies (4) and float32 results (4); times 1.5
+# 6.6a): its int32 component matrix is kept whole until the inverse transform (4 bytes), with
+# per-class steps the parts' matrices (4) and each part's float32 result (4); times 1.5.
+# Measured (300k SH-3 Gaussians, all 45 components sent, no classes): 686 bytes per Gaussian
+# against 508 for the same scene per band, +4 per value
 TRANSFORM_VALUE_BYTES = 18
 
 # --- the side information -------------------------------------------------------------------

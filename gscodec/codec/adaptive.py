@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import numpy as np
 
-ADAPTED = ("log_scales", "quats", "sh_dc")
-"""The attributes the encoder codes with per-class steps. The format allows the higher SH bands
-too (GSZ.md 5.7), but on playbot (SH 2) per-class SH steps raised PSNR at 256 px renders and
-lowered it at 768 px at equal bytes (preset 5, 3,289,103 B: 51.24 / 48.47 dB; without them
-2,987,522 B: 49.23 / 48.49 dB; uniform steps 3,073,410 B: 49.24 / 48.67 dB), so they stay
-uniform; the SH sensitivity still counts in the class score."""
+ADAPTED = ("log_scales", "quats", "sh_dc", "sh_rest")
+"""The attributes the encoder codes with per-class steps (GSZ.md 5.7). The higher SH bands
+joined on 2026-12-03 (tuning split, 6 or 4 evaluation views of seed 1 at 512 px,
+``benchmarks/results/presets-sh-tuning.md``, ``presets-sh-tuning-playbot.md``): on the
+full-precision fruit (SH 3) per-class SH steps gave presets 2-5 +3.9 to +5.8 dB at 9-15% fewer
+bytes (the uniform band steps zero a view dependence that matters there), on the distilled
+playbot-sh3 +0.9 / +2.2 dB at presets 2 / 3 for 1-4% more bytes, and on playbot (SOG, SH 2)
++1.5 / +1.1 dB at presets 2 / 3 for 3-4% more bytes (about 3-5% fewer bytes at equal PSNR).
+Before, measured on playbot at the old views (which could coincide with the encoder's), they
+had raised PSNR at 256 px renders and lowered it at 768 px at equal bytes (preset 5, 3,289,103
+B: 51.24 / 48.47 dB; without them 2,987,522 B: 49.23 / 48.49 dB), and were left out."""
 CLASS_QUANTILES = (0.6, 0.85, 0.95)
 """Class edges, as quantiles of the importance score: the less important 60%, then 25%, 10%
 and the top 5% (finer classes at the top, where the steps differ most). Chosen with
