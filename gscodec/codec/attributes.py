@@ -810,9 +810,10 @@ def _transform_spec(n_channels: int) -> GroupSpec:
 
 TRANSFORM_MIN_ROWS = 1024
 """The SH codec tries its transform (codec 2) for streams of at least this many Gaussians."""
-TRANSFORM_FACTORS = (3.0, 2.5, 2.0, 1.6, 1.3, 1.0)
+TRANSFORM_FACTORS = (3.0, 2.5, 2.0, 1.6, 1.3, 1.0, 0.8, 0.6)
 """The transform's component steps the SH codec tries, in units of the band-1 step: it takes
-the coarsest whose squared error is no larger than the per-band steps' (see ShRestCodec)."""
+the coarsest whose squared error in every SH band is no larger than the per-band steps' (see
+ShRestCodec)."""
 
 
 def _row_multipliers(features: Features, mults: list[int] | None, n: int) -> np.ndarray:
@@ -822,17 +823,25 @@ def _row_multipliers(features: Features, mults: list[int] | None, n: int) -> np.
     return np.asarray(mults, np.float64)[np.asarray(features["imp"], np.int64)]
 
 
-def _squared_error(values: np.ndarray | RowView, steps: np.ndarray, rows: np.ndarray) -> float:
-    """The sum of squared quantization errors of ``values`` (``[n, ...]`` flattened to the
-    channels of ``steps``) with step ``steps[c] * rows[i]``, in blocks of rows."""
-    n = values.shape[0]
-    c = steps.shape[0]
-    total = 0.0
+def _band_errors(values: np.ndarray | RowView, steps: np.ndarray, rows: np.ndarray,
+                 basis: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per SH band (1..3), the sum of squared errors of ``values`` (``[n, k, 3]``) quantized
+    with step ``steps[c] * rows[i]``: per value (codec 1), or with ``basis`` (B, Y) per
+    component of ``Y``, the values rebuilt through ``B`` (codec 2). In blocks of rows."""
+    n, k = values.shape[0], values.shape[1]
+    band = np.repeat([_band_of(j + 1) - 1 for j in range(k)], 3)
+    out = np.zeros(3)
     for a in range(0, n, _BLOCK_ROWS):
-        v = np.asarray(values[a : a + _BLOCK_ROWS], np.float64).reshape(-1, c)
+        v = np.asarray(values[a : a + _BLOCK_ROWS], np.float64).reshape(-1, 3 * k)
         u = steps[None, :] * rows[a : a + _BLOCK_ROWS, None]
-        total += float(((v - np.rint(v / u) * u) ** 2).sum())
-    return total
+        if basis is None:
+            e = v - np.rint(v / u) * u
+        else:
+            y = np.asarray(basis[1][a : a + _BLOCK_ROWS], np.float64)
+            e = v - (np.rint(y / u) * u) @ (basis[0].astype(np.float64).T
+                                             / shtransform.BASIS_SCALE)
+        out += np.bincount(band, weights=(e * e).sum(axis=0), minlength=3)[:3]
+    return out
 
 
 class ShRestCodec(AttributeCodec):
@@ -843,10 +852,12 @@ class ShRestCodec(AttributeCodec):
       in files that went through a codebook) can be sent as a palette;
     - codec 2 (tried for streams of at least :data:`TRANSFORM_MIN_ROWS` Gaussians): the
       per-scene KLT of :mod:`.shtransform`, its components with one step: the coarsest of
-      :data:`TRANSFORM_FACTORS` times the band-1 step whose squared error (in the components,
-      which the near-orthonormal basis carries over to the values) is no larger than codec 1's
-      at the preset's band steps. The smaller stream is kept: at no larger error, so the choice
-      never trades fidelity (in squared SH error) for bytes. Where a scene's rest vectors are
+      :data:`TRANSFORM_FACTORS` times the band-1 step whose squared error in each SH band (the
+      values rebuilt through the basis) is no larger than codec 1's at the preset's band steps.
+      The smaller stream is kept: at no larger error in any band, so the choice never trades
+      fidelity (in squared SH error) for bytes. (With one total instead of one per band, the
+      transform moved error into band 1, where the renders see it most: fruit preset 8 lost
+      1.2 dB.) Where a scene's rest vectors are
       correlated (trained scenes), most components quantize to zero and the transform wins
       (``benchmarks/sh_coding.py``, ``benchmarks/results/sh-coding-tuning*.md``); where they
       are not (random values) or repeat (codebook files: the palette), codec 1 does."""
@@ -903,10 +914,11 @@ class ShRestCodec(AttributeCodec):
             rows = _row_multipliers(features, mults, values.shape[0])
             B = shtransform.basis(values)
             Y = shtransform.forward(values, B)
-            target = _squared_error(values, steps, rows)
+            target = _band_errors(values, steps, rows)
             for f in TRANSFORM_FACTORS:
                 step = f * bands[0]
-                if _squared_error(Y, np.full(3 * k, step), rows) <= target:
+                if np.all(_band_errors(values, np.full(3 * k, step), rows, (B, Y))
+                          <= target * (1 + 1e-9)):
                     other = self._transformed(values, step, mults, features, (B, Y))
                     if len(other.payload) < len(best.payload):
                         best = other
