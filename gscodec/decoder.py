@@ -85,16 +85,21 @@ def declares(n: int, degree: int) -> str:
 
 def base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
     """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes)."""
-    # (a chunked file's parts may have importance classes: counted as if they do)
-    # (a chunked file's parts may have importance classes and the SH transform: counted as if
-    # they do)
-    chunked = bool(container.flags & FLAG_CHUNKED)
-    classes = container.get(IMPORTANCE.kind) is not None or chunked
-    shrs = container.get(REGISTRY["sh_rest"].kind)
-    transform = chunked or (shrs is not None and shrs.codec != CODEC_CHANNELS_V1)
-    return base_memory(container.streams[0].payload, n, degree, container.file_size, classes,
-                       limits, foreign=container.get(foreign.KIND) is not None,
-                       transform=transform)
+    return header_memory(container.streams[0].payload, n, degree, container.file_size,
+                         container.streams, container.flags, limits)
+
+
+def header_memory(meta_payload: bytes, n: int, degree: int, file_size: int, entries: Any,
+                  flags: int, limits: Limits) -> int:
+    """:func:`base_memory` with what the stream table (``entries``: each with ``kind`` and
+    ``codec``) and the file flags say: importance classes, a foreign base layer, a transformed
+    SH rest. A chunked file's parts, not read here, are counted as if they had classes and the
+    transform."""
+    chunked = bool(flags & FLAG_CHUNKED)
+    codecs = {e.kind: e.codec for e in entries}
+    transform = codecs.get(REGISTRY["sh_rest"].kind, CODEC_CHANNELS_V1) != CODEC_CHANNELS_V1
+    return base_memory(meta_payload, n, degree, file_size, chunked or IMPORTANCE.kind in codecs,
+                       limits, foreign=foreign.KIND in codecs, transform=chunked or transform)
 
 
 def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classes: bool,

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import budget
 from .cameras import Camera
-from .decoder import base_memory, checked_meta
+from .decoder import checked_meta, header_memory
 from .formats.chunks import FLAG_CHUNKED
 from .formats.errors import ContainerError, unreadable
 from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header
@@ -59,14 +59,9 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
             "side_information": side,
             "chunk_size": meta.get("chunk_size") if chunked else None,
             "base": meta.get("base") if "BASE" in kinds else None,
-            # (a chunked file's parts, not read here, may have classes and the SH transform:
-            # assumed they do)
-            "decode_memory_bytes": base_memory(header.meta_payload, n, degree,
-                                               header.file_size, classes or chunked, limits,
-                                               foreign="BASE" in kinds,
-                                               transform=chunked or any(
-                                                   e.kind == "SHRS" and e.codec != 1
-                                                   for e in header.entries))}
+            "decode_memory_bytes": header_memory(header.meta_payload, n, degree,
+                                                 header.file_size, header.entries,
+                                                 header.flags, limits)}
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS

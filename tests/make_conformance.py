@@ -501,52 +501,46 @@ def transform_invalid(data: bytes) -> list[tuple[str, bytes, str, str, str]]:
 
 
 def build_transform(out: Path) -> list[dict[str, Any]]:
-    """The transformed files into ``out``'s valid/, invalid/ and expected/ (replacing earlier
-    transform-* files only) and their entries into its INDEX.json."""
+    """The transformed files (``transform-*``) into ``out`` and its INDEX.json
+    (:func:`_build_family`)."""
     name, n, degree, quality = TRANSFORM
-    for old in out.glob("*/transform-*"):
-        old.unlink()
     data = transform_file()
-    (out / "valid" / f"{name}.gsz").write_bytes(data)
-    _write_json(out / "expected" / f"{name}.json",
-                expected_values(gscodec.decode(data, refine=False)))
-    entries: list[dict[str, Any]] = [{
-        "file": f"valid/{name}.gsz", "valid": True, "expected": f"expected/{name}.json",
-        "description": f"{n} Gaussians, SH degree {degree}, quality {quality}, the SH rest "
-                       "transformed (6.6a, version 1.3)"}]
-    for bad, b, error, message, rule in transform_invalid(data):
-        (out / "invalid" / f"{bad}.gsz").write_bytes(b)
-        entries.append({"file": f"invalid/{bad}.gsz", "valid": False, "error": error,
-                        "message": message, "rule": rule})
-    index_path = out / "INDEX.json"
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    index["files"] = [e for e in index["files"] if "/transform-" not in e["file"]] + entries
-    index["format"], index["made_by"] = INDEX_FORMAT, MADE_BY
-    _write_json(index_path, index)
-    return index["files"]
+    return _build_family(out, "transform-", name, data,
+                         f"{n} Gaussians, SH degree {degree}, quality {quality}, the SH rest "
+                         "transformed (6.6a, version 1.3)", transform_invalid(data))
 
 
 def build_chunked(out: Path) -> list[dict[str, Any]]:
-    """The chunked files into ``out``'s valid/, invalid/ and expected/ (replacing earlier
-    chunked files only) and their entries into its INDEX.json."""
+    """The chunked files (``chunked-*``) into ``out`` and INDEX.json (:func:`_build_family`)."""
     name, n, degree, quality, chunk = CHUNKED
-    for old in out.glob("*/chunked-*"):
-        old.unlink()
     data = chunked_file()
+    return _build_family(out, "chunked-", name, data,
+                         f"{n} Gaussians, SH degree {degree}, quality {quality}, chunked (11): "
+                         f"chunks of at most {chunk} Gaussians in 2 layers, importance classes",
+                         chunked_invalid(data))
+
+
+def _build_family(out: Path, prefix: str, name: str, data: bytes, description: str,
+                  invalid: list[tuple[str, bytes, str, str, str]]) -> list[dict[str, Any]]:
+    """A family of files built on its own: the valid file ``name`` (``data``, its expected
+    values) and the ``invalid`` files made from it into ``out``'s valid/, invalid/ and
+    expected/, replacing the earlier ``PREFIX*`` files only, and their entries into its
+    INDEX.json (replacing the family's); the index's files."""
+    for old in out.glob(f"*/{prefix}*"):
+        old.unlink()
     (out / "valid" / f"{name}.gsz").write_bytes(data)
     _write_json(out / "expected" / f"{name}.json",
                 expected_values(gscodec.decode(data, refine=False)))
     entries: list[dict[str, Any]] = [{
         "file": f"valid/{name}.gsz", "valid": True, "expected": f"expected/{name}.json",
-        "description": f"{n} Gaussians, SH degree {degree}, quality {quality}, chunked (11): "
-                       f"chunks of at most {chunk} Gaussians in 2 layers, importance classes"}]
-    for bad, b, error, message, rule in chunked_invalid(data):
+        "description": description}]
+    for bad, b, error, message, rule in invalid:
         (out / "invalid" / f"{bad}.gsz").write_bytes(b)
         entries.append({"file": f"invalid/{bad}.gsz", "valid": False, "error": error,
                         "message": message, "rule": rule})
     index_path = out / "INDEX.json"
     index = json.loads(index_path.read_text(encoding="utf-8"))
-    index["files"] = [e for e in index["files"] if "/chunked-" not in e["file"]] + entries
+    index["files"] = [e for e in index["files"] if f"/{prefix}" not in e["file"]] + entries
     index["format"], index["made_by"] = INDEX_FORMAT, MADE_BY
     _write_json(index_path, index)
     return index["files"]

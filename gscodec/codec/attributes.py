@@ -16,7 +16,6 @@ quantized integers and deterministic.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -824,24 +823,31 @@ def _row_multipliers(features: Features, mults: list[int] | None, n: int) -> np.
 
 
 def _band_errors(values: np.ndarray | RowView, steps: np.ndarray, rows: np.ndarray,
-                 basis: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Per SH band (1..3), the sum of squared errors of ``values`` (``[n, k, 3]``) quantized
-    with step ``steps[c] * rows[i]``: per value (codec 1), or with ``basis`` (B, Y) per
-    component of ``Y``, the values rebuilt through ``B`` (codec 2). In blocks of rows."""
+                 basis: tuple[np.ndarray, np.ndarray], transform_steps: tuple[float, ...]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per SH band (1..3), the sums of squared errors of ``values`` (``[n, k, 3]``) quantized
+    per value with step ``steps[c] * rows[i]`` (codec 1, ``[3]``), and for each of
+    ``transform_steps`` with the components ``Y`` of ``basis`` (B, Y) quantized with step
+    ``step * rows[i]`` and the values rebuilt through ``B`` (codec 2, ``[len, 3]``). One pass
+    over the rows, in blocks."""
     n, k = values.shape[0], values.shape[1]
     band = np.repeat([_band_of(j + 1) - 1 for j in range(k)], 3)
-    out = np.zeros(3)
+    rebuild = basis[0].astype(np.float64).T / shtransform.BASIS_SCALE
+    direct, transformed = np.zeros(3), np.zeros((len(transform_steps), 3))
+
+    def by_band(e: np.ndarray) -> np.ndarray:
+        return np.bincount(band, weights=(e * e).sum(axis=0), minlength=3)[:3]
+
     for a in range(0, n, _BLOCK_ROWS):
         v = np.asarray(values[a : a + _BLOCK_ROWS], np.float64).reshape(-1, 3 * k)
-        u = steps[None, :] * rows[a : a + _BLOCK_ROWS, None]
-        if basis is None:
-            e = v - np.rint(v / u) * u
-        else:
-            y = np.asarray(basis[1][a : a + _BLOCK_ROWS], np.float64)
-            e = v - (np.rint(y / u) * u) @ (basis[0].astype(np.float64).T
-                                             / shtransform.BASIS_SCALE)
-        out += np.bincount(band, weights=(e * e).sum(axis=0), minlength=3)[:3]
-    return out
+        r = rows[a : a + _BLOCK_ROWS, None]
+        u = steps[None, :] * r
+        direct += by_band(v - np.rint(v / u) * u)
+        y = np.asarray(basis[1][a : a + _BLOCK_ROWS], np.float64)
+        for i, step in enumerate(transform_steps):
+            u = step * r
+            transformed[i] += by_band(v - (np.rint(y / u) * u) @ rebuild)
+    return direct, transformed
 
 
 class ShRestCodec(AttributeCodec):
@@ -880,10 +886,8 @@ class ShRestCodec(AttributeCodec):
         """The probability tables, and for the transform its basis too."""
         if not (isinstance(meta, dict) and "transform" in meta):
             return table_bytes(payload, meta)
-        if len(payload) < 4:
-            return None
-        head = 4 + struct.unpack_from("<I", payload, 0)[0]
-        rest = table_bytes(payload[head:], meta)
+        head = shtransform.basis_bytes(payload)
+        rest = None if head is None else table_bytes(payload[head:], meta)
         return None if rest is None else head + rest
 
     def half(self, meta: dict[str, Any], classes: np.ndarray | None = None) -> np.ndarray:
@@ -914,15 +918,14 @@ class ShRestCodec(AttributeCodec):
             rows = _row_multipliers(features, mults, values.shape[0])
             B = shtransform.basis(values)
             Y = shtransform.forward(values, B)
-            target = _band_errors(values, steps, rows)
-            for f in TRANSFORM_FACTORS:
-                step = f * bands[0]
-                if np.all(_band_errors(values, np.full(3 * k, step), rows, (B, Y))
-                          <= target * (1 + 1e-9)):
-                    other = self._transformed(values, step, mults, features, (B, Y))
-                    if len(other.payload) < len(best.payload):
-                        best = other
-                    break
+            candidates = tuple(f * bands[0] for f in TRANSFORM_FACTORS)
+            target, errors = _band_errors(values, steps, rows, (B, Y), candidates)
+            fits = [s for s, e in zip(candidates, errors, strict=True)
+                    if np.all(e <= target * (1 + 1e-9))]
+            if fits:  # (the coarsest: the candidates run from coarse to fine)
+                other = self._transformed(values, fits[0], mults, features, (B, Y))
+                if len(other.payload) < len(best.payload):
+                    best = other
         return best
 
     @staticmethod

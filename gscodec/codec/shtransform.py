@@ -83,20 +83,26 @@ def pack_basis(B: np.ndarray) -> bytes:
     return struct.pack("<I", len(blob)) + blob
 
 
+def basis_bytes(payload: bytes) -> int | None:
+    """The length of a codec-2 payload's basis prefix (its ``u32`` and blob), None where the
+    payload is too short to say."""
+    return None if len(payload) < 4 else 4 + struct.unpack_from("<I", payload, 0)[0]
+
+
 def unpack_basis(payload: bytes, c: int, k: int) -> tuple[np.ndarray, bytes]:
     """The basis ``[c, k]`` (int64) and the rest of the payload; ContainerError where the
     prefix is damaged or does not hold exactly ``c * k`` int16 values."""
-    if len(payload) < 4:
+    head = basis_bytes(payload)
+    if head is None:
         raise ContainerError("corrupt stream: SHRS payload shorter than its basis header")
-    (size,) = struct.unpack_from("<I", payload, 0)
-    if 4 + size > len(payload):
+    if head > len(payload):
         raise ContainerError("corrupt stream: the SH basis runs past the end of the stream")
-    raw = bounded_decompress(payload[4 : 4 + size], 2 * c * k, "SH basis")
+    raw = bounded_decompress(payload[4:head], 2 * c * k, "SH basis")
     if len(raw) != 2 * c * k:
         raise ContainerError(f"corrupt stream: the SH basis holds {len(raw)} bytes, not "
                              f"{2 * c * k}")
     B = np.frombuffer(raw, "<i2").astype(np.int64).reshape(c, k)
-    return B, payload[4 + size :]
+    return B, payload[head:]
 
 
 def inverse_rows(X: np.ndarray, B: np.ndarray, unit: float | np.ndarray, out: np.ndarray
