@@ -110,9 +110,9 @@ def encode_with_order(
     quantized with ``sideinfo_step`` (image units); no stream when every residual quantizes to
     zero (nothing to refine towards).
 
-    ``importance`` (default: on at presets 1-5 for at least :data:`codec.adaptive.MIN_GAUSSIANS`
-    Gaussians) measures how much each Gaussian matters to renders at the encoder views and gives
-    the less important ones coarser steps at the same estimated fidelity (:mod:`codec.adaptive`).
+    ``importance`` (default: :func:`_with_classes`) measures how much each Gaussian matters to
+    renders at the encoder views and gives the less important ones coarser steps at the same
+    estimated fidelity (:func:`codec.adaptive.adapted`: without the canonical form, SH only).
 
     ``cameras`` (training cameras, :func:`gscodec.cameras.read_cameras`): the side information
     and the importance estimate use ``views`` (and 16) of them (:func:`training_views`) instead
@@ -161,6 +161,16 @@ def encode_with_order(
     _warn_if_refused(data)
     report(total, total, "done")
     return data, order
+
+
+def _with_classes(params: QualityParams, n: int, degree: int) -> bool:
+    """Whether the encoder measures importance classes by default: for scenes of at least
+    :data:`codec.adaptive.MIN_GAUSSIANS` Gaussians at the render-tuned presets (canonical
+    form), and at those with ``faithful_classes`` where the scene has higher SH bands (the
+    attributes they adapt, :data:`codec.adaptive.FAITHFUL`)."""
+    if n < adaptive.MIN_GAUSSIANS:
+        return False
+    return params.canonical or (params.faithful_classes and degree > 0)
 
 
 def _fraction(params: QualityParams, prune: float | None, n: int) -> float:
@@ -384,12 +394,13 @@ def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityPa
     means, n = arrays["means"], arrays["means"].shape[0]
     part_params = replace(params, position_step=position_grid(means, params).step)
     measured = None
-    if params.canonical and n >= adaptive.MIN_GAUSSIANS if importance is None else importance:
+    if _with_classes(params, n, _degree(arrays)) if importance is None else importance:
         report(0, 1, "measuring importance")
         order = morton_order(means, params)
         shapes = [alt for _, c in _codecs(_degree(arrays)) for alt in
                   c.alternatives(arrays, params)]
-        classes, adapts = _importance(shapes[-1] if shapes else arrays, order, backend, cameras)
+        classes, adapts = _importance(shapes[-1] if shapes else arrays, order, backend, cameras,
+                                      params.canonical)
         by_input = np.empty_like(classes)
         by_input[order] = classes
         del shapes, classes, order
@@ -469,13 +480,13 @@ def _base_layer(arrays: dict[str, np.ndarray], order: np.ndarray, params: Qualit
     total = len(codecs) + 1
     shapes = [arrays] + [alt for _, c in codecs for alt in c.alternatives(arrays, params)]
     if importance is None:
-        importance = params.canonical and n >= adaptive.MIN_GAUSSIANS
+        importance = _with_classes(params, n, degree)
     classes, adapts = None, {}
     if measured is not None:  # (a part of a chunked file: the classes by input row)
         classes, adapts = measured[0][order], measured[1]
     elif importance and n > 0:
         report(0, total, "measuring importance")
-        classes, adapts = _importance(shapes[-1], order, backend, cameras)
+        classes, adapts = _importance(shapes[-1], order, backend, cameras, params.canonical)
     features: dict[str, np.ndarray] = {}
     streams: list[Stream] = []
     stream_meta: dict[str, Any] = {}
@@ -593,10 +604,11 @@ def training_views(cameras: list[Camera], count: int, size: int, multiple: int =
 
 
 def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str,
-                cameras: list[Camera] | None = None
+                cameras: list[Camera] | None = None, canonical: bool = True
                 ) -> tuple[np.ndarray, dict[str, tuple[float, list[int]]]]:
     """Importance class of each Gaussian (storage order) and the per-class steps of each
-    attribute that uses them, measured at synthesized encoder views or at ``cameras``."""
+    attribute that uses them (:func:`codec.adaptive.adapted`: at a preset with the
+    ``canonical`` form or not), measured at synthesized encoder views or at ``cameras``."""
     from .importance import sensitivities
 
     g = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
@@ -605,8 +617,9 @@ def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str,
     sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
     k = adaptive.DEFAULT_CLASSES
     classes = adaptive.classes(sens)
-    return classes, {name: adaptive.class_steps(sens[name], classes, k)
-                     for name in adaptive.ADAPTED if name in sens}
+    names, options = adaptive.adapted(canonical)
+    return classes, {name: adaptive.class_steps(sens[name], classes, k, **options)
+                     for name in names if name in sens}
 
 
 def encode(

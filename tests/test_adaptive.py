@@ -44,6 +44,26 @@ def test_class_steps_follow_the_inverse_square_root_and_keep_the_estimated_error
     assert adaptive.class_steps(np.zeros(400), cls, 4) == (0.5, [2, 2, 2, 2])
 
 
+def test_capped_class_steps_are_never_coarser_than_the_uniform_step():
+    cls = np.repeat(np.arange(4), 100)
+    w = np.repeat([1 / 16, 1 / 4, 1.0, 4.0], 100)
+    free, free_mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0)
+    assert free * free_mults[0] > 1  # (uncapped, the least sensitive class is coarser)
+    factor, mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0, cap=1.0)
+    assert max(mults) * factor <= 1 + 1e-12
+    # the sensitive classes keep their finer steps; the others take the coarsest within the cap
+    assert factor == free and mults[-1] == free_mults[-1] and mults == sorted(mults, reverse=True)
+    assert (max(mults) + 1) * factor > 1
+    # a factor above half the cap is lowered so that even the finest multiple (2) fits
+    factor, mults = adaptive.class_steps(w, cls, 4, max_ratio=6.0, error_ratio=100.0, cap=1.0)
+    assert factor == 0.5 and mults == [2, 2, 2, 2]
+    assert adaptive.class_steps(np.zeros(400), cls, 4, cap=0.5) == (0.25, [2, 2, 2, 2])
+    # which attributes take them, with which cap
+    assert adaptive.adapted(True) == (adaptive.ADAPTED, {})
+    assert adaptive.adapted(False) == (adaptive.FAITHFUL, {
+        "cap": 1.0, "error_ratio": adaptive.FAITHFUL_ERROR_RATIO})
+
+
 def _sorted(n, degree, seed=0):
     g = make_scene(n, sh_degree=degree, seed=seed)
     return g.take(morton_order(g.means, PARAMS))
@@ -195,3 +215,27 @@ def test_refinement_cells_widen_with_the_class_step(monkeypatch):
     width = (cells["sh_dc"][1] - cells["sh_dc"][0]).numpy()[:, 0, 0]
     narrow_width = (narrow["sh_dc"][1] - narrow["sh_dc"][0]).numpy()[:, 0, 0]
     np.testing.assert_allclose(width, narrow_width * mult, rtol=1e-4)
+
+
+def test_faithful_presets_give_the_sh_rest_classes_within_the_preset_step(monkeypatch):
+    from gscodec.codec import attributes
+
+    # codec 1 (per band), whose values each keep within half their step; an aim that would
+    # send the less important classes coarser than the preset's step, were they not capped
+    monkeypatch.setattr(attributes, "TRANSFORM_MIN_ROWS", 10**12)
+    monkeypatch.setattr(adaptive, "FAITHFUL_ERROR_RATIO", 1.0)
+    g = make_scene(adaptive.MIN_GAUSSIANS + 100, sh_degree=1, seed=6)
+    assert preset(7).faithful_classes and not preset(7).canonical
+    data, order = encode_with_order(g, 7, views=0)
+    container = read_container(data)
+    meta = decode_meta(container.streams[0].payload)["streams"]
+    assert "IMPC" in meta and "mult" in meta["SHRS"]
+    assert not any("mult" in meta[k] for k in ("SCAL", "ROTN", "SHDC"))  # only the SH rest
+    mults = meta["SHRS"]["mult"]
+    assert len(set(mults)) > 1  # the classes differ
+    err = np.abs(gscodec.decode(data, refine=False).sh[:, 1:] - g.take(order).sh[:, 1:])
+    assert err.max() <= preset(7).sh_rest_steps[0] / 2 + 1e-6
+    # an SH-0 scene has nothing to adapt: no classes measured
+    plain, _ = encode_with_order(make_scene(adaptive.MIN_GAUSSIANS + 100, sh_degree=0, seed=6),
+                                 7, views=0)
+    assert "IMPC" not in [s.kind for s in read_container(plain).streams]

@@ -32,6 +32,14 @@ playbot-sh3 +0.9 / +2.2 dB at presets 2 / 3 for 1-4% more bytes, and on playbot 
 Before, measured on playbot at the old views (which could coincide with the encoder's), they
 had raised PSNR at 256 px renders and lowered it at 768 px at equal bytes (preset 5, 3,289,103
 B: 51.24 / 48.47 dB; without them 2,987,522 B: 49.23 / 48.49 dB), and were left out."""
+FAITHFUL = ("sh_rest",)
+"""The attributes with per-class steps at the presets that keep every attribute within the
+preset's bound (``QualityParams.faithful_classes``): there each class's step is at most the
+uniform one (``class_steps(cap=1)``). See :data:`gscodec.codec.quality._TABLE` for what chose
+it."""
+FAITHFUL_ERROR_RATIO = 0.1
+"""The estimated error the capped per-class steps of :data:`FAITHFUL` aim at (relative to the
+uniform step's; the cap lowers it further). See :data:`gscodec.codec.quality._TABLE`."""
 CLASS_QUANTILES = (0.6, 0.85, 0.95)
 """Class edges, as quantiles of the importance score: the less important 60%, then 25%, 10%
 and the top 5% (finer classes at the top, where the steps differ most). Chosen with
@@ -83,22 +91,37 @@ def classes(sens: dict[str, np.ndarray],
     return np.searchsorted(edges, score, side="right").astype(np.uint8)
 
 
+def adapted(canonical: bool) -> tuple[tuple[str, ...], dict[str, float]]:
+    """The attributes that take per-class steps and the options of :func:`class_steps` for
+    them: :data:`ADAPTED` at the render-tuned presets (canonical form), :data:`FAITHFUL`
+    capped at the uniform step, aiming at :data:`FAITHFUL_ERROR_RATIO`, at the others."""
+    if canonical:
+        return ADAPTED, {}
+    return FAITHFUL, {"cap": 1.0, "error_ratio": FAITHFUL_ERROR_RATIO}
+
+
 def class_steps(sens: np.ndarray, cls: np.ndarray, k: int,
                 max_ratio: float = DEFAULT_MAX_RATIO,
-                error_ratio: float = DEFAULT_ERROR_RATIO) -> tuple[float, list[int]]:
+                error_ratio: float = DEFAULT_ERROR_RATIO,
+                cap: float | None = None) -> tuple[float, list[int]]:
     """``(factor, mults)``: class ``c`` of this attribute takes step
     ``preset_step * factor * mults[c]``, with ``mults`` integers in 2..MAX_MULT, and ``factor``
-    such that the estimated error is ``error_ratio`` times that of the uniform step."""
+    such that the estimated error is ``error_ratio`` times that of the uniform step. With
+    ``cap``, no class's step exceeds ``cap`` times the uniform step (the classes that would be
+    coarser take the coarsest multiple within it; the error is then below the aim)."""
     w = np.asarray(sens, np.float64)
     total = np.bincount(cls, w, minlength=k)
     count = np.bincount(cls, minlength=k)
     mean = total / np.maximum(count, 1)
     top = float(mean.max()) if count.any() else 0.0
     if not top > 0:
-        return 0.5, [2] * k
+        return (0.5 if cap is None else min(0.5, cap / 2)), [2] * k
     ratio = np.sqrt(top / np.maximum(mean, top / max_ratio**2))
     mults = np.clip(np.rint(2 * ratio), 2, min(MAX_MULT, 2 * max_ratio)).astype(np.int64)
     # estimated error: sum_c total_c (factor * mult_c)^2 = error_ratio * sum_i w_i
     factor = float(np.sqrt(error_ratio * total.sum()
                            / max(float((total * mults.astype(np.float64) ** 2).sum()), 1e-300)))
+    if cap is not None:
+        factor = min(factor, cap / 2)
+        mults = np.minimum(mults, max(2, int(np.floor(cap / factor + 1e-9))))
     return factor, [int(m) for m in mults]

@@ -20,6 +20,10 @@ Units:
         removal changes the renders at its views least (:func:`gscodec.importance.removal_costs`),
         as long as what they add to the error stays within a share of the base layer's
         (``gscodec.encoder._pruned_base``).
+    faithful_classes: at a preset without the canonical form, the attributes of
+        :data:`.adaptive.FAITHFUL` (the higher SH bands) take per-class steps none of which is
+        coarser than the preset's own (:func:`.adaptive.class_steps` with ``cap``): the
+        important Gaussians finer, no attribute outside the preset's bound.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class QualityParams:
     canonical: bool = False
     position_step: float | None = None
     prune: float = 0.0
+    faithful_classes: bool = False
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -48,6 +53,8 @@ class QualityParams:
             del d["position_step"]
         if self.prune == 0:  # (the files of presets that prune nothing stay as they were)
             del d["prune"]
+        if not self.faithful_classes:  # (nor those of the presets without them)
+            del d["faithful_classes"]
         return d
 
 
@@ -58,11 +65,12 @@ _TABLE = {
     3: QualityParams(12.25, 1 / 8, 0.022, 85, 5.3, (0.13, 0.17, 0.21), True),
     4: QualityParams(12.75, 1 / 10.5, 0.018, 255, 4.3, (0.10, 0.13, 0.16), True),
     5: QualityParams(13.25, 1 / 13, 0.016, 255, 2.6, (0.08, 0.10, 0.13), True),
-    6: QualityParams(13.25, 1 / 16.5, 0.00135, 255, 1.7, (0.08, 0.10, 0.13)),
-    7: QualityParams(13.75, 1 / 18, 0.0012, 255, 1.45, (0.07, 0.09, 0.12)),
-    8: QualityParams(15.0, 1 / 24, 0.0009, 255, 1.0, (0.06, 0.08, 0.10)),
-    9: QualityParams(16.0, 1 / 32, 0.0006, 510, 0.5, (0.035, 0.045, 0.055)),
-    10: QualityParams(18.0, 1 / 64, 0.0003, 1020, 0.25, (0.015, 0.02, 0.025)),
+    6: QualityParams(13.25, 1 / 16.5, 0.00135, 255, 1.7, (0.08, 0.10, 0.13), faithful_classes=True),
+    7: QualityParams(13.75, 1 / 18, 0.0012, 255, 1.45, (0.07, 0.09, 0.12), faithful_classes=True),
+    8: QualityParams(15.0, 1 / 24, 0.0009, 255, 1.0, (0.06, 0.08, 0.10), faithful_classes=True),
+    9: QualityParams(16.0, 1 / 32, 0.0006, 510, 0.5, (0.035, 0.045, 0.055), faithful_classes=True),
+    10: QualityParams(18.0, 1 / 64, 0.0003, 1020, 0.25, (0.015, 0.02, 0.025),
+                      faithful_classes=True),
 }
 """Preset -> steps. Presets 1-5 spend bits where renders need them. They were re-balanced on
 2026-11-27 from per-attribute rate/distortion sweeps on plant (SH 0) and playbot (SH 2) at 256 px
@@ -101,6 +109,22 @@ gained 0.28 dB, angel 33% (0.69x) for -1.03 dB, plant 4% (0.97x) for -0.58 dB
 instead cost plant 8.7 dB (``prune-tuning.md``): its Gaussians matter at 512 px in a way the
 256 px views of the removal costs miss, which the check views at 512 px see.
 
+Presets 6-10 give the higher SH bands per-class steps none coarser than the table's
+(``faithful_classes``, :data:`.adaptive.FAITHFUL`, aiming at :data:`.adaptive.FAITHFUL_ERROR_RATIO`
+0.1), since 2026-12-03: with the uniform band steps, which send the SH rest of full-precision
+scenes to zero, presets 6-8 had lower PSNR than preset 5 (whose classes keep the important
+Gaussians' view dependence). Tuning split, 6 evaluation views of seed 1 at 512 px, presets
+5-10 (``benchmarks/results/presets-faithful-tuning-fruit.md``, ``-b.md``, ``-playbot-sh3.md``,
+``-playbot.md``; ``python3 benchmarks/presets.py SCENES --candidates FILE --qualities 5-10``
+with the candidates recorded there): fruit preset 6 from 39.56 to 46.09 dB (+6.7% bytes),
+plant-sh3 from 49.63 to 53.77 dB (+11.5%), playbot-sh3 from 46.42 to 53.08 dB (+18%), playbot
+(SOG, SH 2) from 48.16 to 52.04 dB (+15%); BD-rate against the uniform steps' curve -21.8%
+(fruit), +4.6% (plant-sh3), -2.8% (playbot-sh3), +2.7% (playbot). Aims of 0.25 / 0.05: -11.2 /
+-25.0%, +11.1 / +0.2%, +3.6 / (not run), +1.8 / +3.1%; 0.25 left playbot-sh3's preset 7 below
+its preset 6, 0.05 widens the byte step from preset 5 to 6 further (plant-sh3 +31%). Finer
+uniform SH steps instead (about half) cost +19.1% on fruit. Scenes of SH 0 or under
+:data:`.adaptive.MIN_GAUSSIANS` Gaussians are coded as before.
+
 At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
 steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of
 the uniform steps listed here with fewer bytes."""
@@ -121,8 +145,8 @@ def between(q: float) -> QualityParams:
     """The ladder as a continuous parameter ``q`` in 1..10 (for rate control): preset ``q``
     itself where ``q`` is an integer; between presets ``k = floor(q)`` and ``k + 1``, each
     step geometrically between theirs (``step_k ** (1 - t) * step_k+1 ** t``, ``t = q - k``),
-    the position bits and pruned fraction linearly, and preset ``k``'s opacity levels and
-    form (canonical or not), so that no step grows with ``q``."""
+    the position bits and pruned fraction linearly, and preset ``k``'s opacity levels,
+    form (canonical or not) and classes, so that no step grows with ``q``."""
     if not MIN_QUALITY <= q <= MAX_QUALITY:
         raise ValueError(f"quality must be in {MIN_QUALITY}..{MAX_QUALITY}")
     k = int(np.floor(q))
@@ -143,7 +167,8 @@ def between(q: float) -> QualityParams:
         sh_rest_steps=(geo(a.sh_rest_steps[0], b.sh_rest_steps[0]),
                        geo(a.sh_rest_steps[1], b.sh_rest_steps[1]),
                        geo(a.sh_rest_steps[2], b.sh_rest_steps[2])),
-        canonical=a.canonical, prune=a.prune + t * (b.prune - a.prune))
+        canonical=a.canonical, prune=a.prune + t * (b.prune - a.prune),
+        faithful_classes=a.faithful_classes)
 
 
 def robust_diagonal(means: np.ndarray) -> float:
