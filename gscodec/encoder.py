@@ -394,7 +394,10 @@ def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityPa
     means, n = arrays["means"], arrays["means"].shape[0]
     part_params = replace(params, position_step=position_grid(means, params).step)
     measured = None
-    if _with_classes(params, n, _degree(arrays)) if importance is None else importance:
+    # (by default not at the presets without the canonical form: the whole scene's estimate
+    # peaked at 18.65x the PLY at 1M, benchmarks/results/default_path-faithful.md)
+    if params.canonical and _with_classes(params, n, _degree(arrays)) if importance is None \
+            else importance:
         report(0, 1, "measuring importance")
         order = morton_order(means, params)
         shapes = [alt for _, c in _codecs(_degree(arrays)) for alt in
