@@ -163,14 +163,16 @@ def encode_with_order(
     return data, order
 
 
-def _with_classes(params: QualityParams, n: int, degree: int) -> bool:
+def _with_classes(params: QualityParams, n: int, degree: int, chunked: bool = False) -> bool:
     """Whether the encoder measures importance classes by default: for scenes of at least
     :data:`codec.adaptive.MIN_GAUSSIANS` Gaussians at the render-tuned presets (canonical
     form), and at those with ``faithful_classes`` where the scene has higher SH bands (the
-    attributes they adapt, :data:`codec.adaptive.FAITHFUL`)."""
+    attributes they adapt, :data:`codec.adaptive.FAITHFUL`) and is not ``chunked`` (there the
+    whole scene's estimate peaked at 18.65x the PLY at 1M Gaussians,
+    ``benchmarks/results/default_path-faithful.md``)."""
     if n < adaptive.MIN_GAUSSIANS:
         return False
-    return params.canonical or (params.faithful_classes and degree > 0)
+    return params.canonical or (params.faithful_classes and degree > 0 and not chunked)
 
 
 def _fraction(params: QualityParams, prune: float | None, n: int) -> float:
@@ -394,9 +396,7 @@ def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityPa
     means, n = arrays["means"], arrays["means"].shape[0]
     part_params = replace(params, position_step=position_grid(means, params).step)
     measured = None
-    # (by default not at the presets without the canonical form: the whole scene's estimate
-    # peaked at 18.65x the PLY at 1M, benchmarks/results/default_path-faithful.md)
-    if params.canonical and _with_classes(params, n, _degree(arrays)) if importance is None \
+    if _with_classes(params, n, _degree(arrays), chunked=True) if importance is None \
             else importance:
         report(0, 1, "measuring importance")
         order = morton_order(means, params)

@@ -118,7 +118,8 @@ Gaussians' view dependence). Tuning split, 6 evaluation views of seed 1 at 512 p
 ``-playbot.md``; ``python3 benchmarks/presets.py SCENES --candidates FILE --qualities 5-10``
 with the candidates recorded there): fruit preset 6 from 39.56 to 46.09 dB (+6.7% bytes),
 plant-sh3 from 49.63 to 53.77 dB (+11.5%), playbot-sh3 from 46.42 to 53.08 dB (+18%), playbot
-(SOG, SH 2) from 48.16 to 52.04 dB (+15%); BD-rate against the uniform steps' curve -21.8%
+(SOG, SH 2, chunked: measured while chunked files had them by default, now as with
+``importance=True``) from 48.16 to 52.04 dB (+15%); BD-rate against the uniform steps' curve -21.8%
 (fruit), +4.6% (plant-sh3), -2.8% (playbot-sh3), +2.7% (playbot). Aims of 0.25 / 0.05: -11.2 /
 -25.0%, +11.1 / +0.2%, +3.6 / (not run), +1.8 / +3.1%; 0.25 left playbot-sh3's preset 7 below
 its preset 6, 0.05 widens the byte step from preset 5 to 6 further (plant-sh3 +31%). Finer
