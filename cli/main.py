@@ -261,8 +261,8 @@ def main(json_errors: bool) -> None:
               help="Measure how much each Gaussian matters to renders and give the less "
                    "important ones coarser steps at the same estimated fidelity (default: on "
                    "at quality 1-5 for scenes of 4096+ Gaussians, and at 6-10 for the SH rest "
-                   "of unchunked ones with SH bands, never coarser; it renders at 16 "
-                   "small views, which takes seconds per 100k Gaussians on a CPU).")
+                   "of those with SH bands, never coarser; it renders at 16 small views, "
+                   "which takes seconds per 100k Gaussians on a CPU).")
 @click.option("--prior-gains/--no-prior-gains", default=None,
               help="With side information: measure how much the shipped learned prior's "
                    "correction helps this scene and store it for the decoder (default: on at "

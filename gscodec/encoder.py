@@ -163,16 +163,15 @@ def encode_with_order(
     return data, order
 
 
-def _with_classes(params: QualityParams, n: int, degree: int, chunked: bool = False) -> bool:
+def _with_classes(params: QualityParams, n: int, degree: int) -> bool:
     """Whether the encoder measures importance classes by default: for scenes of at least
     :data:`codec.adaptive.MIN_GAUSSIANS` Gaussians at the render-tuned presets (canonical
     form), and at those with ``faithful_classes`` where the scene has higher SH bands (the
-    attributes they adapt, :data:`codec.adaptive.FAITHFUL`) and is not ``chunked`` (there the
-    whole scene's estimate peaked at 18.65x the PLY at 1M Gaussians,
-    ``benchmarks/results/default_path-faithful.md``)."""
+    attributes they adapt, :data:`codec.adaptive.FAITHFUL`; their estimate is a forward
+    render a view, in bounded memory, so chunked files get them too)."""
     if n < adaptive.MIN_GAUSSIANS:
         return False
-    return params.canonical or (params.faithful_classes and degree > 0 and not chunked)
+    return params.canonical or (params.faithful_classes and degree > 0)
 
 
 def _fraction(params: QualityParams, prune: float | None, n: int) -> float:
@@ -396,7 +395,7 @@ def _chunked_base(arrays: dict[str, np.ndarray], quality: int, params: QualityPa
     means, n = arrays["means"], arrays["means"].shape[0]
     part_params = replace(params, position_step=position_grid(means, params).step)
     measured = None
-    if _with_classes(params, n, _degree(arrays), chunked=True) if importance is None \
+    if _with_classes(params, n, _degree(arrays)) if importance is None \
             else importance:
         report(0, 1, "measuring importance")
         order = morton_order(means, params)
@@ -611,16 +610,28 @@ def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str,
                 ) -> tuple[np.ndarray, dict[str, tuple[float, list[int]]]]:
     """Importance class of each Gaussian (storage order) and the per-class steps of each
     attribute that uses them (:func:`codec.adaptive.adapted`: at a preset with the
-    ``canonical`` form or not), measured at synthesized encoder views or at ``cameras``."""
-    from .importance import sensitivities
+    ``canonical`` form or not), measured at synthesized encoder views or at ``cameras``.
 
-    g = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
+    Where only SH bands take classes (not ``canonical``), the classes are those of the SH
+    rest's sensitivity alone, computed in closed form from one render a view without autograd
+    (:func:`gscodec.importance.sh_sensitivities`: the memory of a plain render, in input
+    order, no copy of the scene); otherwise from every adapted attribute's, by Hutchinson's
+    estimate through backward passes."""
+    from .importance import sensitivities, sh_sensitivities
+
     cams = (encoder_views(arrays["means"], IMPORTANCE_VIEWS, IMPORTANCE_SIZE) if cameras is None
             else training_views(cameras, IMPORTANCE_VIEWS, IMPORTANCE_SIZE))
-    sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
+    names, options = adaptive.adapted(canonical)
+    if canonical:
+        g = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
+        sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
+    else:
+        exact = sh_sensitivities(Gaussians.from_arrays(arrays), cams, backend=backend)
+        # (an SH-0 scene has no SH rest: its classes, asked for, come from the DC term)
+        sens = {name: j[order] for name, j in exact.items()
+                if name in names or not set(names) & set(exact)}
     k = adaptive.DEFAULT_CLASSES
     classes = adaptive.classes(sens)
-    names, options = adaptive.adapted(canonical)
     return classes, {name: adaptive.class_steps(sens[name], classes, k, **options)
                      for name in names if name in sens}
 

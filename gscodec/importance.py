@@ -18,6 +18,17 @@ estimate never uses gsplat: its backward pass sums gradients with atomic additio
 (and so the last bits, the importance classes and the file) changes from run to run. On a CUDA
 machine the pure-PyTorch renderer runs on the GPU with torch's deterministic kernels; if an op
 there has none (or the GPU runs out of memory), the estimate runs on the CPU.
+
+For the SH coefficients the expected value of that estimate has a closed form that needs no
+backward pass (:func:`sh_sensitivities`): the image's derivative with respect to coefficient
+``k`` of channel ``c`` of Gaussian ``i`` at pixel ``p`` is ``w_i(p) Y_k(d_i)`` (its blending
+weight times the basis function along its view direction) where the colour is not clamped at
+0, and 0 where it is. Summed over the pixels, squared, that is ``Y_k(d_i)^2 W_i`` with
+``W_i = sum_p w_i(p)^2``; and the 2l+1 real spherical harmonics of band ``l`` satisfy
+``sum_m Y_lm(d)^2 = (2l+1) / (4 pi)`` for every direction (the addition theorem), so the mean
+over the higher bands' coefficients is ``1 / (4 pi)`` whatever the degree and the direction, as
+``C0^2`` is for the DC term. A forward render per view (without autograd, in bounded memory)
+gives ``W``.
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ import torch
 
 from .cameras import Camera
 from .gaussians import Gaussians
-from .render import deterministic, render, resolve_backend
+from .render import deterministic, render, resolve_backend, side_by_side
+from .render.sh import C0, sh_basis
 
 
 def sensitivities(
@@ -105,6 +117,69 @@ def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int,
     if degree > 0:
         out["sh_rest"] = (acc_sh[:, 1:].mean(dim=1) * scale).numpy()
     return out
+
+
+def sh_sensitivities(
+    gaussians: Gaussians,
+    cameras: Sequence[Camera],
+    *,
+    backend: str = "auto",
+) -> dict[str, np.ndarray]:
+    """``{"sh_dc": J, "sh_rest": J}`` (the second for SH degree > 0), ``[N] float64``: exactly
+    the expected value of :func:`sensitivities`' estimate for those attributes (the module
+    docstring), from one render a view without autograd: the memory of a plain render (the
+    rasterizer's chunks), not of a backward pass. Deterministic on one machine."""
+    j = _on_device(lambda device: _weight_energy(gaussians, cameras, device), backend,
+                   "importance estimate")
+    out = {"sh_dc": j * C0**2}
+    if gaussians.sh_degree > 0:
+        out["sh_rest"] = j / (4 * np.pi)
+    return out
+
+
+def _weight_energy(gaussians: Gaussians, cameras: Sequence[Camera], device: str) -> np.ndarray:
+    """``sum_views sum_pixels w_i(p)^2``, each view's term times the share of the colour
+    channels of Gaussian ``i`` that are not clamped there (their derivative is 0). The views
+    render side by side (:func:`gscodec.render.side_by_side`) and add up in their order."""
+    means = _tensor(gaussians.means)
+    sh = _tensor(gaussians.sh)
+
+    def view(cam: Camera) -> torch.Tensor:
+        energy = torch.zeros(gaussians.n, dtype=torch.float64, device=device)
+
+        def sink(ids: torch.Tensor, pix: torch.Tensor, w: torch.Tensor) -> None:
+            energy.index_add_(0, ids, w.double() ** 2)
+
+        with torch.no_grad():
+            # the weights do not depend on the colours: the DC term is enough to render
+            render(gaussians, cam, sh_degree=0, backend="cpu", device=device, pair_sink=sink)
+            return energy.cpu() * _unclamped(means, sh, cam)
+
+    acc = torch.zeros(gaussians.n, dtype=torch.float64)
+    for term in side_by_side(view, list(cameras), "cpu", device):
+        acc += term
+    return acc.numpy()
+
+
+def _unclamped(means: torch.Tensor, sh: torch.Tensor, cam: Camera,
+               block: int = 1 << 16) -> torch.Tensor:
+    """``[N] float64``: the share of each Gaussian's three colour channels that the renderer
+    does not clamp at 0 in this view (``sum_k sh_k Y_k(d) + 0.5 >= 0``)."""
+    centre = torch.as_tensor(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3], dtype=torch.float32)
+    degree = {1: 0, 4: 1, 9: 2, 16: 3}[sh.shape[1]]
+    out = torch.empty(means.shape[0], dtype=torch.float64)
+    for a in range(0, means.shape[0], block):
+        d = means[a : a + block] - centre
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        rgb = torch.bmm(sh_basis(degree, d)[:, None, :], sh[a : a + block])[:, 0, :] + 0.5
+        out[a : a + block] = (rgb >= 0).double().mean(dim=1)
+    return out
+
+
+def _tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    return x.detach().to("cpu", torch.float32)
 
 
 def removal_costs(

@@ -123,10 +123,19 @@ plant-sh3 from 49.63 to 53.77 dB (+11.5%), playbot-sh3 from 46.42 to 53.08 dB (+
 (fruit), +4.6% (plant-sh3), -2.8% (playbot-sh3), +2.7% (playbot). Aims of 0.25 / 0.05: -11.2 /
 -25.0%, +11.1 / +0.2%, +3.6 / (not run), +1.8 / +3.1%; 0.25 left playbot-sh3's preset 7 below
 its preset 6, 0.05 widens the byte step from preset 5 to 6 further (plant-sh3 +31%). Finer
-uniform SH steps instead (about half) cost +19.1% on fruit. Scenes of SH 0, under
-:data:`.adaptive.MIN_GAUSSIANS` Gaussians, or chunked (more than ``chunks.DEFAULT_CHUNK_SIZE``;
-``importance=True`` turns it on there) are coded as before: the whole scene's estimate is not
-bounded in memory (1M SH-3: 18.65x the PLY, ``benchmarks/results/default_path-faithful.md``).
+uniform SH steps instead (about half) cost +19.1% on fruit. Scenes of SH 0 or under
+:data:`.adaptive.MIN_GAUSSIANS` Gaussians are coded as before.
+
+Since the evening of 2026-12-03 these classes come from the SH rest's sensitivity alone, in
+closed form (:func:`gscodec.importance.sh_sensitivities`: a forward render a view, in bounded
+memory, so chunked files get them too), where they came from every attribute's gradient
+estimate. The same tuning runs with it (``benchmarks/results/presets-exact-tuning.md``,
+``presets-exact-tuning-playbot.md``; the command above with
+``presets-exact-candidates.json``, and an empty candidates file for playbot): BD-rate against
+the gradient estimate's curve +0.2% (fruit), -0.5% (plant-sh3), -0.1% (playbot-sh3), -1.9%
+(playbot, chunked), and against the uniform steps' +0.7% on playbot (was +2.7%); aims of 0.05
+/ 0.2 against 0.1: -3.8 / +6.3% (fruit), -1.5 / +3.0% (plant-sh3), -5.2 / +1.9% (playbot-sh3),
+the same ordering as before, so 0.1 stays (for the byte step from preset 5 to 6).
 
 At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
 steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of
