@@ -615,8 +615,8 @@ def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str,
     Where only SH bands take classes (not ``canonical``), the classes are those of the SH
     rest's sensitivity alone, computed in closed form from one render a view without autograd
     (:func:`gscodec.importance.sh_sensitivities`: the memory of a plain render, in input
-    order, no copy of the scene); otherwise from every adapted attribute's, by Hutchinson's
-    estimate through backward passes."""
+    order, no copy of the scene); otherwise from every adapted attribute's: the scales' and
+    rotations' by Hutchinson's estimate through backward passes, the colours' in closed form."""
     from .importance import sensitivities, sh_sensitivities
 
     cams = (encoder_views(arrays["means"], IMPORTANCE_VIEWS, IMPORTANCE_SIZE) if cameras is None
@@ -624,7 +624,9 @@ def _importance(arrays: dict[str, np.ndarray], order: np.ndarray, backend: str,
     names, options = adaptive.adapted(canonical)
     if canonical:
         g = Gaussians.from_arrays({k: v[order] for k, v in arrays.items()})
-        sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend)
+        sens = sensitivities(g, cams, probes=IMPORTANCE_PROBES, backend=backend,
+                             colours=False)
+        sens.update(sh_sensitivities(g, cams, backend=backend))
     else:
         exact = sh_sensitivities(Gaussians.from_arrays(arrays), cams, backend=backend)
         # (an SH-0 scene has no SH rest: its classes, asked for, come from the DC term)

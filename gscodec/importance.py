@@ -52,12 +52,16 @@ def sensitivities(
     probes: int = 2,
     seed: int = 0,
     backend: str = "auto",
+    colours: bool = True,
 ) -> dict[str, np.ndarray]:
     """``{attribute: J [N] float64}`` for the log-scales, rotations (the three components other
     than the largest, as the rotation codec sends them), DC colour and, for SH degree > 0, the
-    higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not)."""
-    return _on_device(lambda device: _sensitivities(gaussians, cameras, probes, seed, device),
-                      backend, "importance estimate")
+    higher SH bands. ``gaussians`` should be in the form the encoder codes (canonical or not).
+    Without ``colours``, the scales and rotations only: the SH coefficients stay out of the
+    backward pass (their closed form is :func:`sh_sensitivities`), which then holds about half
+    the memory (``benchmarks/results/importance-geometry-only-1m.md``)."""
+    return _on_device(lambda device: _sensitivities(gaussians, cameras, probes, seed, device,
+                                                    colours), backend, "importance estimate")
 
 
 def _on_device(run: Callable[[str], Any], backend: str, what: str) -> Any:
@@ -80,7 +84,7 @@ def _on_device(run: Callable[[str], Any], backend: str, what: str) -> Any:
 
 
 def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int, seed: int,
-                   device: str) -> dict[str, np.ndarray]:
+                   device: str, colours: bool = True) -> dict[str, np.ndarray]:
     n = gaussians.n
     degree = gaussians.sh_degree
     arrays = gaussians.as_arrays()
@@ -88,9 +92,9 @@ def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int,
         k: torch.tensor(np.asarray(arrays[k], np.float32), requires_grad=k != "opacity_logits")
         for k in ("means", "quats", "log_scales", "opacity_logits")
     }
-    sh = torch.tensor(np.asarray(arrays["sh"], np.float32), requires_grad=True)
+    sh = torch.tensor(np.asarray(arrays["sh"], np.float32), requires_grad=colours)
     acc = {k: torch.zeros(n, dtype=torch.float64) for k in ("log_scales", "quats")}
-    acc_sh = torch.zeros(n, sh.shape[1], dtype=torch.float64)
+    acc_sh = torch.zeros(n, sh.shape[1] if colours else 0, dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
     quats = np.asarray(arrays["quats"], np.float64)
     largest = np.abs(quats).argmax(axis=1) if n else np.zeros(0, np.int64)
@@ -102,19 +106,21 @@ def _sensitivities(gaussians: Gaussians, cameras: Sequence[Camera], probes: int,
                           params["opacity_logits"], sh)
             image = render(g, cam, backend="cpu", device=device).image
             v = torch.randint(0, 2, tuple(image.shape), generator=gen).to(image) * 2 - 1
-            dq, ds, dsh = torch.autograd.grad((image * v).sum(),
-                                              [params["quats"], params["log_scales"], sh])
+            wrt = [params["quats"], params["log_scales"]] + ([sh] if colours else [])
+            dq, ds, *dsh = torch.autograd.grad((image * v).sum(), wrt)
             dq = dq.detach().cpu().double() ** 2
             acc["quats"] += (dq * others).sum(dim=1) / 3
             acc["log_scales"] += (ds.detach().cpu().double() ** 2).mean(dim=1)
-            acc_sh += (dsh.detach().cpu().double() ** 2).mean(dim=2)
+            if colours:
+                acc_sh += (dsh[0].detach().cpu().double() ** 2).mean(dim=2)
     scale = 1.0 / max(1, probes)
     out = {
         "log_scales": (acc["log_scales"] * scale).numpy(),
         "quats": (acc["quats"] * scale).numpy(),
-        "sh_dc": (acc_sh[:, 0] * scale).numpy(),
     }
-    if degree > 0:
+    if colours:
+        out["sh_dc"] = (acc_sh[:, 0] * scale).numpy()
+    if colours and degree > 0:
         out["sh_rest"] = (acc_sh[:, 1:].mean(dim=1) * scale).numpy()
     return out
 

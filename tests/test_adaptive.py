@@ -157,6 +157,11 @@ def test_sensitivities_see_what_the_views_see():
         assert j[name][2] == 0.0 and j[name][:2].min() > 0.0
     # a round Gaussian's rotation does not matter (up to float noise), an elongated one's does
     assert j["quats"][1] < 1e-6 * j["quats"][0]
+    # without the colours in the backward pass: the same geometry sensitivities, no colours
+    geometry = sensitivities(g, cams, probes=2, backend="cpu", colours=False)
+    assert set(geometry) == {"log_scales", "quats"}
+    for name in geometry:
+        np.testing.assert_allclose(geometry[name], j[name], rtol=1e-6, atol=0)
 
 
 def test_sh_sensitivities_are_the_expected_value_of_the_gradient_estimate():

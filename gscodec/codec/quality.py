@@ -139,7 +139,12 @@ the same ordering as before, so 0.1 stays (for the byte step from preset 5 to 6)
 
 At presets 1-5 the encoder by default replaces the uniform log-scale, rotation and DC colour
 steps by steps per importance class (:mod:`.adaptive`), aiming at about the render fidelity of
-the uniform steps listed here with fewer bytes."""
+the uniform steps listed here with fewer bytes.
+Since 2026-12-04 their colours' sensitivities come from the same closed form and the
+gradient estimate serves the scales and rotations only (about 39 s against 64.5 s at 1M SH-3,
+``benchmarks/results/importance-cost-1m-geometry.md``); on the tuning split the presets code
+as before (BD-rate +0.10% plant-sh3, +0.12% playbot-sh3, -0.15% fruit,
+``presets-geometry-tuning.md`` against ``presets-geometry-tuning-before.md``)."""
 
 MIN_QUALITY = 1
 MAX_QUALITY = 10
