@@ -214,9 +214,10 @@ class _Main(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        from ..memory import single_arena
+        from ..memory import mapped_large_blocks, single_arena
 
         single_arena()  # (peak memory: see gscodec.memory)
+        mapped_large_blocks()
         argv = list(sys.argv[1:] if args is None else args)
         if not standalone_mode or not _json_errors(argv):
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
@@ -553,16 +554,17 @@ def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, repor
                    jobs=jobs)
     if o.get("prune") is not None:
         options["prune"] = o["prune"]
-    # the encoder gets the only reference to the scene (popped from the list), so that it can
-    # let it go once it is coded and rendered (memory: one scene at a time)
+    # the encoder gets the only reference to the scene (the list, which it empties), so that it
+    # lets it go once it is coded and rendered (memory: one scene at a time); a scene passed in
+    # the call itself would stay referenced here until the call returns
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if o.get("base") is not None:
             spz = "spz" if o["base"] == "spz" else _base_file(Path(o["base"]))
-            data, _ = encode_with_order(scene.pop(), base=spz, **options)
+            data, _ = encode_with_order(scene, base=spz, **options)
             reached = {"quality": None, "base": o["base"]}
         elif o["target_size"] is None and o["target_psnr"] is None:
-            data, _ = encode_with_order(scene.pop(), o["quality"], **options)
+            data, _ = encode_with_order(scene, o["quality"], **options)
             reached: dict[str, Any] = {"quality": o["quality"]}
         else:
             data, _, r = encode_to(scene.pop(), target_size=o["target_size"],

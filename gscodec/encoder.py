@@ -82,7 +82,7 @@ def _validated_arrays(g: Gaussians) -> dict[str, np.ndarray]:
 
 
 def encode_with_order(
-    gaussians: Gaussians,
+    gaussians: Gaussians | list[Gaussians],
     quality: int = DEFAULT_QUALITY,
     *,
     progress: Progress | None = None,
@@ -128,12 +128,11 @@ def encode_with_order(
 
     ``base``: "spz" or an .spz file's bytes as the base layer instead of gscodec's (GSZ.md 6.9,
     :func:`_foreign_base`; no prior gains; the order: the identity, or None for given bytes).
-
     ``prune`` (default: the preset's ``prune``): the fraction of the Gaussians dropped before
-    coding (:func:`_pruned_base`; ``order`` then holds only the kept rows).
-
-    A file that a decoder with the default limits would refuse is still returned, with a
-    :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`)."""
+    coding (:func:`_pruned_base`; ``order`` then holds only the kept rows). A file that a decoder with the default limits would refuse is still returned, with a
+    :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`). ``gaussians`` may be a one-item
+    list, which this empties (:func:`_taken`)."""
+    gaussians = _taken(gaussians)
     report = progress or noop
     if chunk_size < chunks.MIN_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be at least {chunks.MIN_CHUNK_SIZE}")
@@ -145,8 +144,8 @@ def encode_with_order(
                      cameras, report)
     if views > 0:
         report(total, total + 1, "side information")
-        # the original's renders first (they do not depend on the storage order); then this holds
-        # no reference to the input: a caller that passed the only one (the CLI) never holds two
+        # the original's renders first (they do not depend on the storage order); then this
+        # holds no reference to the input (one handed over in a list: let go here)
         memory.release()
         cams, originals = _originals(arrays, views, sideinfo_size, sideinfo_scale, cameras,
                                      backend)
@@ -161,6 +160,19 @@ def encode_with_order(
     _warn_if_refused(data)
     report(total, total, "done")
     return data, order
+
+
+def _taken(gaussians: Gaussians | list[Gaussians]) -> Gaussians:
+    """The scene, taken out of a one-item list where it comes in one: a caller that hands over
+    its only reference so holds none while the file is made, and the scene is let go once it
+    is coded and rendered (the CLI: an argument passed in the call itself stays referenced by
+    the caller until the call returns, which kept a 1M SH-3 scene, 236 MB, alive through the
+    side information)."""
+    if not isinstance(gaussians, list):
+        return gaussians
+    if len(gaussians) != 1 or not isinstance(gaussians[0], Gaussians):
+        raise TypeError("gaussians must be Gaussians or a list holding one")
+    return gaussians.pop()
 
 
 def _with_classes(params: QualityParams, n: int, degree: int) -> bool:
@@ -650,7 +662,7 @@ def encode(
     The decoded Gaussians come back in Morton order of their quantized positions, not in input
     order (:func:`encode_with_order` returns the permutation)."""
     if isinstance(gaussians_or_path, Gaussians):
-        g = gaussians_or_path
-    else:
-        g = read_ply(gaussians_or_path)
-    return encode_with_order(g, quality, progress=progress, **options)[0]
+        return encode_with_order(gaussians_or_path, quality, progress=progress, **options)[0]
+    # the scene read here is handed over, so that it is let go once coded and rendered
+    return encode_with_order([read_ply(gaussians_or_path)], quality, progress=progress,
+                             **options)[0]

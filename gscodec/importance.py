@@ -41,7 +41,7 @@ import torch
 
 from .cameras import Camera
 from .gaussians import Gaussians
-from .render import deterministic, render, resolve_backend, side_by_side
+from .render import deterministic, render, resolve_backend, side_by_side_iter
 from .render.sh import C0, sh_basis
 
 
@@ -146,7 +146,7 @@ def sh_sensitivities(
 def _weight_energy(gaussians: Gaussians, cameras: Sequence[Camera], device: str) -> np.ndarray:
     """``sum_views sum_pixels w_i(p)^2``, each view's term times the share of the colour
     channels of Gaussian ``i`` that are not clamped there (their derivative is 0). The views
-    render side by side (:func:`gscodec.render.side_by_side`) and add up in their order."""
+    render side by side (:func:`gscodec.render.side_by_side_iter`) and add up in their order."""
     means = _tensor(gaussians.means)
     sh = _tensor(gaussians.sh)
 
@@ -162,7 +162,7 @@ def _weight_energy(gaussians: Gaussians, cameras: Sequence[Camera], device: str)
             return energy.cpu() * _unclamped(means, sh, cam)
 
     acc = torch.zeros(gaussians.n, dtype=torch.float64)
-    for term in side_by_side(view, list(cameras), "cpu", device):
+    for term in side_by_side_iter(view, list(cameras), "cpu", device):
         acc += term
     return acc.numpy()
 

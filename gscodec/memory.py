@@ -64,6 +64,25 @@ def single_arena() -> bool:
     return mallopt is not None and bool(mallopt(M_ARENA_MAX, 1))
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD = 1 << 20
+"""The size from which the CLI's allocations are mapped pages of their own (glibc's default
+starts at 128 KB and rises, after a large block is freed, up to 32 MB)."""
+
+
+def mapped_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Give blocks of ``threshold`` bytes or more pages of their own, returned to the operating
+    system when they are freed (``mallopt(M_MMAP_THRESHOLD, threshold)``; it also fixes the
+    threshold, which glibc otherwise raises after each large free), as the CLI does at
+    start-up. Without it the tensors of one phase (a render's per-Gaussian rows, 4-32 MB at
+    1M Gaussians) land in the heap, where the next phase's do not fit the holes: a 1M-Gaussian
+    SH-3 encode then peaked 1,195 MB with up to 352 MB of it free heap, against 1,020 MB
+    (profile of 2026-12-04, README). A process-wide setting, like :func:`single_arena`; True
+    where it was set."""
+    mallopt = _function("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
 def resident_bytes() -> int | None:
     """This process's resident set size (Linux ``/proc``), else None."""
     try:

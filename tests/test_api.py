@@ -131,3 +131,36 @@ def test_low_presets_keep_covariances_when_they_reparametrize(scene_sh0):
     data, order = encode_with_order(scene_sh0, quality=3, importance=False)
     err = attribute_errors(scene_sh0.take(order), gscodec.decode(data))
     assert err["covariance"] < 0.25
+
+
+def test_a_scene_handed_over_in_a_list_is_taken_out_and_coded_the_same():
+    g = make_scene(300, sh_degree=1, seed=5)
+    direct, order = encode_with_order(g, 5)
+    holder = [g]
+    handed, order2 = encode_with_order(holder, 5)
+    assert holder == [] and handed == direct and np.array_equal(order, order2)
+    with pytest.raises(TypeError):
+        encode_with_order([g, g], 5)
+
+
+def test_threaded_iter_gives_every_result_in_item_order_with_a_few_in_flight():
+    import threading
+    import time
+
+    from gscodec.parallel import threaded, threaded_iter
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(threaded_iter(work, list(range(12)), threads=3)) == [i * i for i in range(12)]
+    assert most[0] <= 3
+    assert threaded(work, list(range(5)), threads=2) == [0, 1, 4, 9, 16]

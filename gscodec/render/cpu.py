@@ -74,26 +74,33 @@ def rasterize_table(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`rasterize` of the rows of a :func:`pair_table`; ``ids``: the Gaussian index of
     each row that ``pair_sink`` receives (default: the row)."""
-    device = table.device
-    n_pix = width * height
-    n_colors = table.shape[1] - 6
-    color_acc = torch.zeros(n_pix, n_colors, dtype=table.dtype, device=device)
-    alpha_acc = torch.zeros(n_pix, dtype=table.dtype, device=device)
     on = (radii > 0).any(dim=-1)
     if bool(on.all()):  # (the no-grad path of render passes on-screen rows only)
-        order = _depth_order(depths.detach())
+        order = depth_order(depths.detach())
     else:
         visible = torch.nonzero(on).squeeze(1)
-        if visible.numel() == 0:
-            return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
-        order = visible.index_select(0, _depth_order(depths.detach().index_select(0, visible)))
+        order = visible.index_select(0, depth_order(depths.detach().index_select(0, visible)))
         del visible
     del on
+    boxes = screen_boxes(table, radii, order, width, height)
+    return composite(table, order, boxes, width, height, max_pairs=max_pairs,
+                     pair_sink=pair_sink, ids=ids)
 
+
+def depth_order(depths: torch.Tensor) -> torch.Tensor:
+    """The rows front to back (:func:`_depth_order`), int32 where there are fewer than 2^31
+    (half the memory of the int64 indices, kept through the whole render)."""
+    order = _depth_order(depths)
+    return order.to(torch.int32) if order.numel() < (1 << 31) else order
+
+
+def screen_boxes(table: torch.Tensor, radii: torch.Tensor, order: torch.Tensor, width: int,
+                 height: int) -> tuple[torch.Tensor, ...]:
+    """``(x0, bw, y0, bh)`` of the rows ``order`` of a :func:`pair_table` with screen radii
+    ``radii``: pixel columns j with centre j + 0.5 within the radius, ceil(mx - rx - 0.5) ..
+    floor(mx + rx - 0.5), clamped to the image, as first pixel and extent, int16 where the
+    image allows (1M Gaussians' boxes: 8 MB), computed one axis at a time."""
     with torch.no_grad():
-        # pixel columns j with centre j + 0.5 within the radius: ceil(mx - rx - 0.5) ..
-        # floor(mx + rx - 0.5), clamped to the image; kept as first pixel and extent, int16
-        # where the image allows (1M Gaussians' boxes: 8 MB), one axis at a time
         small = torch.int16 if max(width, height) < (1 << 15) else torch.int32
         boxes = []
         for axis, size in ((0, width), (1, height)):
@@ -104,10 +111,22 @@ def rasterize_table(
             del m, r
             boxes += [lo.to(small), (hi - lo + 1).clamp(min=0).to(small)]
             del lo, hi
-        x0, bw, y0, bh = boxes
-        del boxes
-        ends = torch.cumsum(bw.long() * bh.long(), 0)
+    return tuple(boxes)
 
+
+def composite(table: torch.Tensor, order: torch.Tensor, boxes: tuple[torch.Tensor, ...],
+              width: int, height: int, *, max_pairs: int = DEFAULT_MAX_PAIRS,
+              pair_sink: PairSink | None = None, ids: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image of the rows ``order`` (front to back) of a :func:`pair_table` with their
+    :func:`screen_boxes`, composited in chunks of at most ``max_pairs`` pairs."""
+    device = table.device
+    n_pix = width * height
+    color_acc = torch.zeros(n_pix, table.shape[1] - 6, dtype=table.dtype, device=device)
+    alpha_acc = torch.zeros(n_pix, dtype=table.dtype, device=device)
+    x0, bw, y0, bh = boxes
+    with torch.no_grad():
+        ends = torch.cumsum(bw.long() * bh.long(), 0)
     log_t = torch.zeros(n_pix, dtype=torch.float64, device=device)  # log transmittance so far
     done = torch.zeros(n_pix, dtype=torch.bool, device=device)
     start = 0
@@ -260,8 +279,8 @@ def _composite_chunk(ids, x0, y0, bw, counts, table, width,
         with torch.no_grad():
             live = weight.detach() > 0
             rows = g[live]
-            pair_sink(rows if gaussian_ids is None else gaussian_ids.index_select(0, rows),
-                      pix[live], weight.detach()[live])
+            rows = rows if gaussian_ids is None else gaussian_ids.index_select(0, rows)
+            pair_sink(rows.long(), pix[live], weight.detach()[live])
     color_acc = color_acc.index_add(0, pix, weight[:, None] * colors)
     alpha_acc = alpha_acc.index_add(0, pix, weight)
     kept = torch.where(keep, log1m, torch.zeros_like(log1m))
