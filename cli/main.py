@@ -554,9 +554,10 @@ def _encoded(input_path: Path, o: dict[str, Any], cameras: Any, jobs: Any, repor
                    jobs=jobs)
     if o.get("prune") is not None:
         options["prune"] = o["prune"]
-    # the encoder gets the only reference to the scene (the list, which it empties), so that it
-    # lets it go once it is coded and rendered (memory: one scene at a time); a scene passed in
-    # the call itself would stay referenced here until the call returns
+    # encode_with_order gets the only reference to the scene (the list, which it empties), so
+    # that it lets it go once it is coded and rendered (memory: one scene at a time); a scene
+    # passed in the call itself would stay referenced here until the call returns (encode_to
+    # codes the scene several times and keeps it throughout)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if o.get("base") is not None:

@@ -129,9 +129,10 @@ def encode_with_order(
     ``base``: "spz" or an .spz file's bytes as the base layer instead of gscodec's (GSZ.md 6.9,
     :func:`_foreign_base`; no prior gains; the order: the identity, or None for given bytes).
     ``prune`` (default: the preset's ``prune``): the fraction of the Gaussians dropped before
-    coding (:func:`_pruned_base`; ``order`` then holds only the kept rows). A file that a decoder with the default limits would refuse is still returned, with a
-    :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`). ``gaussians`` may be a one-item
-    list, which this empties (:func:`_taken`)."""
+    coding (:func:`_pruned_base`; ``order`` then holds only the kept rows). A file that a
+    decoder with the default limits would refuse is still returned, with a
+    :class:`~gscodec.LimitWarning` (:func:`_warn_if_refused`). ``gaussians`` may be a
+    one-item list, which this empties (:func:`_taken`)."""
     gaussians = _taken(gaussians)
     report = progress or noop
     if chunk_size < chunks.MIN_CHUNK_SIZE:

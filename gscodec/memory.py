@@ -77,8 +77,8 @@ def mapped_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
     start-up. Without it the tensors of one phase (a render's per-Gaussian rows, 4-32 MB at
     1M Gaussians) land in the heap, where the next phase's do not fit the holes: a 1M-Gaussian
     SH-3 encode then peaked 1,195 MB with up to 352 MB of it free heap, against 1,020 MB
-    (profile of 2026-12-04, README). A process-wide setting, like :func:`single_arena`; True
-    where it was set."""
+    (``benchmarks/results/encode-memory-profile-2026-12-04.md``). A process-wide setting,
+    like :func:`single_arena`; True where it was set."""
     mallopt = _function("mallopt", [ctypes.c_int, ctypes.c_int])
     return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
 

@@ -13,6 +13,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -48,17 +49,25 @@ def resolve_jobs(jobs: int | None | RayCluster, n: int) -> int | RayCluster:
     return jobs
 
 
-def single_threaded(fn: Callable[[T], R], task: T) -> R:
-    """``fn(task)`` with torch, where it is loaded, held to one thread (restored after)."""
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch, where it is loaded, held to one thread within (restored after)."""
     torch = sys.modules.get("torch")
     if torch is None:
-        return fn(task)
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return fn(task)
+        yield
     finally:
         torch.set_num_threads(before)
+
+
+def single_threaded(fn: Callable[[T], R], task: T) -> R:
+    """``fn(task)`` with torch, where it is loaded, held to one thread (restored after)."""
+    with one_torch_thread():
+        return fn(task)
 
 
 def threaded(fn: Callable[[T], R], items: list[T], threads: int | None = None) -> list[R]:
@@ -78,11 +87,7 @@ def threaded_iter(fn: Callable[[T], R], items: list[T],
     sum over views) holds a few of them, not all. torch stays held to one thread until the
     iterator is exhausted or closed."""
     count = max(1, min(threads or available_cores(), len(items)))
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else 0
-    if torch is not None:
-        torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         if count == 1:
             for item in items:
                 yield fn(item)
@@ -95,9 +100,6 @@ def threaded_iter(fn: Callable[[T], R], items: list[T],
                 pending.append(pool.submit(fn, item))
             while pending:
                 yield pending.popleft().result()
-    finally:
-        if torch is not None:
-            torch.set_num_threads(before)
 
 
 def _worker_start() -> None:
