@@ -210,9 +210,12 @@ def _bounded(delta: torch.Tensor, max_change: dict[str, np.ndarray], idx: torch.
             parts.append(torch.full((1, cols.stop - cols.start, 1), float("inf"),
                                     dtype=torch.float64))
             continue
-        h = torch.from_numpy(np.asarray(half, np.float64))
-        h = h[idx] if h.shape[0] != 1 else h
-        parts.append(h[:, cols].expand(-1, cols.stop - cols.start, 3))
+        # (the chunk's rows and columns before the float64 copy: the whole [n, K, 1] array
+        # as float64, each chunk, was 120 MB of a 1M SH-3 decode's peak)
+        h = np.asarray(half)
+        h = h[idx.numpy()] if h.shape[0] != 1 else h
+        h = torch.from_numpy(np.asarray(h[:, cols], np.float64))
+        parts.append(h.expand(-1, cols.stop - cols.start, 3))
     m = delta.shape[0]
     lim = torch.cat([p.expand(m, -1, 3) for p in parts], dim=1)
     return torch.maximum(torch.minimum(delta, lim), -lim)

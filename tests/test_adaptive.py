@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import gscodec
 from gscodec.api import encode_with_order
@@ -188,6 +189,22 @@ def test_sh_sensitivities_are_the_expected_value_of_the_gradient_estimate():
     # an SH-0 scene has no rest
     flat = Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, sh[:, :1])
     assert set(sh_sensitivities(flat, cams, backend="cpu")) == {"sh_dc"}
+
+
+def test_sh_sensitivities_on_the_cpu_are_those_of_the_deterministic_kernels_bit_for_bit():
+    # the estimate leaves torch's deterministic kernels off on the CPU (each view's scatters
+    # run in one thread): the same sums, to the bit, as with them on
+    from gscodec.render import deterministic
+
+    g = make_scene(3000, sh_degree=1, seed=4)
+    cams = encoder_views(g.means, 3, 64)
+    assert not torch.are_deterministic_algorithms_enabled()
+    plain = sh_sensitivities(g, cams, backend="cpu")
+    with deterministic():
+        strict = sh_sensitivities(g, cams, backend="cpu")
+    assert plain["sh_dc"].any()
+    for name in strict:
+        np.testing.assert_array_equal(plain[name], strict[name])
 
 
 def test_chunked_sh_scenes_get_the_faithful_classes_by_default():

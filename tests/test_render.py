@@ -144,6 +144,40 @@ def test_gaussians_behind_finished_pixels_are_dropped_without_changing_the_image
     assert sum(dropped) > 0
 
 
+def test_without_autograd_gaussians_behind_a_finished_image_are_not_projected(monkeypatch):
+    # the no-grad path projects and composites in depth order a chunk at a time: once every
+    # pixel has finished (behind an opaque wall) the rest is not even projected
+    import gscodec.render as r
+
+    g = tiny_scene(n=60, seed=5)
+    cam = tiny_camera(seed=5)
+    eye = -cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3]
+    wall = np.stack([0.5 * eye, 0.55 * eye]).astype(np.float32)
+    g = Gaussians(np.concatenate([g.means, wall]),  # (the wall last in storage, first in depth)
+                  np.concatenate([g.quats, np.tile([[1.0, 0, 0, 0]], (2, 1))]).astype(np.float32),
+                  np.concatenate([g.log_scales, np.full((2, 3), 2.0)]).astype(np.float32),
+                  np.concatenate([g.opacity_logits, [8.0, 8.0]]).astype(np.float32),
+                  np.concatenate([g.sh, g.sh[:2]]).astype(np.float32))
+    projected = []
+    project = r.project
+
+    def counting(means, *args, **kwargs):
+        projected.append(means.shape[0])
+        return project(means, *args, **kwargs)
+
+    monkeypatch.setattr(r, "project", counting)
+    monkeypatch.setattr(r, "PROJECT_CHUNK", 8)
+    with torch.no_grad():
+        image = render(g, cam, backend="cpu").image.numpy()
+    np.testing.assert_allclose(image, reference_render(g, cam), atol=2e-4)
+    assert projected == [8]  # the first chunk (the wall and six behind it), not all 62
+    # the same image with autograd (every Gaussian projected at once)
+    projected.clear()
+    np.testing.assert_allclose(render(g, cam, backend="cpu").image.detach().numpy(), image,
+                               atol=1e-6)
+    assert projected == [62]
+
+
 def test_chunking_does_not_change_images_or_gradients():
     g = tiny_scene(n=50, seed=3)
     cam = tiny_camera(32, 32, seed=3)

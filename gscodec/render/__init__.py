@@ -15,7 +15,7 @@ from ..cameras import Camera
 from ..gaussians import Gaussians
 from ..parallel import threaded_iter
 from . import cpu
-from .project import project
+from .project import ALPHA_THRESHOLD, project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
@@ -230,47 +230,71 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
     """The PyTorch rasterizer's image and alpha (:func:`render` with the cpu backend)."""
     cam_pos = -t.viewmat[:3, :3].T @ t.viewmat[:3, 3]
 
-    def screen(sel: slice) -> tuple[torch.Tensor, ...]:
+    def screen(rows: slice | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Projection, colours and opacities of the rows (a slice, or indices: gathered)."""
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            if isinstance(rows, slice):
+                return x[rows]
+            # (rows gathered flat: a third faster than along the first of three dimensions)
+            return x.reshape(x.shape[0], -1).index_select(0, rows).reshape(-1, *x.shape[1:])
+        means, opacities = pick(t.means), pick(t.opacities)
         means2d, conics, depths, radii = project(
-            t.means[sel], t.quats[sel], t.log_scales[sel], t.opacities[sel], t.viewmat, t.K,
+            means, pick(t.quats), pick(t.log_scales), opacities, t.viewmat, t.K,
             camera.width, camera.height, eps2d=eps2d, near=near_plane)
-        dirs = t.means[sel] - cam_pos
+        dirs = means - cam_pos
         dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        return means2d, conics, depths, radii, sh_to_rgb(t.sh[sel], dirs, degree)
+        return (means2d, conics, depths, radii, sh_to_rgb(pick(t.sh), dirs, degree),
+                opacities)
 
     n = t.means.shape[0]
     if max_pairs is None:
         max_pairs = (cpu.DEFAULT_MAX_PAIRS if torch.is_grad_enabled()
                      else cpu.NO_GRAD_MAX_PAIRS)
     if torch.is_grad_enabled():
-        means2d, conics, depths, radii, colors = screen(slice(0, n))
+        means2d, conics, depths, radii, colors, _ = screen(slice(0, n))
         return cpu.rasterize(means2d, conics, colors, t.opacities, depths, radii,
                              camera.width, camera.height, max_pairs=max_pairs,
                              pair_sink=pair_sink)
-    # without autograd, in chunks of Gaussians (the per-Gaussian temporaries of the
-    # projection, covariances, Jacobians, SH basis, are a few hundred bytes each),
-    # keeping only the rows of the Gaussians on screen
-    # (filled in place: no second copy from concatenating the chunks)
-    device = t.means.device
-    table = torch.empty(n, 6 + t.sh.shape[-1], dtype=torch.float32, device=device)
-    depths = torch.empty(n, dtype=torch.float32, device=device)
-    radii = torch.empty(n, 2, dtype=torch.int32, device=device)
-    ids = torch.empty(n, dtype=torch.int32 if n < (1 << 31) else torch.int64, device=device)
+    # without autograd: the Gaussians in front of the camera put in depth order first (their
+    # depths alone), then projected and composited in that order a chunk at a time, so that
+    # a render holds a few bytes a Gaussian (the order) and one chunk's rows, not every
+    # Gaussian's projection (1M SH-3 Gaussians at 256 px: 106 -> 46 MB a render)
+    order = _front_to_back(t, near_plane)
+    canvas = cpu.Canvas(camera.width * camera.height, t.sh.shape[-1], torch.float32,
+                        t.means.device)
+    for a in range(0, order.numel(), PROJECT_CHUNK):
+        rows = order[a : a + PROJECT_CHUNK].long()
+        m2d, con, _, rad, col, op = screen(rows)
+        on = torch.nonzero((rad > 0).any(dim=-1)).squeeze(1)
+        table = cpu.pair_table(m2d[on], con[on], op[on], col[on])
+        boxes = cpu.screen_boxes(table, rad[on], None, camera.width, camera.height)
+        del m2d, con, rad, col, op
+        cpu.composite_into(canvas, table, None, boxes, camera.width, max_pairs=max_pairs,
+                           pair_sink=pair_sink, ids=rows.index_select(0, on))
+        if canvas.finished():  # (whatever lies behind adds nothing)
+            break
+    return canvas.images(camera.width, camera.height)
+
+
+def _front_to_back(t: _Tensors, near: float, far: float = 1e10) -> torch.Tensor:
+    """The rows of the Gaussians that can be seen (camera depth within (near, far), opacity
+    at least the alpha threshold) front to back, ties in row order, int32 where there are
+    fewer than 2^31 (:func:`gscodec.render.cpu.depth_order`); the depth as the projection
+    computes it, so that the order is the one a single pass would sort."""
+    rot, trans = t.viewmat[:3, :3], t.viewmat[:3, 3]
+    n = t.means.shape[0]
+    depths = torch.empty(n, dtype=torch.float32, device=t.means.device)
+    ids = torch.empty(n, dtype=torch.int32 if n < (1 << 31) else torch.int64,
+                      device=t.means.device)
     kept = 0
     for a in range(0, n, PROJECT_CHUNK):
         sel = slice(a, a + PROJECT_CHUNK)
-        m2d, con, dep, rad, col = screen(sel)
-        on = torch.nonzero((rad > 0).any(dim=-1)).squeeze(1)
-        rows = slice(kept, kept + on.numel())
-        table[rows] = cpu.pair_table(m2d[on], con[on], t.opacities[sel][on], col[on])
-        depths[rows], radii[rows], ids[rows] = dep[on], rad[on], on + a
-        kept += on.numel()
-        del m2d, con, dep, rad, col, on
-    # the depths and radii go once the order and the boxes are known (a render of 1M
-    # Gaussians holds 12 MB less while it composites)
+        z = (t.means[sel] @ rot.T + trans)[:, 2]
+        seen = torch.nonzero((z > near) & (z < far)
+                             & (t.opacities[sel] >= ALPHA_THRESHOLD)).squeeze(1)
+        depths[kept : kept + seen.numel()] = z.index_select(0, seen)
+        ids[kept : kept + seen.numel()] = seen + a
+        kept += seen.numel()
     order = cpu.depth_order(depths[:kept])
     del depths
-    boxes = cpu.screen_boxes(table[:kept], radii[:kept], order, camera.width, camera.height)
-    del radii
-    return cpu.composite(table[:kept], order, boxes, camera.width, camera.height,
-                         max_pairs=max_pairs, pair_sink=pair_sink, ids=ids[:kept])
+    return ids[:kept].index_select(0, order)

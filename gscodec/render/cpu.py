@@ -94,18 +94,22 @@ def depth_order(depths: torch.Tensor) -> torch.Tensor:
     return order.to(torch.int32) if order.numel() < (1 << 31) else order
 
 
-def screen_boxes(table: torch.Tensor, radii: torch.Tensor, order: torch.Tensor, width: int,
-                 height: int) -> tuple[torch.Tensor, ...]:
-    """``(x0, bw, y0, bh)`` of the rows ``order`` of a :func:`pair_table` with screen radii
-    ``radii``: pixel columns j with centre j + 0.5 within the radius, ceil(mx - rx - 0.5) ..
-    floor(mx + rx - 0.5), clamped to the image, as first pixel and extent, int16 where the
-    image allows (1M Gaussians' boxes: 8 MB), computed one axis at a time."""
+def screen_boxes(table: torch.Tensor, radii: torch.Tensor, order: torch.Tensor | None,
+                 width: int, height: int) -> tuple[torch.Tensor, ...]:
+    """``(x0, bw, y0, bh)`` of the rows ``order`` (None: all) of a :func:`pair_table` with
+    screen radii ``radii``: pixel columns j with centre j + 0.5 within the radius,
+    ceil(mx - rx - 0.5) .. floor(mx + rx - 0.5), clamped to the image, as first pixel and
+    extent, int16 where the image allows (1M Gaussians' boxes: 8 MB), computed one axis at a
+    time."""
     with torch.no_grad():
         small = torch.int16 if max(width, height) < (1 << 15) else torch.int32
         boxes = []
         for axis, size in ((0, width), (1, height)):
-            m = table.detach()[:, axis].index_select(0, order)
-            r = radii[:, axis].index_select(0, order).to(m.dtype)
+            m = table.detach()[:, axis]
+            r = radii[:, axis]
+            if order is not None:
+                m, r = m.index_select(0, order), r.index_select(0, order)
+            r = r.to(m.dtype)
             lo = torch.ceil(m - r - 0.5).clamp(0, size - 1)
             hi = torch.floor(m + r - 0.5).clamp(0, size - 1)
             del m, r
@@ -114,23 +118,53 @@ def screen_boxes(table: torch.Tensor, radii: torch.Tensor, order: torch.Tensor, 
     return tuple(boxes)
 
 
+class Canvas:
+    """The running sums of an image composited in pieces, front to back: colour ``[P, C]``,
+    alpha ``[P]``, log transmittance ``[P]`` (float64) and whether each pixel has finished."""
+
+    def __init__(self, n_pix: int, channels: int, dtype: torch.dtype, device: torch.device):
+        self.color = torch.zeros(n_pix, channels, dtype=dtype, device=device)
+        self.alpha = torch.zeros(n_pix, dtype=dtype, device=device)
+        self.log_t = torch.zeros(n_pix, dtype=torch.float64, device=device)
+        self.done = torch.zeros(n_pix, dtype=torch.bool, device=device)
+        self.fresh = True  # nothing composited yet (no pixel finished)
+
+    def finished(self) -> bool:
+        """Whether every pixel has stopped: Gaussians behind add nothing."""
+        return bool(self.done.all())
+
+    def images(self, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(colour [H, W, C], alpha [H, W, 1])."""
+        return self.color.reshape(height, width, -1), self.alpha.reshape(height, width, 1)
+
+
 def composite(table: torch.Tensor, order: torch.Tensor, boxes: tuple[torch.Tensor, ...],
               width: int, height: int, *, max_pairs: int = DEFAULT_MAX_PAIRS,
               pair_sink: PairSink | None = None, ids: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The image of the rows ``order`` (front to back) of a :func:`pair_table` with their
     :func:`screen_boxes`, composited in chunks of at most ``max_pairs`` pairs."""
-    device = table.device
-    n_pix = width * height
-    color_acc = torch.zeros(n_pix, table.shape[1] - 6, dtype=table.dtype, device=device)
-    alpha_acc = torch.zeros(n_pix, dtype=table.dtype, device=device)
+    canvas = Canvas(width * height, table.shape[1] - 6, table.dtype, table.device)
+    composite_into(canvas, table, order, boxes, width, max_pairs=max_pairs,
+                   pair_sink=pair_sink, ids=ids)
+    return canvas.images(width, height)
+
+
+def composite_into(canvas: Canvas, table: torch.Tensor, order: torch.Tensor | None,
+                   boxes: tuple[torch.Tensor, ...], width: int, *,
+                   max_pairs: int = DEFAULT_MAX_PAIRS, pair_sink: PairSink | None = None,
+                   ids: torch.Tensor | None = None) -> None:
+    """:func:`composite` of the rows ``order`` (default: all, in the table's order) onto
+    ``canvas``, behind what it holds: a render composited in pieces, each piece the next
+    Gaussians in depth order, is the render composited at once (chunk boundaries aside)."""
+    height = canvas.done.numel() // width
     x0, bw, y0, bh = boxes
     with torch.no_grad():
-        ends = torch.cumsum(bw.long() * bh.long(), 0)
-    log_t = torch.zeros(n_pix, dtype=torch.float64, device=device)  # log transmittance so far
-    done = torch.zeros(n_pix, dtype=torch.bool, device=device)
+        # (int32 areas of int16 boxes, summed in int64: no int64 copies of the boxes)
+        kind = torch.int32 if bw.dtype == torch.int16 else torch.int64
+        ends = torch.cumsum(bw.to(kind) * bh.to(kind), 0, dtype=torch.int64)
     start = 0
-    n = order.numel()
+    n = x0.numel()
     while start < n:
         # the largest chunk of Gaussians (at least one) with at most max_pairs pairs
         base = ends[start - 1] if start else 0
@@ -139,24 +173,26 @@ def composite(table: torch.Tensor, order: torch.Tensor, boxes: tuple[torch.Tenso
         sel = slice(start, stop)
         cnt = torch.diff(ends[sel], prepend=ends[start - 1 : start] if start
                          else ends.new_zeros(1))
-        rows, cx0, cy0, cbw = order[sel], x0[sel], y0[sel], bw[sel]
-        if start:
+        rows = order[sel] if order is not None else torch.arange(
+            start, stop, device=table.device, dtype=torch.int32)
+        cx0, cy0, cbw = x0[sel], y0[sel], bw[sel]
+        if not canvas.fresh:
             # Gaussians whose whole box lies on finished pixels add nothing: drop them before
             # their pairs are enumerated (a summed-area table of the finished pixels)
             with torch.no_grad():
                 cx1 = cx0.long() + cbw.long() - 1  # (below x0 for empty boxes, then unused)
                 cy1 = cy0.long() + bh[sel].long() - 1
-                live = _live_boxes(done.reshape(height, width), cx0.long(), cy0.long(), cx1,
-                                   cy1, cnt)
+                live = _live_boxes(canvas.done.reshape(height, width), cx0.long(),
+                                   cy0.long(), cx1, cy1, cnt)
                 if not bool(live.all()):
                     rows, cx0, cy0, cbw, cnt = (rows[live], cx0[live], cy0[live], cbw[live],
                                                 cnt[live])
         if rows.numel():
-            color_acc, alpha_acc, log_t, done = _composite_chunk(
-                rows, cx0, cy0, cbw, cnt, table, width,
-                color_acc, alpha_acc, log_t, done, pair_sink, ids)
+            canvas.color, canvas.alpha, canvas.log_t, canvas.done = _composite_chunk(
+                rows, cx0, cy0, cbw, cnt, table, width, canvas.color, canvas.alpha,
+                canvas.log_t, canvas.done, pair_sink, ids)
+            canvas.fresh = False
         start = stop
-    return color_acc.reshape(height, width, -1), alpha_acc.reshape(height, width, 1)
 
 
 def _depth_order(depths: torch.Tensor) -> torch.Tensor:
