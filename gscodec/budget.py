@@ -92,7 +92,9 @@ EXTRA_VIEW_SIZE = 256  # side of the prior's extra views without side informatio
 # per Gaussian: the normal equations of the linear band (triangle, 40 bytes) and their right
 # sides (48), one view's sums (16), the changes (48), the renderer's per-Gaussian buffers
 # (about 140): 292 measured at 1M Gaussians, times 1.5. The colours are not copied (the fit
-# runs on the geometry before they are decoded; GSZ.md 4.1)
+# runs on the geometry before they are decoded; GSZ.md 4.1). (Since 2026-12-04 the renderer
+# without autograd holds about 8 bytes a Gaussian, its depth order, and one chunk's rows:
+# the constant is now an overestimate, kept until it is measured again.)
 COLOUR_GAUSSIAN_BYTES = 448
 COLOUR_PAIR_BYTES = 240  # per pair of one chunk (at most COLOUR_MAX_PAIRS pairs)
 COLOUR_MAX_PAIRS = 1 << 17  # gscodec.colourfit.MAX_PAIRS

@@ -258,7 +258,8 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
     # without autograd: the Gaussians in front of the camera put in depth order first (their
     # depths alone), then projected and composited in that order a chunk at a time, so that
     # a render holds a few bytes a Gaussian (the order) and one chunk's rows, not every
-    # Gaussian's projection (1M SH-3 Gaussians at 256 px: 106 -> 46 MB a render)
+    # Gaussian's projection (1M SH-3 Gaussians at 256 px: 76 -> 34 MB a render, 1.33 -> 1.45 s;
+    # benchmarks/results/render-memory-2026-12-04.md)
     order = _front_to_back(t, near_plane)
     canvas = cpu.Canvas(camera.width * camera.height, t.sh.shape[-1], torch.float32,
                         t.means.device)
@@ -279,8 +280,8 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
 def _front_to_back(t: _Tensors, near: float, far: float = 1e10) -> torch.Tensor:
     """The rows of the Gaussians that can be seen (camera depth within (near, far), opacity
     at least the alpha threshold) front to back, ties in row order, int32 where there are
-    fewer than 2^31 (:func:`gscodec.render.cpu.depth_order`); the depth as the projection
-    computes it, so that the order is the one a single pass would sort."""
+    fewer than 2^31 (:func:`gscodec.render.cpu.depth_order`); the depth by the projection's
+    expression, so that the order is the one the autograd path sorts."""
     rot, trans = t.viewmat[:3, :3], t.viewmat[:3, 3]
     n = t.means.shape[0]
     depths = torch.empty(n, dtype=torch.float32, device=t.means.device)
