@@ -52,7 +52,8 @@ class Limits:
     the decoded arrays, the channel decoder's working memory and, where the file is refined,
     refinement's. Its default, 16 GiB, is what a current laptop or workstation can give one
     process: it decodes the largest captured scenes (up to about 18 million Gaussians at SH
-    degree 3, 45 million at 0) and refines on a CPU about 1.4 million at SH 3 (2.2 million at
+    degree 3, 45 million at 0, in a plain file; 27 and 84 million in a chunked file of the
+    default chunks) and refines on a CPU about 1.4 million at SH 3 (2.2 million at
     0), while a file that asks for more (the per-byte rule it replaces let a 4 MB file ask for
     60 GB) is refused before the machine starts to swap or the process is killed. Raise it on
     bigger machines. ``max_chunks`` bounds the chunk count of a chunked file (section 11)."""

@@ -130,6 +130,32 @@ def base_bytes(n: int, degree: int, *, file_bytes: int, meta_bytes: int = 0,
             + n * per_gaussian)
 
 
+KEPT_COPIES = 2  # a chunked decode's Gaussians: the decoded parts' fields, and a region's copy
+KEPT_ROW_BYTES = 8  # per Gaussian of a chunked decode: what each part's rows keep beside
+# (importance classes, the part a row came from)
+
+
+def chunked_bytes(count: int, degree: int, *, file_bytes: int, meta_bytes: int, largest: int
+                  ) -> int:
+    """Peak bytes of decoding ``count`` Gaussians of a chunked file (GSZ.md 11) whose largest
+    part decoded holds ``largest``: the parts are decoded one after the other, so what the
+    decode of a part holds while it runs (:func:`base_bytes`' per-Gaussian terms, with
+    importance classes and the transformed SH rest, as a part may have them) is counted for
+    the largest part only, and for the ``count`` Gaussians only what is kept of them: their
+    float32 fields (44 + 12 (d+1)^2 bytes) :data:`KEPT_COPIES` times, and
+    :data:`KEPT_ROW_BYTES`. (Measured, 1M SH-3 Gaussians of 16 chunks at preset 7: a whole
+    decode 326 MB above the interpreter's, one with a region that keeps every Gaussian 511
+    MB; this estimate: 1.0 GB.)"""
+    part = base_bytes(largest, degree, file_bytes=0, classes=True, transform=True) - FIXED_BYTES
+    return (FIXED_BYTES + FILE_BYTE_FACTOR * file_bytes + META_BYTE_FACTOR * meta_bytes
+            + count * kept_bytes(degree) + part)
+
+
+def kept_bytes(degree: int) -> int:
+    """Per Gaussian of a chunked decode, what is kept of it (:func:`chunked_bytes`)."""
+    return KEPT_COPIES * 4 * (11 + 3 * (degree + 1) ** 2) + KEPT_ROW_BYTES
+
+
 def side_bytes(rows: int) -> int:
     """Peak bytes of decoding ``rows`` residual pixels of a ``SIDE`` stream (they are kept)."""
     return rows * SIDE_ROW_BYTES

@@ -84,22 +84,51 @@ def declares(n: int, degree: int) -> str:
 
 
 def base_bytes(container: Any, n: int, degree: int, limits: Limits) -> int:
-    """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes)."""
+    """The budget's estimate for decoding the base layer (gscodec.budget.base_bytes; for a
+    chunked file gscodec.budget.chunked_bytes, with its chunk table's largest part)."""
+    largest = None
+    if container.flags & FLAG_CHUNKED:
+        table, parts = _stream(container, TABLE_KIND), _stream(container, PARTS_KIND)
+        largest = largest_part(table.payload, len(parts.payload), n, limits)
     return header_memory(container.streams[0].payload, n, degree, container.file_size,
-                         container.streams, container.flags, limits)
+                         container.streams, container.flags, limits, largest)
+
+
+def largest_part(table: bytes, parts_length: int, n: int, limits: Limits) -> int:
+    """The most Gaussians a part of a chunked file holds, from its chunk table (checked)."""
+    return max(p.count for c in parse_table(table, parts_length, n, limits.max_chunks)
+               for p in c.parts)
 
 
 def header_memory(meta_payload: bytes, n: int, degree: int, file_size: int, entries: Any,
-                  flags: int, limits: Limits) -> int:
+                  flags: int, limits: Limits, largest: int | None = None) -> int:
     """:func:`base_memory` with what the stream table (``entries``: each with ``kind`` and
     ``codec``) and the file flags say: importance classes, a foreign base layer, a transformed
-    SH rest. A chunked file's parts, not read here, are counted as if they had classes and the
-    transform."""
-    chunked = bool(flags & FLAG_CHUNKED)
+    SH rest. A chunked file's parts, not read here, are decoded one at a time: the largest,
+    ``largest`` Gaussians (None: all ``n``), is counted as if it had classes and the
+    transform, the rest for what is kept of them (:func:`chunked_memory`)."""
+    if flags & FLAG_CHUNKED:
+        return chunked_memory(meta_payload, n, degree, file_size,
+                              n if largest is None else largest, limits)
     codecs = {e.kind: e.codec for e in entries}
     transform = codecs.get(REGISTRY["sh_rest"].kind, CODEC_CHANNELS_V1) != CODEC_CHANNELS_V1
-    return base_memory(meta_payload, n, degree, file_size, chunked or IMPORTANCE.kind in codecs,
-                       limits, foreign=foreign.KIND in codecs, transform=chunked or transform)
+    return base_memory(meta_payload, n, degree, file_size, IMPORTANCE.kind in codecs,
+                       limits, foreign=foreign.KIND in codecs, transform=transform)
+
+
+def _meta_bytes(meta_payload: bytes, limits: Limits) -> int:
+    """The metadata stream's decompressed size (its zstd Frame_Content_Size; where the frame
+    does not say, the limit it decompressed within)."""
+    meta_bytes = zstandard.get_frame_parameters(meta_payload).content_size
+    return limits.max_meta_bytes if meta_bytes == ZSTD_UNKNOWN_SIZE else meta_bytes
+
+
+def chunked_memory(meta_payload: bytes, count: int, degree: int, file_size: int, largest: int,
+                   limits: Limits) -> int:
+    """:func:`gscodec.budget.chunked_bytes` from the header: ``count`` Gaussians decoded, the
+    largest part decoded holding ``largest``."""
+    return budget.chunked_bytes(count, degree, file_bytes=file_size,
+                                meta_bytes=_meta_bytes(meta_payload, limits), largest=largest)
 
 
 def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classes: bool,
@@ -107,11 +136,9 @@ def base_memory(meta_payload: bytes, n: int, degree: int, file_size: int, classe
     """:func:`gscodec.budget.base_bytes` from the header: the metadata stream's payload (its
     decompressed size), the file's size, whether it has importance classes, whether its
     base layer is an .spz file (GSZ.md 6.9) and whether its SH rest is transformed (6.6a)."""
-    meta_bytes = zstandard.get_frame_parameters(meta_payload).content_size
-    if meta_bytes == ZSTD_UNKNOWN_SIZE:
-        meta_bytes = limits.max_meta_bytes  # (it decompressed to at most that)
-    return budget.base_bytes(n, degree, file_bytes=file_size, meta_bytes=meta_bytes,
-                             classes=classes, foreign=foreign, transform=transform)
+    return budget.base_bytes(n, degree, file_bytes=file_size,
+                             meta_bytes=_meta_bytes(meta_payload, limits), classes=classes,
+                             foreign=foreign, transform=transform)
 
 
 def _decode_plan(container: Any, stream_meta: dict[str, Any], n: int, degree: int,
@@ -507,9 +534,10 @@ def _check_chunked_budget(container: Any, payload: bytes, selected: list[Any], n
         head = read_header(io.BytesIO(part_bytes(payload, largest)), limits)
         workers = (processes - 1) * base_memory(head.meta_payload, largest.count, degree,
                                                 largest.length, True, limits, transform=True)
-    budget.check(budget.Estimate(base_memory(container.streams[0].payload, count, degree,
-                                             container.file_size, True, limits,
-                                             transform=True) + workers),
+    largest = max((p.count for p in selected), default=0)
+    budget.check(budget.Estimate(chunked_memory(container.streams[0].payload, count, degree,
+                                                container.file_size, largest, limits)
+                                 + workers),
                  limits, declares(n, degree) if count == n else
                  f"the decode needs {count} of its Gaussians (SH {degree})")
 

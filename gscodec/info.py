@@ -1,7 +1,8 @@
 """What a .gsz file holds, from its header and metadata only (``gscodec info``).
 
 :func:`info` reads the container's header, its stream table and the metadata stream (GSZ.md
-sections 3 and 5), and nothing else: no attribute payload is read, decompressed or verified, so
+sections 3 and 5), and for a chunked file its chunk table (11.2: a few bytes a chunk, for the
+memory estimate), and nothing else: no attribute payload is read, decompressed or verified, so
 it answers in the same time for a file of any size. (``gscodec bitrate report``,
 :func:`gscodec.inspect`, reads every stream to count its probability tables.)
 """
@@ -9,13 +10,14 @@ it answers in the same time for a file of any size. (``gscodec bitrate report``,
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
 from . import budget
 from .cameras import Camera
-from .decoder import checked_meta, header_memory
-from .formats.chunks import FLAG_CHUNKED
+from .decoder import checked_meta, header_memory, largest_part
+from .formats.chunks import FLAG_CHUNKED, MAX_LAYERS, PARTS_KIND, TABLE_KIND, table_size
 from .formats.errors import ContainerError, unreadable
 from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header
 from .sidemeta import parse_views
@@ -61,7 +63,32 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
             "base": meta.get("base") if "BASE" in kinds else None,
             "decode_memory_bytes": header_memory(header.meta_payload, n, degree,
                                                  header.file_size, header.entries,
-                                                 header.flags, limits)}
+                                                 header.flags, limits,
+                                                 _largest_part(path, header, n, limits))}
+
+
+def _largest_part(path: str | os.PathLike[str], header: Header, n: int, limits: Limits
+                  ) -> int | None:
+    """A chunked file's largest part, from its chunk table (read and checked); None for a
+    plain file (ContainerError where the table is missing, too long or corrupt)."""
+    if not header.flags & FLAG_CHUNKED:
+        return None
+    entries = {e.kind: e for e in header.entries}
+    table, parts = entries.get(TABLE_KIND), entries.get(PARTS_KIND)
+    if table is None or parts is None:
+        raise ContainerError("corrupt .gsz file: a chunked file without its chunk table")
+    if table.length > table_size(limits.max_chunks, MAX_LAYERS):
+        raise ContainerError(f"corrupt .gsz file: a chunk table of {table.length} bytes")
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            f.seek(table.offset)
+            payload = f.read(table.length)
+    except OSError as e:
+        raise unreadable(p, e, ContainerError, "a .gsz file") from None
+    if len(payload) != table.length or zlib.crc32(payload) != table.crc:
+        raise ContainerError(f"corrupt .gsz file: checksum mismatch in stream {TABLE_KIND!r}")
+    return largest_part(payload, parts.length, n, limits)
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS

@@ -206,6 +206,38 @@ def test_the_budget_counts_only_the_gaussians_a_region_needs(chunked):
     assert gscodec.decode(data, region=(lo, hi), limits=small).n > 0
 
 
+def test_a_chunked_decode_counts_its_largest_part_once_and_what_it_keeps(chunked, tmp_path):
+    # the parts are decoded one at a time: the estimate counts one part's decode (with classes
+    # and the transformed SH rest) and, for every Gaussian, what is kept of it
+    from gscodec import budget
+    from gscodec.info import info
+
+    data, _ = chunked
+    c, meta, table = _table(data)
+    n, degree = meta["n"], meta["sh_degree"]
+    largest = max(p.count for t in table for p in t.parts)
+    assert largest < n
+    est = gscodec.inspect(data)["decode_memory_bytes"]
+    path = tmp_path / "c.gsz"
+    path.write_bytes(data)
+    assert info(path)["decode_memory_bytes"] == est  # (the header-only path reads the table)
+    part = budget.base_bytes(largest, degree, file_bytes=0, classes=True, transform=True)
+    assert budget.kept_bytes(degree) == 2 * (44 + 12 * (degree + 1) ** 2) + 8  # (GSZ.md 4.1)
+    rest = est - (part - budget.FIXED_BYTES) - n * budget.kept_bytes(degree)
+    assert budget.FIXED_BYTES + budget.FILE_BYTE_FACTOR * len(data) <= rest
+    assert rest < budget.FIXED_BYTES + budget.FILE_BYTE_FACTOR * len(data) + (1 << 20)
+    with pytest.raises(LimitError, match="memory budget"):
+        gscodec.decode(data, refine=False, limits=Limits(max_memory=est - 1))
+    assert gscodec.decode(data, refine=False, limits=Limits(max_memory=est)).n == n
+    # a 10M-Gaussian SH-3 file of the default chunks, 17 bytes a Gaussian, decodes within the
+    # default budget (counted per Gaussian as one part's decode, it was 18 GB)
+    big = budget.chunked_bytes(10_000_000, 3, file_bytes=17 * 10_000_000, meta_bytes=1 << 16,
+                               largest=chunks.DEFAULT_CHUNK_SIZE)
+    assert big < gscodec.formats.gsz.DEFAULT_LIMITS.max_memory / 2
+    assert budget.base_bytes(10_000_000, 3, file_bytes=17 * 10_000_000, classes=True,
+                             transform=True) > gscodec.formats.gsz.DEFAULT_LIMITS.max_memory
+
+
 def test_bad_regions_and_fractions_are_refused(chunked):
     data, _ = chunked
     with pytest.raises(ValueError, match="region"):
