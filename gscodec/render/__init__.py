@@ -229,13 +229,19 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The PyTorch rasterizer's image and alpha (:func:`render` with the cpu backend)."""
     cam_pos = -t.viewmat[:3, :3].T @ t.viewmat[:3, 3]
+    # the coefficients of the bands used, a view (gathered rows: 3 of 48 floats a Gaussian
+    # for an SH-3 scene rendered with the DC term alone, as the importance estimate and the
+    # colour fit render)
+    used = (degree + 1) ** 2
+    used_sh = t.sh if used >= t.sh.shape[1] else t.sh[:, :used]
 
     def screen(rows: slice | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Projection, colours and opacities of the rows (a slice, or indices: gathered)."""
         def pick(x: torch.Tensor) -> torch.Tensor:
             if isinstance(rows, slice):
                 return x[rows]
-            # (rows gathered flat: a third faster than along the first of three dimensions)
+            # (rows gathered flat: a third faster than along the first of three dimensions;
+            # the flat form of the used SH bands is a view, with rows strided)
             return x.reshape(x.shape[0], -1).index_select(0, rows).reshape(-1, *x.shape[1:])
         means, opacities = pick(t.means), pick(t.opacities)
         means2d, conics, depths, radii = project(
@@ -243,7 +249,7 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
             camera.width, camera.height, eps2d=eps2d, near=near_plane)
         dirs = means - cam_pos
         dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        return (means2d, conics, depths, radii, sh_to_rgb(pick(t.sh), dirs, degree),
+        return (means2d, conics, depths, radii, sh_to_rgb(pick(used_sh), dirs, degree),
                 opacities)
 
     n = t.means.shape[0]
