@@ -390,3 +390,69 @@ def test_views_rendered_side_by_side_equal_one_at_a_time():
     with pytest.raises(ZeroDivisionError):
         threaded(lambda i: 1 // i, [1, 0, 2], threads=2)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_bounds_before_projection_hold_every_projected_box(seed):
+    # without autograd, Gaussians are dropped before their projection where these bounds lie
+    # on finished pixels: the bounds must hold the box the projection gives, for any shape
+    import gscodec.render as r
+    from gscodec.render import cpu
+    from gscodec.render.project import project
+
+    g = tiny_scene(n=400, degree=0, seed=seed)
+    rng = np.random.default_rng(seed)
+    g.log_scales[:] += rng.normal(scale=1.5, size=g.log_scales.shape).astype(np.float32)
+    g.log_scales[::7, 0] += 3.0  # needles and discs
+    g.opacity_logits[:] = 8.0
+    cam = tiny_camera(40, 28, seed=seed)
+    t = r._Tensors(*(torch.from_numpy(a) for a in (g.means, g.quats, g.log_scales)),
+                   torch.sigmoid(torch.from_numpy(g.opacity_logits)), torch.from_numpy(g.sh),
+                   torch.from_numpy(cam.viewmat).float(), torch.from_numpy(cam.K).float())
+    rows = r._front_to_back(t, 0.01).long()
+    m2d, con, _, rad = project(t.means[rows], t.quats[rows], t.log_scales[rows],
+                               t.opacities[rows], t.viewmat, t.K, cam.width, cam.height)
+    on = (rad > 0).any(dim=-1)
+    assert on.sum() > 100
+    table = cpu.pair_table(m2d, con, t.opacities[rows], torch.zeros(rows.numel(), 3))
+    x0, bw, y0, bh = (b.long() for b in cpu.screen_boxes(table, rad, None, cam.width,
+                                                         cam.height))
+    lx, hx, ly, hy = r._screen_bounds(t, rows, cam, 0.3)
+    assert ((lx <= x0) & (x0 + bw - 1 <= hx) & (ly <= y0) & (y0 + bh - 1 <= hy))[on].all()
+
+
+def test_gaussians_behind_finished_pixels_are_dropped_before_their_projection(monkeypatch):
+    # an opaque wall over part of the image: Gaussians behind it are not projected, and the
+    # image is the one with autograd (every Gaussian projected and composited at once)
+    import gscodec.render as r
+
+    g = tiny_scene(n=300, seed=8)
+    g.log_scales[:] -= 1.0
+    cam = tiny_camera(64, 64, seed=8)
+    eye = -cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3]
+    side = np.cross(eye, [0.0, 0.0, 1.0])
+    # (six layers: a pixel finishes where its transmittance falls to 1e-4)
+    wall = np.stack([k * eye + 0.15 * side / np.linalg.norm(side)
+                     for k in (0.8, 0.81, 0.82, 0.83, 0.84, 0.85)])
+    g = Gaussians(np.concatenate([g.means, wall.astype(np.float32)]),
+                  np.concatenate([g.quats, [[1.0, 0, 0, 0]] * 6]).astype(np.float32),
+                  np.concatenate([g.log_scales, [[-1.0, -1.0, -1.0]] * 6]).astype(np.float32),
+                  np.concatenate([g.opacity_logits, [9.0] * 6]).astype(np.float32),
+                  np.concatenate([g.sh, g.sh[:6]]).astype(np.float32))
+    projected = []
+    project = r.project
+
+    def counting(means, *args, **kwargs):
+        projected.append(means.shape[0])
+        return project(means, *args, **kwargs)
+
+    monkeypatch.setattr(r, "project", counting)
+    monkeypatch.setattr(r, "PROJECT_CHUNK", 16)
+    with torch.no_grad():
+        image = render(g, cam, backend="cpu").image.numpy()
+    hidden = g.n - sum(projected)
+    projected.clear()
+    whole = render(g, cam, backend="cpu").image.detach().numpy()
+    assert projected == [g.n]
+    np.testing.assert_allclose(image, whole, atol=1e-6)
+    assert image.max() > 0.05 and hidden > 20

@@ -271,6 +271,12 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
                         t.means.device)
     for a in range(0, order.numel(), PROJECT_CHUNK):
         rows = order[a : a + PROJECT_CHUNK].long()
+        if not canvas.fresh:
+            rows = rows.index_select(0, torch.nonzero(_not_hidden(
+                t, rows, canvas.done.reshape(camera.height, camera.width), camera,
+                eps2d)).squeeze(1))
+            if rows.numel() == 0:
+                continue
         m2d, con, _, rad, col, op = screen(rows)
         on = torch.nonzero((rad > 0).any(dim=-1)).squeeze(1)
         table = cpu.pair_table(m2d[on], con[on], op[on], col[on])
@@ -281,6 +287,44 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
         if canvas.finished():  # (whatever lies behind adds nothing)
             break
     return canvas.images(camera.width, camera.height)
+
+
+def _not_hidden(t: _Tensors, rows: torch.Tensor, done: torch.Tensor, camera: Camera,
+                eps2d: float) -> torch.Tensor:
+    """Whether each Gaussian of ``rows`` (all in front of the near plane) may reach a pixel
+    that has not finished (``done [H, W]``), from :func:`_screen_bounds`, before it is
+    projected: the rest go as the compositor would drop them (none of their pairs lands on an
+    unfinished pixel), without their projection."""
+    x0, x1, y0, y1 = _screen_bounds(t, rows, camera, eps2d)
+    counts = (x1 - x0 + 1).clamp(min=0) * (y1 - y0 + 1).clamp(min=0)
+    return cpu._live_boxes(done, x0, y0, x1, y1, counts)
+
+
+def _screen_bounds(t: _Tensors, rows: torch.Tensor, camera: Camera, eps2d: float
+                   ) -> tuple[torch.Tensor, ...]:
+    """``(x0, x1, y0, y1)``, inclusive pixel ranges that hold the screen box
+    (:func:`gscodec.render.cpu.screen_boxes`) each Gaussian of ``rows`` gets from the
+    projection, from its centre's projection and its largest scale ``s`` alone: a row of
+    ``W R S`` has norm at most ``s``, so the projection's ``|T_0| <= (f / z) s (1 + |t_x / z|)``
+    with ``|t_x / z|`` at most its clamp, and the radius is at most
+    ``MAX_EXTENT sqrt(|T_0|^2 + eps2d)`` rounded up (the same for y); a little slack for
+    rounding, and the whole image where a value is not finite."""
+    from .project import MAX_EXTENT
+
+    rot, trans = t.viewmat[:3, :3], t.viewmat[:3, 3]
+    pc = t.means.index_select(0, rows) @ rot.T + trans
+    x, y, z = pc.unbind(-1)
+    scale = torch.exp(t.log_scales.index_select(0, rows).max(dim=1).values)
+    out = []
+    for c, size, f, centre in ((x, camera.width, t.K[0, 0], t.K[0, 2]),
+                               (y, camera.height, t.K[1, 1], t.K[1, 2])):
+        fa = abs(float(f))
+        lim = max(abs(float(size - centre)), abs(float(centre))) / fa + 0.3 * 0.5 * size / fa
+        m = f * c / z + centre
+        r = MAX_EXTENT * torch.sqrt((fa / z * scale * (1 + lim)) ** 2 + eps2d) * 1.0001 + 1.01
+        out += [torch.ceil(m - r - 0.5).clamp(0, size - 1).nan_to_num(0).long(),
+                torch.floor(m + r - 0.5).clamp(0, size - 1).nan_to_num(size - 1).long()]
+    return tuple(out)
 
 
 def _front_to_back(t: _Tensors, near: float, far: float = 1e10) -> torch.Tensor:
