@@ -177,14 +177,17 @@ def _times_unclamped(energy: torch.Tensor, means: torch.Tensor, sh: torch.Tensor
                      block: int = 1 << 16) -> torch.Tensor:
     """``energy [N] float64`` times, in place, the share of each Gaussian's three colour
     channels that the renderer does not clamp at 0 in this view (``sum_k sh_k Y_k(d) + 0.5
-    >= 0``), a block of Gaussians at a time (no second [N] array a view in flight)."""
+    >= 0``), a block of Gaussians at a time (no second [N] array a view in flight), for the
+    Gaussians the view saw only (a zero stays zero: the others are left as they are)."""
     centre = torch.as_tensor(-cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3], dtype=torch.float32)
     degree = {1: 0, 4: 1, 9: 2, 16: 3}[sh.shape[1]]
-    for a in range(0, means.shape[0], block):
-        d = means[a : a + block] - centre
+    seen = torch.nonzero(energy > 0).squeeze(1)
+    for a in range(0, seen.numel(), block):
+        rows = seen[a : a + block]
+        d = means.index_select(0, rows) - centre
         d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        rgb = torch.bmm(sh_basis(degree, d)[:, None, :], sh[a : a + block])[:, 0, :] + 0.5
-        energy[a : a + block] *= (rgb >= 0).double().mean(dim=1)
+        rgb = torch.bmm(sh_basis(degree, d)[:, None, :], sh.index_select(0, rows))[:, 0, :]
+        energy[rows] *= (rgb + 0.5 >= 0).double().mean(dim=1)
     return energy
 
 
