@@ -319,8 +319,14 @@ def read_header(f: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Header:
     meta = entries[0]
     if meta.length > limits.max_meta_bytes:
         raise LimitError(f"metadata stream of {meta.length} bytes (limit {limits.max_meta_bytes})")
-    f.seek(meta.offset)
-    payload = f.read(meta.length)
-    if len(payload) != meta.length or zlib.crc32(payload) != meta.crc:
-        raise ContainerError("corrupt .gsz file: checksum mismatch in stream 'META'")
-    return Header((major, minor), flags, entries, payload, size)
+    return Header((major, minor), flags, entries, read_payload(f, meta), size)
+
+
+def read_payload(f: BinaryIO, entry: Entry) -> bytes:
+    """The payload of the stream ``entry`` (a row of the stream table) of the .gsz file open
+    as ``f``, its checksum verified (ContainerError where it is short or does not match)."""
+    f.seek(entry.offset)
+    payload = f.read(entry.length)
+    if len(payload) != entry.length or zlib.crc32(payload) != entry.crc:
+        raise ContainerError(f"corrupt .gsz file: checksum mismatch in stream {entry.kind!r}")
+    return payload

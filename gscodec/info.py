@@ -10,32 +10,47 @@ it answers in the same time for a file of any size. (``gscodec bitrate report``,
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import budget
 from .cameras import Camera
 from .decoder import checked_meta, header_memory, largest_part
 from .formats.chunks import FLAG_CHUNKED, MAX_LAYERS, PARTS_KIND, TABLE_KIND, table_size
 from .formats.errors import ContainerError, unreadable
-from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header
+from .formats.gsz import DEFAULT_LIMITS, Header, Limits, read_header, read_payload
 from .sidemeta import parse_views
 from .streams import ATTRIBUTE_OF_KIND, IMPORTANCE, OTHER_STREAMS
 
 
-def _read(path: str | os.PathLike[str], limits: Limits
-          ) -> tuple[Header, dict[str, Any], int, int, dict[str, Any]]:
-    """Header, metadata, Gaussian count, SH degree and the per-stream metadata of a file."""
+def _read(path: str | os.PathLike[str], limits: Limits, table: bool = False
+          ) -> tuple[Header, dict[str, Any], int, int, dict[str, Any], bytes | None]:
+    """Header, metadata, Gaussian count, SH degree and the per-stream metadata of a file, and
+    with ``table`` a chunked file's chunk table (:func:`_chunk_table`; None for a plain file
+    or without ``table``)."""
     p = Path(path)
     try:
         with p.open("rb") as f:
             header = read_header(f, limits)
+            payload = _chunk_table(f, header, limits) if table else None
     except OSError as e:
         raise unreadable(p, e, ContainerError, "a .gsz file") from None
     meta, n, degree = checked_meta(header.meta_payload, limits)
     streams = meta.get("streams") if isinstance(meta.get("streams"), dict) else {}
-    return header, meta, n, degree, streams
+    return header, meta, n, degree, streams, payload
+
+
+def _chunk_table(f: BinaryIO, header: Header, limits: Limits) -> bytes | None:
+    """A chunked file's chunk table payload (checksum verified), None for a plain file
+    (ContainerError where the table is missing or longer than ``limits`` allow)."""
+    if not header.flags & FLAG_CHUNKED:
+        return None
+    table = next((e for e in header.entries if e.kind == TABLE_KIND), None)
+    if table is None:
+        raise ContainerError("corrupt .gsz file: a chunked file without its chunk table")
+    if table.length > table_size(limits.max_chunks, MAX_LAYERS):
+        raise ContainerError(f"corrupt .gsz file: a chunk table of {table.length} bytes")
+    return read_payload(f, table)
 
 
 def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -44,7 +59,7 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
     estimated memory of a base-layer decode (GSZ.md 4.1) and the file's size. ContainerError
     (LimitError for limits) where the header or metadata is bad; the attribute streams are not
     checked (``gscodec decode`` and ``bitrate report`` do that)."""
-    header, meta, n, degree, stream_meta = _read(path, limits)
+    header, meta, n, degree, stream_meta, table = _read(path, limits, table=True)
     per_g = (lambda b: 8.0 * b / n) if n else (lambda b: 0.0)
     streams = [{"stream": e.kind,
                 "attribute": ATTRIBUTE_OF_KIND.get(e.kind, OTHER_STREAMS.get(e.kind)),
@@ -64,38 +79,25 @@ def info(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> di
             "decode_memory_bytes": header_memory(header.meta_payload, n, degree,
                                                  header.file_size, header.entries,
                                                  header.flags, limits,
-                                                 _largest_part(path, header, n, limits))}
+                                                 _largest_part(header, table, n, limits))}
 
 
-def _largest_part(path: str | os.PathLike[str], header: Header, n: int, limits: Limits
-                  ) -> int | None:
-    """A chunked file's largest part, from its chunk table (read and checked); None for a
-    plain file (ContainerError where the table is missing, too long or corrupt)."""
-    if not header.flags & FLAG_CHUNKED:
+def _largest_part(header: Header, table: bytes | None, n: int, limits: Limits) -> int | None:
+    """A chunked file's largest part, from its chunk ``table`` (checked); None for a plain
+    file."""
+    if table is None:
         return None
-    entries = {e.kind: e for e in header.entries}
-    table, parts = entries.get(TABLE_KIND), entries.get(PARTS_KIND)
-    if table is None or parts is None:
-        raise ContainerError("corrupt .gsz file: a chunked file without its chunk table")
-    if table.length > table_size(limits.max_chunks, MAX_LAYERS):
-        raise ContainerError(f"corrupt .gsz file: a chunk table of {table.length} bytes")
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            f.seek(table.offset)
-            payload = f.read(table.length)
-    except OSError as e:
-        raise unreadable(p, e, ContainerError, "a .gsz file") from None
-    if len(payload) != table.length or zlib.crc32(payload) != table.crc:
-        raise ContainerError(f"corrupt .gsz file: checksum mismatch in stream {TABLE_KIND!r}")
-    return largest_part(payload, parts.length, n, limits)
+    parts = next((e for e in header.entries if e.kind == PARTS_KIND), None)
+    if parts is None:
+        raise ContainerError("corrupt .gsz file: a chunked file without its parts")
+    return largest_part(table, parts.length, n, limits)
 
 
 def side_cameras(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
                  ) -> list[Camera]:
     """The cameras of a .gsz file's side information (empty without any), from its header and
     metadata only: the views the encoder measured, which a held-out evaluation leaves out."""
-    header, _, _, _, streams = _read(path, limits)
+    header, _, _, _, streams, _ = _read(path, limits)
     if "SIDE" not in {e.kind for e in header.entries}:
         return []
     side = streams.get("SIDE")

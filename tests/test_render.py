@@ -144,21 +144,23 @@ def test_gaussians_behind_finished_pixels_are_dropped_without_changing_the_image
     assert sum(dropped) > 0
 
 
-def test_without_autograd_gaussians_behind_a_finished_image_are_not_projected(monkeypatch):
-    # the no-grad path projects and composites in depth order a chunk at a time: once every
-    # pixel has finished (behind an opaque wall) the rest is not even projected
+def _behind_a_wall(g: Gaussians, centres: list[np.ndarray], log_scale: float,
+                   logit: float) -> Gaussians:
+    """``g`` with round, opaque Gaussians at ``centres`` appended (last in storage: a wall
+    first in depth where they lie between the camera and the scene)."""
+    k = len(centres)
+    return Gaussians(np.concatenate([g.means, np.stack(centres)]).astype(np.float32),
+                     np.concatenate([g.quats, [[1.0, 0, 0, 0]] * k]).astype(np.float32),
+                     np.concatenate([g.log_scales, np.full((k, 3), log_scale)]).astype(np.float32),
+                     np.concatenate([g.opacity_logits, [logit] * k]).astype(np.float32),
+                     np.concatenate([g.sh, g.sh[:k]]).astype(np.float32))
+
+
+def _counted_projections(monkeypatch) -> list[int]:
+    """The Gaussians each call of the renderer's projection gets, from now on in the test."""
     import gscodec.render as r
 
-    g = tiny_scene(n=60, seed=5)
-    cam = tiny_camera(seed=5)
-    eye = -cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3]
-    wall = np.stack([0.5 * eye, 0.55 * eye]).astype(np.float32)
-    g = Gaussians(np.concatenate([g.means, wall]),  # (the wall last in storage, first in depth)
-                  np.concatenate([g.quats, np.tile([[1.0, 0, 0, 0]], (2, 1))]).astype(np.float32),
-                  np.concatenate([g.log_scales, np.full((2, 3), 2.0)]).astype(np.float32),
-                  np.concatenate([g.opacity_logits, [8.0, 8.0]]).astype(np.float32),
-                  np.concatenate([g.sh, g.sh[:2]]).astype(np.float32))
-    projected = []
+    projected: list[int] = []
     project = r.project
 
     def counting(means, *args, **kwargs):
@@ -166,6 +168,18 @@ def test_without_autograd_gaussians_behind_a_finished_image_are_not_projected(mo
         return project(means, *args, **kwargs)
 
     monkeypatch.setattr(r, "project", counting)
+    return projected
+
+
+def test_without_autograd_gaussians_behind_a_finished_image_are_not_projected(monkeypatch):
+    # the no-grad path projects and composites in depth order a chunk at a time: once every
+    # pixel has finished (behind an opaque wall) the rest is not even projected
+    import gscodec.render as r
+
+    cam = tiny_camera(seed=5)
+    eye = -cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3]
+    g = _behind_a_wall(tiny_scene(n=60, seed=5), [0.5 * eye, 0.55 * eye], 2.0, 8.0)
+    projected = _counted_projections(monkeypatch)
     monkeypatch.setattr(r, "PROJECT_CHUNK", 8)
     with torch.no_grad():
         image = render(g, cam, backend="cpu").image.numpy()
@@ -432,21 +446,9 @@ def test_gaussians_behind_finished_pixels_are_dropped_before_their_projection(mo
     eye = -cam.viewmat[:3, :3].T @ cam.viewmat[:3, 3]
     side = np.cross(eye, [0.0, 0.0, 1.0])
     # (six layers: a pixel finishes where its transmittance falls to 1e-4)
-    wall = np.stack([k * eye + 0.15 * side / np.linalg.norm(side)
-                     for k in (0.8, 0.81, 0.82, 0.83, 0.84, 0.85)])
-    g = Gaussians(np.concatenate([g.means, wall.astype(np.float32)]),
-                  np.concatenate([g.quats, [[1.0, 0, 0, 0]] * 6]).astype(np.float32),
-                  np.concatenate([g.log_scales, [[-1.0, -1.0, -1.0]] * 6]).astype(np.float32),
-                  np.concatenate([g.opacity_logits, [9.0] * 6]).astype(np.float32),
-                  np.concatenate([g.sh, g.sh[:6]]).astype(np.float32))
-    projected = []
-    project = r.project
-
-    def counting(means, *args, **kwargs):
-        projected.append(means.shape[0])
-        return project(means, *args, **kwargs)
-
-    monkeypatch.setattr(r, "project", counting)
+    g = _behind_a_wall(g, [k * eye + 0.15 * side / np.linalg.norm(side)
+                           for k in (0.8, 0.81, 0.82, 0.83, 0.84, 0.85)], -1.0, 9.0)
+    projected = _counted_projections(monkeypatch)
     monkeypatch.setattr(r, "PROJECT_CHUNK", 16)
     with torch.no_grad():
         image = render(g, cam, backend="cpu").image.numpy()

@@ -15,7 +15,7 @@ from ..cameras import Camera
 from ..gaussians import Gaussians
 from ..parallel import threaded_iter
 from . import cpu
-from .project import ALPHA_THRESHOLD, project
+from .project import ALPHA_THRESHOLD, MAX_EXTENT, project
 from .sh import sh_to_rgb
 
 BACKENDS = ("auto", "cpu", "gsplat")
@@ -272,9 +272,8 @@ def _render_cpu(t: _Tensors, camera: Camera, degree: int, eps2d: float, near_pla
     for a in range(0, order.numel(), PROJECT_CHUNK):
         rows = order[a : a + PROJECT_CHUNK].long()
         if not canvas.fresh:
-            rows = rows.index_select(0, torch.nonzero(_not_hidden(
-                t, rows, canvas.done.reshape(camera.height, camera.width), camera,
-                eps2d)).squeeze(1))
+            rows = rows[_not_hidden(t, rows, canvas.done.reshape(camera.height, camera.width),
+                                    camera, eps2d)]
             if rows.numel() == 0:
                 continue
         m2d, con, _, rad, col, op = screen(rows)
@@ -309,8 +308,6 @@ def _screen_bounds(t: _Tensors, rows: torch.Tensor, camera: Camera, eps2d: float
     with ``|t_x / z|`` at most its clamp, and the radius is at most
     ``MAX_EXTENT sqrt(|T_0|^2 + eps2d)`` rounded up (the same for y); a little slack for
     rounding, and the whole image where a value is not finite."""
-    from .project import MAX_EXTENT
-
     rot, trans = t.viewmat[:3, :3], t.viewmat[:3, 3]
     pc = t.means.index_select(0, rows) @ rot.T + trans
     x, y, z = pc.unbind(-1)
